@@ -1,0 +1,105 @@
+"""File systems built as plain files, offline: no loop devices, no mounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from composer import tools
+
+MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+
+
+def _sparse_file(path: Path, size: int) -> None:
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+
+
+def make_vfat(image: Path, size: int, tree: Path, volume_id: str, label: str, log: Path) -> None:
+    """A FAT32 file system of ``size`` bytes holding the contents of ``tree``."""
+    image.unlink(missing_ok=True)
+    tools.run(
+        [
+            "mkfs.vfat",
+            "-F",
+            "32",
+            "-n",
+            label,
+            "-i",
+            volume_id,
+            "--invariant",
+            "-C",
+            str(image),
+            str(size // 1024),
+        ],
+        log=log,
+    )
+    entries = sorted(tree.iterdir())
+    if entries:
+        tools.run(
+            ["mcopy", "-s", "-p", "-m", "-i", str(image), *map(str, entries), "::/"],
+            env=MTOOLS_ENV,
+            log=log,
+        )
+
+
+def make_ext4(
+    image: Path,
+    size: int,
+    tree: Path,
+    fs_uuid: str,
+    label: str,
+    hash_seed: str,
+    log: Path,
+    epoch: int | None = None,
+) -> None:
+    """An ext4 file system of ``size`` bytes populated from ``tree`` (ownership kept: root)."""
+    image.unlink(missing_ok=True)
+    _sparse_file(image, size)
+    env = {}
+    if epoch is not None:
+        env["E2FSPROGS_FAKE_TIME"] = str(epoch)
+    tools.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-U",
+            fs_uuid,
+            "-E",
+            f"hash_seed={hash_seed},root_owner=0:0,lazy_itable_init=1",
+            "-d",
+            str(tree),
+            str(image),
+        ],
+        env=env,
+        log=log,
+    )
+
+
+def copy_into(src: Path, dest: Path, offset: int) -> None:
+    """Copy ``src`` into ``dest`` at byte ``offset``, keeping holes (only data extents move)."""
+    size = src.stat().st_size
+    with open(src, "rb") as fin, open(dest, "r+b") as fout:
+        sfd, dfd = fin.fileno(), fout.fileno()
+        pos = 0
+        while pos < size:
+            try:
+                data = os.lseek(sfd, pos, os.SEEK_DATA)
+            except OSError:  # no more data: the rest is a hole
+                break
+            hole = os.lseek(sfd, data, os.SEEK_HOLE)
+            _copy_range(sfd, dfd, data, offset + data, hole - data)
+            pos = hole
+
+
+def _copy_range(sfd: int, dfd: int, src_off: int, dst_off: int, length: int) -> None:
+    while length > 0:
+        n = os.copy_file_range(sfd, dfd, length, src_off, dst_off)
+        if n == 0:
+            raise OSError("copy_file_range made no progress")
+        src_off += n
+        dst_off += n
+        length -= n

@@ -1,0 +1,80 @@
+"""Debian root trees with mmdebstrap; downloaded .debs kept in a cache between builds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from composer import tools
+from composer.arch import Arch
+
+
+def mmdebstrap(
+    target: Path,
+    *,
+    suite: str,
+    mirror: str,
+    arch: Arch,
+    packages: Sequence[str],
+    archive_cache: Path,
+    log: Path,
+    variant: str = "minbase",
+) -> None:
+    """Create ``target`` (must not exist yet) as a root tree with ``packages`` installed.
+
+    The kernel's own initrd is skipped (INITRD=No): the image boots a UKI whose initrd is
+    built separately, generic and not host-only.
+    """
+    archive_cache.mkdir(parents=True, exist_ok=True)
+    cache = str(archive_cache.resolve())
+    argv = [
+        "mmdebstrap",
+        f"--variant={variant}",
+        "--mode=root",
+        f"--architectures={arch.debian}",
+        "--aptopt=APT::Install-Recommends \"false\"",
+        "--aptopt=Acquire::Retries \"3\"",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        "--skip=download/empty",
+        f"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
+        f"find {cache} -maxdepth 1 -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives/\" {{}} +",
+        f"--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' "
+        f"-exec cp -n -t {cache}/ {{}} + ; rm -f \"$1\"/var/cache/apt/archives/*.deb",
+        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt/* "
+        "\"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old",
+    ]
+    if packages:
+        argv.append("--include=" + ",".join(packages))
+    argv += [suite, str(target), mirror]
+    tools.run(argv, env={"INITRD": "No", "LC_ALL": "C.UTF-8"}, log=log)
+
+
+def installed_packages(tree: Path) -> dict[str, str]:
+    """Package name -> version of every package installed in ``tree``."""
+    text = tools.output(
+        [
+            "dpkg-query",
+            f"--admindir={tree}/var/lib/dpkg",
+            "-W",
+            "-f=${db:Status-Abbrev}\t${Package}\t${Version}\n",
+        ]
+    )
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        status, name, version = line.split("\t")
+        if status.startswith("ii"):
+            result[name] = version
+    return dict(sorted(result.items()))
+
+
+def kernel_version(tree: Path) -> str:
+    """The one kernel installed in ``tree`` (its /usr/lib/modules directory name)."""
+    moddir = tree / "usr/lib/modules"
+    versions = sorted(p.name for p in moddir.iterdir() if (p / "modules.dep").exists())
+    if not versions:
+        raise FileNotFoundError(f"no kernel modules in {moddir}: is a linux-image package listed?")
+    return versions[-1]

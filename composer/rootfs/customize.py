@@ -1,0 +1,143 @@
+"""Apply the blueprint's customizations to a root tree, offline (no boot, no network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from composer import DATA, tools
+from composer.blueprint import Customizations, User
+from composer.errors import ComposerError
+
+CHECK_UNIT = "dps-composer-check.service"
+FSTAB_HEADER = (
+    "# dps-composer: / and every partition with a Discoverable Partitions type are found\n"
+    "# by systemd-gpt-auto-generator; no entries are needed for them here.\n"
+)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def prepare_system(tree: Path) -> None:
+    """What every image needs whatever the blueprint: first-boot identity, no fstab root."""
+    # mmdebstrap copies the build host's hostname and resolver; neither belongs in an image.
+    (tree / "etc/hostname").unlink(missing_ok=True)
+    _write(tree / "etc/resolv.conf", "")
+    # Empty machine-id: generated at first boot (ConditionFirstBoot), never baked in.
+    _write(tree / "etc/machine-id", "", 0o444)
+    (tree / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    _write(tree / "etc/fstab", FSTAB_HEADER)
+    (tree / "efi").mkdir(mode=0o755, exist_ok=True)
+
+
+def install_check_unit(tree: Path) -> None:
+    """The boot check: runs only when the VM carries the dps-composer.check credential."""
+    data = DATA / "check"
+    unit_dir = tree / "usr/lib/systemd/system"
+    script = tree / "usr/libexec/dps-composer/check"
+    _write(unit_dir / CHECK_UNIT, (data / CHECK_UNIT).read_text())
+    _write(script, (data / "dps-composer-check").read_text(), 0o755)
+    wants = tree / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / CHECK_UNIT
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"/usr/lib/systemd/system/{CHECK_UNIT}")
+
+
+def apply(tree: Path, c: Customizations, log: Path) -> None:
+    if c.hostname:
+        _write(tree / "etc/hostname", c.hostname + "\n")
+        _set_hosts(tree, c.hostname)
+    for group in c.group:
+        argv = ["groupadd", "--root", str(tree)]
+        if group.gid is not None:
+            argv += ["--gid", str(group.gid)]
+        tools.run([*argv, group.name], log=log)
+    for user in c.user:
+        _add_user(tree, user, log)
+    for key in c.sshkey:
+        _add_key(tree, key.user, key.key)
+    if c.timezone.timezone:
+        _set_timezone(tree, c.timezone.timezone)
+    for verb, units in (
+        ("enable", c.services.enabled),
+        ("disable", c.services.disabled),
+        ("mask", c.services.masked),
+    ):
+        if units:
+            tools.run(["systemctl", f"--root={tree}", verb, *units], log=log)
+
+
+def _set_hosts(tree: Path, hostname: str) -> None:
+    hosts = tree / "etc/hosts"
+    lines = hosts.read_text().splitlines() if hosts.exists() else ["127.0.0.1\tlocalhost"]
+    lines = [ln for ln in lines if not ln.startswith("127.0.1.1")]
+    lines.insert(1, f"127.0.1.1\t{hostname}")
+    _write(hosts, "\n".join(lines) + "\n")
+
+
+def _add_user(tree: Path, user: User, log: Path) -> None:
+    argv = ["useradd", "--root", str(tree), "--create-home", "--shell", user.shell or "/bin/bash"]
+    if user.description:
+        argv += ["--comment", user.description]
+    if user.home:
+        argv += ["--home-dir", user.home]
+    if user.uid is not None:
+        argv += ["--uid", str(user.uid)]
+    if user.gid is not None:
+        argv += ["--gid", str(user.gid)]
+    if user.groups:
+        missing = [g for g in user.groups if not _has_group(tree, g)]
+        if missing:
+            raise ComposerError(
+                f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
+                "in the image; add them under [[customizations.group]]"
+            )
+        argv += ["--groups", ",".join(user.groups)]
+    if user.password:
+        argv += ["--password", user.password]
+    tools.run([*argv, user.name], log=log)
+    if user.key:
+        _add_key(tree, user.name, user.key)
+
+
+def _has_group(tree: Path, name: str) -> bool:
+    return any(ln.split(":", 1)[0] == name for ln in (tree / "etc/group").read_text().splitlines())
+
+
+def _passwd_entry(tree: Path, name: str) -> tuple[int, int, str]:
+    for line in (tree / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return int(fields[2]), int(fields[3]), fields[5]
+    raise ComposerError(f"customizations.sshkey: user '{name}' does not exist in the image")
+
+
+def _add_key(tree: Path, user: str, key: str) -> None:
+    uid, gid, home = _passwd_entry(tree, user)
+    ssh = tree / home.lstrip("/") / ".ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = ssh / "authorized_keys"
+    existing = keys.read_text() if keys.exists() else ""
+    keys.write_text(existing + key.strip() + "\n")
+    keys.chmod(0o600)
+    for path in (ssh, keys):
+        os.chown(path, uid, gid)
+
+
+def _set_timezone(tree: Path, tz: str) -> None:
+    zone = tree / "usr/share/zoneinfo" / tz
+    if ".." in tz or not zone.is_file():
+        raise ComposerError(
+            f"customizations.timezone.timezone: '{tz}' is not a zone in the image "
+            "(is the tzdata package listed in [[packages]]?)"
+        )
+    localtime = tree / "etc/localtime"
+    localtime.unlink(missing_ok=True)
+    localtime.symlink_to(f"/usr/share/zoneinfo/{tz}")
+    _write(tree / "etc/timezone", tz + "\n")
+

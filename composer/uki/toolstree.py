@@ -1,0 +1,71 @@
+"""The tools tree: a Debian trixie tree with dracut, ukify, systemd-boot and systemd's
+offline tools. The build host (bookworm) has none of them at the versions needed; every
+command that needs them runs chrooted into this tree. Built once and reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from composer.arch import Arch
+from composer.rootfs.apt import mmdebstrap
+
+TOOLS_SUITE = "trixie"
+TOOLS_MIRROR = "http://deb.debian.org/debian"
+TOOLS_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "dracut-core",
+    "systemd-ukify",
+    "systemd-boot-efi",
+    "systemd-boot-tools",
+    "systemd-cryptsetup",
+    "systemd-repart",
+    "systemd-container",
+    "cryptsetup-bin",
+    "lvm2",
+    "dmsetup",
+    "kmod",
+    "zstd",
+    "tpm2-tools",
+    "python3-pefile",
+)
+LAYOUT_VERSION = 1  # bump when what the tree must contain changes
+
+
+def tools_key(arch: Arch) -> str:
+    spec = {"suite": TOOLS_SUITE, "arch": arch.debian, "packages": TOOLS_PACKAGES, "v": LAYOUT_VERSION}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:
+    """The cached tools tree for ``arch``, built if missing (atomically: temp dir + rename)."""
+    trees = cache_dir / "trees"
+    final = trees / f"tools-{TOOLS_SUITE}-{arch.debian}-{tools_key(arch)}"
+    if (final / "usr/bin/ukify").exists():
+        return final
+    trees.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tools-", dir=trees))
+    try:
+        target = tmp / "tree"
+        mmdebstrap(
+            target,
+            suite=TOOLS_SUITE,
+            mirror=TOOLS_MIRROR,
+            arch=arch,
+            packages=TOOLS_PACKAGES,
+            archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{arch.debian}",
+            log=log,
+        )
+        try:
+            target.rename(final)
+        except OSError:
+            if not (final / "usr/bin/ukify").exists():  # lost a race to a concurrent build? fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,1 @@
+"""Boot validation: firmware selection, accelerator choice, swtpm, QEMU, serial parsing, verdict."""

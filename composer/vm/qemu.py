@@ -1,0 +1,159 @@
+"""The QEMU command line for a boot test, and QEMU as a child process that always dies with us."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from composer.vm.firmware import Firmware
+
+CHECK_CREDENTIAL = "dps-composer.check"
+CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
+
+
+def detect_format(path: Path) -> str:
+    """qcow2 when the file starts with the qcow magic, else raw."""
+    with open(path, "rb") as fh:
+        return "qcow2" if fh.read(4) == b"QFI\xfb" else "raw"
+
+
+def machine_args(firmware: Firmware) -> list[str]:
+    if firmware.requires_smm:
+        return [
+            "-machine",
+            f"{firmware.machine},smm=on",
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on",
+        ]
+    return ["-machine", firmware.machine]
+
+
+def firmware_args(firmware: Firmware, vars_copy: Path) -> list[str]:
+    """Machine type plus split flash: read-only code (unit 0), a private varstore copy (unit 1)."""
+    code = f"if=pflash,unit=0,readonly=on,format={firmware.code_format},file={firmware.code}"
+    vars_fmt = detect_format(vars_copy) if vars_copy.exists() else firmware.vars_format
+    nvram = f"if=pflash,unit=1,format={vars_fmt},file={vars_copy}"
+    return [*machine_args(firmware), "-drive", code, "-drive", nvram]
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    firmware: Firmware
+    vars_copy: Path
+    accel_args: Sequence[str]
+    console_log: Path
+    check_log: Path
+    image: Path | None = None
+    snapshot: bool = True  # never modify the image unless asked
+    tpm_args: Sequence[str] = ()
+    memory: str = "2048M"
+    smp: int = 2
+    credentials: Mapping[str, str] = field(default_factory=lambda: {CHECK_CREDENTIAL: "1"})
+    extra: Sequence[str] = ()
+
+
+def _disk_args(image: Path, snapshot: bool) -> list[str]:
+    drive = f"if=none,id=disk0,file={image},format={detect_format(image)}"
+    if snapshot:  # writes go to a throw-away overlay: no need to flush them
+        drive += ",snapshot=on,cache=unsafe"
+    return ["-drive", drive, "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
+
+
+def _serial_args(cfg: QemuConfig) -> list[str]:
+    """ttyS0 → console log; check channel → ttyS1 (x86) or a named virtio-serial port."""
+    args = ["-chardev", f"file,id=console,path={cfg.console_log}", "-serial", "chardev:console"]
+    args += ["-chardev", f"file,id=check,path={cfg.check_log}"]
+    if cfg.firmware.arch in ("x86_64", "i386"):
+        args += ["-serial", "chardev:check"]
+    else:
+        port = f"virtserialport,chardev=check,name={CHECK_PORT_NAME}"
+        args += ["-device", "virtio-serial-pci", "-device", port]
+    return args
+
+
+def build_command(qemu: str, cfg: QemuConfig) -> list[str]:
+    argv = [qemu, *firmware_args(cfg.firmware, cfg.vars_copy), *cfg.accel_args]
+    argv += ["-m", cfg.memory, "-smp", str(cfg.smp)]
+    argv += ["-nodefaults", "-display", "none", "-no-reboot", "-no-user-config"]
+    argv += _serial_args(cfg)
+    for name, value in cfg.credentials.items():
+        argv += ["-smbios", f"type=11,value=io.systemd.credential:{name}={value}"]
+    argv += ["-device", "virtio-rng-pci"]
+    if cfg.image is not None:
+        argv += _disk_args(cfg.image, cfg.snapshot)
+    argv += [*cfg.tpm_args, *cfg.extra]
+    return argv
+
+
+class QemuProcess:
+    """QEMU in its own process group; leaving the context kills it (TERM, then KILL) and reaps."""
+
+    def __init__(self, argv: Sequence[str], log: Path, term_grace: float = 5.0) -> None:
+        self.argv = list(argv)
+        self.log = log
+        self.term_grace = term_grace
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+
+    def __enter__(self) -> QemuProcess:
+        self._log_fh = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us, not QEMU: we stop it in order
+            )
+        except BaseException:
+            self._log_fh.close()
+            raise
+        return self
+
+    def poll(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        """SIGTERM the group, SIGKILL after the grace period, always reap."""
+        if self.proc is None:
+            return
+        for sig, grace in ((signal.SIGTERM, self.term_grace), (signal.SIGKILL, 10.0)):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            if self.wait(grace) is not None:
+                break
+        self.proc.poll()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            if self._log_fh:
+                self._log_fh.close()

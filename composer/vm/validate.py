@@ -1,0 +1,235 @@
+"""Expectations for a booted image and the pure judgement of what the guest (or serial) said."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer.errors import ComposerError
+from composer.vm.serial import SerialEvent, last_milestone, milestone_times
+
+# DPS root partition type UUIDs (UAPI.2), for images without a manifest.
+DPS_ROOT = {
+    "x86_64": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+    "aarch64": "b921b045-1df0-41c3-af44-4c6f280d3fae",
+}
+_ROOT_ARG = re.compile(r"(?:^|\s)root=(\S*)")
+
+
+@dataclass(frozen=True)
+class Expectations:
+    root_type_uuid: str
+    tpm: bool = True
+    secure_boot: bool | None = None  # None: don't care
+    expected_pcrs: dict[int, str] = field(default_factory=dict)
+    architecture: str = "x86_64"
+
+
+def expectations_from_manifest(manifest: dict[str, Any]) -> Expectations:
+    arch = str(manifest.get("architecture") or "x86_64")
+    expect = manifest.get("expect") or {}
+    if not isinstance(expect, dict):
+        raise ComposerError("manifest.json: 'expect' must be an object")
+    root = expect.get("root_type_uuid") or DPS_ROOT.get(arch)
+    if not root:
+        raise ComposerError(f"manifest.json: no expect.root_type_uuid and no default for {arch}")
+    pcrs = {int(k): str(v).lower() for k, v in (expect.get("pcrs") or {}).items()}
+    sb = expect.get("secure_boot")
+    return Expectations(
+        root_type_uuid=str(root).lower(),
+        tpm=bool(expect.get("tpm", True)),
+        secure_boot=None if sb is None else bool(sb),
+        expected_pcrs=pcrs,
+        architecture=arch,
+    )
+
+
+def load_expectations(image: Path, architecture: str = "x86_64") -> Expectations:
+    """From manifest.json next to the image, else DPS defaults for the architecture."""
+    path = image.parent / "manifest.json"
+    if not path.exists():
+        return Expectations(root_type_uuid=DPS_ROOT[architecture], architecture=architecture)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ComposerError(f"{path}: cannot read manifest: {err}") from err
+    if not isinstance(manifest, dict):
+        raise ComposerError(f"{path}: manifest is not a JSON object")
+    return expectations_from_manifest(manifest)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    checks: list[Check]
+    timings: dict[str, float] = field(default_factory=dict)
+    serial_log: Path | None = None
+    accel: str | None = None
+    firmware: str | None = None
+    guest: dict[str, Any] | None = None  # the raw check result
+    serial_tail: list[str] = field(default_factory=list)
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["serial_log"] = str(self.serial_log) if self.serial_log else None
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+def parse_check_payload(text: str) -> dict[str, Any]:
+    """The guest's JSON; a broken payload becomes {"parse_error": …} (judged as a failure)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        return {"parse_error": str(err), "raw": text[:2000]}
+    return data if isinstance(data, dict) else {"parse_error": "not an object", "raw": text[:2000]}
+
+
+def failed_units(guest: dict[str, Any]) -> list[str]:
+    units = []
+    for line in guest.get("failed_units") or []:
+        words = str(line).lstrip("●*× ").split()
+        if words:
+            units.append(words[0])
+    return units
+
+
+def fstab_root_lines(guest: dict[str, Any]) -> list[str]:
+    return [
+        ln
+        for ln in guest.get("fstab") or []
+        if len(str(ln).split()) > 1 and str(ln).split()[1] == "/"
+    ]
+
+
+def _root_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
+    root = guest.get("root") or {}
+    cmd = _ROOT_ARG.findall(str(guest.get("cmdline") or ""))
+    fstab = fstab_root_lines(guest)
+    ptype = str(root.get("parttype") or "").lower()
+    src = root.get("source")
+    auto = root.get("gpt_auto_root")
+    type_ok = ptype == exp.root_type_uuid.lower()
+    how = f"/ is {src} ({root.get('fstype')}), partition type {ptype or 'unknown'}"
+    if auto:
+        how += f", /dev/gpt-auto-root -> {auto}"
+    if not type_ok:
+        detail = f"{how}; expected {exp.root_type_uuid}"
+    elif cmd or fstab:
+        detail = f"{how}; but root was configured explicitly (cmdline/fstab), not discovered"
+    else:
+        detail = how
+    return [
+        Check("root-discovered", type_ok and not cmd and not fstab, detail),
+        Check(
+            "no-root-on-cmdline",
+            not cmd,
+            f"cmdline has root={cmd[0]}" if cmd else "no root= on the kernel command line",
+        ),
+        Check(
+            "no-fstab-root",
+            not fstab,
+            f"fstab mounts /: {fstab[0]}" if fstab else "fstab has no entry for /",
+        ),
+    ]
+
+
+def _tpm_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
+    tpm = guest.get("tpm") or {}
+    pcrs = {str(k): str(v).lower() for k, v in (tpm.get("pcrs") or {}).items()}
+    out = []
+    if exp.tpm:
+        ok = bool(tpm.get("tpm0")) and bool(tpm.get("tpmrm0"))
+        have = [d for d in ("tpm0", "tpmrm0") if tpm.get(d)]
+        out.append(Check("tpm", ok, f"present: {', '.join(have) or 'none'}; {len(pcrs)} PCRs read"))
+    for n, want in sorted(exp.expected_pcrs.items()):
+        got = pcrs.get(str(n))
+        detail = f"PCR {n} = {got or 'unreadable'}" + ("" if got == want else f", expected {want}")
+        out.append(Check(f"pcr-{n}", got == want.lower(), detail))
+    return out
+
+
+def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
+    if "parse_error" in guest:
+        return [
+            Check("booted", True, "the guest check ran"),
+            Check("check-result", False, f"unreadable check result: {guest['parse_error']}"),
+        ]
+    state = guest.get("system_state")
+    checks = [Check("booted", True, f"check result received (system state: {state})")]
+    checks += _root_checks(guest, exp)
+    failed = failed_units(guest)
+    checks.append(
+        Check(
+            "no-failed-units",
+            not failed,
+            f"failed: {', '.join(failed)}" if failed else "no failed units",
+        )
+    )
+    checks += _tpm_checks(guest, exp)
+    if exp.secure_boot is not None:
+        got = guest.get("secure_boot")
+        ok = got is exp.secure_boot
+        checks.append(
+            Check(
+                "secure-boot",
+                ok,
+                f"Secure Boot is {_onoff(got)}, expected {_onoff(exp.secure_boot)}",
+            )
+        )
+    return checks
+
+
+def _onoff(value: object) -> str:
+    return (
+        {True: "on", False: "off"}.get(value, "unknown") if isinstance(value, bool) else "unknown"
+    )
+
+
+def _serial_checks(events: Sequence[SerialEvent]) -> list[Check]:
+    """No result from the guest: name what failed from the fatal signs seen on the console."""
+    fatal = [e for e in events if e.kind == "fatal"]
+    last = last_milestone(events)
+    reached = f"last milestone: {last.name} at {last.t:.1f} s" if last else "no milestone seen"
+    booted_sign = next((e for e in fatal if e.check == "booted"), None)
+    first = booted_sign or (fatal[0] if fatal else None)
+    detail = f"no check result; {reached}" + (f"; {first.line}" if first else "")
+    checks = [Check("booted", False, detail)]
+    for e in fatal:
+        if e.check and e.check != "booted" and not any(c.name == e.check for c in checks):
+            checks.append(Check(e.check, False, f"{e.line} (at {e.t:.1f} s)"))
+    return checks
+
+
+def judge(
+    check_json: dict[str, Any] | None,
+    serial_events: Sequence[SerialEvent],
+    expectations: Expectations,
+) -> Verdict:
+    """Pure verdict from the guest's check result (or its absence) and the serial evidence."""
+    if check_json is not None:
+        checks = _guest_checks(check_json, expectations)
+    else:
+        checks = _serial_checks(serial_events)
+    return Verdict(
+        passed=all(c.passed for c in checks),
+        checks=checks,
+        timings=milestone_times(serial_events),
+        guest=check_json,
+    )
