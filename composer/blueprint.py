@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -208,13 +208,11 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        field = next(
-            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
-        )
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         if field is None:
             return None
-        ann = field.annotation
-        inner = getattr(ann, "__args__", (ann,))[0] if getattr(ann, "__args__", None) else ann
+        args = get_args(field.annotation)
+        inner = args[0] if args else field.annotation
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             model = inner
         else:
@@ -241,7 +239,9 @@ def _describe(err: dict[str, Any]) -> str:
 
 def _loc(err: dict[str, Any]) -> tuple[str | int, ...]:
     # pydantic appends pseudo-locations for unions and literals; drop them.
-    return tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith(("literal[", "function-")))
+    return tuple(
+        p for p in err["loc"] if isinstance(p, int) or not p.startswith(("literal[", "function-"))
+    )
 
 
 def parse(text: str, file: str = "<blueprint>") -> Blueprint:
@@ -250,7 +250,9 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise BlueprintError(file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
+        raise BlueprintError(
+            file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}"
+        ) from None
     try:
         return Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:

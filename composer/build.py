@@ -20,7 +20,7 @@ from composer import output
 from composer.boot.systemd_boot import stage_systemd_boot, uki_file_name
 from composer.disk.fs import copy_into, make_ext4, make_vfat
 from composer.disk.gpt import GptEntry, write_gpt
-from composer.plan import Plan, derive_uuid
+from composer.plan import PartitionPlan, Plan
 from composer.rootfs import apt, customize
 from composer.uki.build import build_uki
 from composer.uki.toolstree import ensure_tools_tree
@@ -119,13 +119,19 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
         stage_systemd_boot(esp_tree, tools_tree, arch.efi, plan.loader_timeout)
         shutil.copyfile(uki.path, esp_tree / uki_rel)
         esp_img = work / "esp.img"
-        volume_id = derive_uuid(_seed(plan), "fs:esp:volume-id").hex[:8]
+        volume_id = plan.derive("fs:esp:volume-id").hex[:8]
         make_vfat(esp_img, esp_part.size, esp_tree, volume_id, esp_part.fs_label, ctx.log)
     with _timed(ctx, stage, "root file system"):
         root_img = work / "root.img"
-        hash_seed = str(derive_uuid(_seed(plan), "fs:root:hash-seed"))
+        hash_seed = str(plan.derive("fs:root:hash-seed"))
         make_ext4(
-            root_img, root_part.size, root, root_part.fs_uuid, root_part.fs_label, hash_seed, ctx.log
+            root_img,
+            root_part.size,
+            root,
+            root_part.fs_uuid,
+            root_part.fs_label,
+            hash_seed,
+            ctx.log,
         )
     raw = staging / plan.output_name("raw")
     with _timed(ctx, stage, "disk"):
@@ -150,13 +156,7 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
     return BuildResult(manifest_path, files, ctx.log, ctx.timings)
 
 
-def _seed(plan: Plan) -> Any:
-    import uuid
-
-    return uuid.UUID(plan.seed)
-
-
-def _gpt_entry(p: Any) -> GptEntry:
+def _gpt_entry(p: PartitionPlan) -> GptEntry:
     return GptEntry(p.number, p.start, p.size, p.type_uuid, p.uuid, p.label)
 
 

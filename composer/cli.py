@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from composer import blueprint as bp_mod
+from composer.build import StageHook
+from composer.build import build as run_build
 from composer.errors import ComposerError
-from composer.plan import make_plan
+from composer.plan import Plan, make_plan
 
 app = typer.Typer(
     help="Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them.",
@@ -31,7 +33,7 @@ def _fail(exc: ComposerError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def _load_plan(path: Path):  # type: ignore[no-untyped-def]
+def _load_plan(path: Path) -> Plan:
     blueprint = bp_mod.load(path)
     return make_plan(blueprint, str(path))
 
@@ -56,8 +58,6 @@ def build(
     ] = None,
 ) -> None:
     """Build the image: root tree, UKI, ESP, disk, outputs and manifest.json."""
-    from composer.build import build as run_build
-
     try:
         p = _load_plan(blueprint)
         with _progress() as stage:
@@ -71,11 +71,13 @@ def build(
         out.print(f"[green]wrote[/] {path}")
     out.print(f"[green]wrote[/] {result.manifest}")
     total = sum(result.timings.values())
-    out.print(f"built in {total:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    out.print(
+        f"built in {total:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    )
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[bp_mod.Any]:
+def _progress() -> Iterator[StageHook]:
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -43,4 +43,6 @@ class ToolError(ComposerError):
 
 class MissingToolError(ComposerError):
     def __init__(self, tool: str, package: str) -> None:
-        super().__init__(f"{tool} not found: install the Debian package '{package}' (scripts/setup.sh)")
+        super().__init__(
+            f"{tool} not found: install the Debian package '{package}' (scripts/setup.sh)"
+        )

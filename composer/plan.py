@@ -81,6 +81,10 @@ class Plan:
     def root_type_uuid(self) -> str:
         return self.partition("root").type_uuid
 
+    def derive(self, purpose: str) -> uuid.UUID:
+        """A UUID for ``purpose``, fixed by the plan's seed."""
+        return derive_uuid(uuid.UUID(self.seed), purpose)
+
     def output_name(self, fmt: str) -> str:
         return f"{self.name}.{fmt}"
 

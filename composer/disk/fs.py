@@ -27,7 +27,6 @@ def make_vfat(image: Path, size: int, tree: Path, volume_id: str, label: str, lo
             label,
             "-i",
             volume_id,
-            "--invariant",
             "-C",
             str(image),
             str(size // 1024),

@@ -38,7 +38,13 @@ def _attrs(bits: int) -> str:
 
 
 def sfdisk_script(disk_guid: str, entries: Sequence[GptEntry]) -> str:
-    lines = ["label: gpt", f"label-id: {disk_guid.upper()}", "unit: sectors", "sector-size: 512", ""]
+    lines = [
+        "label: gpt",
+        f"label-id: {disk_guid.upper()}",
+        "unit: sectors",
+        "sector-size: 512",
+        "",
+    ]
     for e in entries:
         if e.start % SECTOR or e.size % SECTOR:
             raise ValueError(f"partition {e.number} is not sector aligned")

@@ -32,20 +32,20 @@ def mmdebstrap(
         f"--variant={variant}",
         "--mode=root",
         f"--architectures={arch.debian}",
-        "--aptopt=APT::Install-Recommends \"false\"",
-        "--aptopt=Acquire::Retries \"3\"",
+        '--aptopt=APT::Install-Recommends "false"',
+        '--aptopt=Acquire::Retries "3"',
         "--dpkgopt=path-exclude=/usr/share/doc/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         "--skip=download/empty",
-        f"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\" && "
+        f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
         f"find {cache} -maxdepth 1 -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives/\" {{}} +",
         f"--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' "
-        f"-exec cp -n -t {cache}/ {{}} + ; rm -f \"$1\"/var/cache/apt/archives/*.deb",
-        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/log/apt/* "
-        "\"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old",
+        f'-exec cp -n -t {cache}/ {{}} + ; rm -f "$1"/var/cache/apt/archives/*.deb',
+        '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* '
+        '"$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old',
     ]
     if packages:
         argv.append("--include=" + ",".join(packages))

@@ -140,4 +140,3 @@ def _set_timezone(tree: Path, tz: str) -> None:
     localtime.unlink(missing_ok=True)
     localtime.symlink_to(f"/usr/share/zoneinfo/{tz}")
     _write(tree / "etc/timezone", tz + "\n")
-

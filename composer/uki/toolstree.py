@@ -38,7 +38,12 @@ LAYOUT_VERSION = 1  # bump when what the tree must contain changes
 
 
 def tools_key(arch: Arch) -> str:
-    spec = {"suite": TOOLS_SUITE, "arch": arch.debian, "packages": TOOLS_PACKAGES, "v": LAYOUT_VERSION}
+    spec = {
+        "suite": TOOLS_SUITE,
+        "arch": arch.debian,
+        "packages": TOOLS_PACKAGES,
+        "v": LAYOUT_VERSION,
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -94,8 +94,9 @@ class SerialScanner:
         self.tail: deque[str] = deque(maxlen=keep_lines)
         self._seen: set[tuple[str, str]] = set()
 
-    def feed(self, line: str, t: float, *, partial: bool = False) -> list[SerialEvent]:
-        if not partial:
+    def feed(self, line: str, t: float, *, remember: bool = True) -> list[SerialEvent]:
+        """Scan one line; ``remember=False`` for unfinished lines and the check channel."""
+        if remember:
             self.tail.append(line)
         new: list[SerialEvent] = []
         for name, rx in MILESTONES:

@@ -79,6 +79,7 @@ class Verdict:
     firmware: str | None = None
     guest: dict[str, Any] | None = None  # the raw check result
     serial_tail: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)

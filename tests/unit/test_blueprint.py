@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from composer.blueprint import load, parse
 from composer.errors import BlueprintError
@@ -34,7 +35,7 @@ def test_minimal_blueprint_gets_defaults() -> None:
 
 def test_result_is_immutable() -> None:
     bp = parse(MINIMAL)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         bp.name = "other"  # type: ignore[misc]
 
 
@@ -45,7 +46,9 @@ def test_wrong_type_names_line_and_key() -> None:
 
 
 def test_unknown_key_names_line_key_and_valid_keys() -> None:
-    e = err('name = "x"\n[[customizations.user]]\nname = "a1"\n[[customizations.user]]\nname = "b"\nshel = "/bin/sh"\n')
+    e = err(
+        'name = "x"\n[[customizations.user]]\nname = "a1"\n[[customizations.user]]\nname = "b"\nshel = "/bin/sh"\n'
+    )
     assert (e.line, e.key) == (6, "customizations.user[1].shel")
     assert "unknown key" in e.message and "shell" in e.message
 

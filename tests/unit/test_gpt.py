@@ -5,10 +5,23 @@ from composer.disk.gpt import GptEntry, read_gpt, sfdisk_script, write_gpt
 from composer.units import MiB
 
 ENTRIES = [
-    GptEntry(1, MiB, 64 * MiB, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
-             "11111111-2222-3333-4444-555555555555", "esp"),
-    GptEntry(2, 65 * MiB, 30 * MiB, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-             "66666666-7777-8888-9999-aaaaaaaaaaaa", "root-x86-64", attrs=(1 << 59) | (1 << 63)),
+    GptEntry(
+        1,
+        MiB,
+        64 * MiB,
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+        "11111111-2222-3333-4444-555555555555",
+        "esp",
+    ),
+    GptEntry(
+        2,
+        65 * MiB,
+        30 * MiB,
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+        "66666666-7777-8888-9999-aaaaaaaaaaaa",
+        "root-x86-64",
+        attrs=(1 << 59) | (1 << 63),
+    ),
 ]
 DISK = "0b8d6a2e-0d3c-4c55-9d1e-6f8a4dbe6c11"
 

@@ -1,0 +1,32 @@
+"""Read files out of file systems inside a raw image, offline (mtools, debugfs)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from composer import tools
+from composer.disk.fs import MTOOLS_ENV
+
+
+def read_vfat_file(image: Path, offset: int, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "file"
+        tools.run(
+            ["mcopy", "-n", "-i", f"{image}@@{offset}", f"::{path}", str(dest)], env=MTOOLS_ENV
+        )
+        return dest.read_bytes()
+
+
+def list_vfat_dir(image: Path, offset: int, path: str) -> list[str]:
+    text = tools.output(["mdir", "-b", "-i", f"{image}@@{offset}", f"::{path}"], env=MTOOLS_ENV)
+    return sorted(line.rstrip("/").rsplit("/", 1)[-1] for line in text.splitlines() if line.strip())
+
+
+def read_ext4_file(image: Path, offset: int, path: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "file"
+        tools.run(["debugfs", "-R", f"dump {path} {dest}", f"{image}?offset={offset}"])
+        if not dest.exists():
+            raise FileNotFoundError(f"{path} not found in the ext4 file system at offset {offset}")
+        return dest.read_bytes()

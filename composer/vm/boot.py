@@ -1,0 +1,222 @@
+"""Boot an image in QEMU/OVMF (+ swtpm) and judge it: the `dps-composer boot` command's engine."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from composer.arch import get_arch
+from composer.errors import ComposerError
+from composer.tools import which
+from composer.vm.firmware import Firmware, select_firmware
+from composer.vm.kvm import Accel, resolve_accel
+from composer.vm.qemu import QemuConfig, QemuProcess, build_command
+from composer.vm.serial import SerialEvent, SerialScanner, SerialTail, find_check_payload
+from composer.vm.tpm import swtpm
+from composer.vm.validate import (
+    Expectations,
+    Verdict,
+    judge,
+    load_expectations,
+    parse_check_payload,
+)
+
+Console = Callable[[str], None]
+POLL_INTERVAL = 0.25
+POWEROFF_GRACE = 20.0  # after the check line: time for the guest to power off by itself
+FATAL_GRACE = 3.0  # after a fatal sign: keep reading, the next lines usually explain it
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Outcome:
+    """What the monitor loop saw."""
+
+    check: dict[str, Any] | None = None
+    reason: str = ""  # check | fatal | exited | timeout
+    exit_status: int | None = None
+    elapsed: float = 0.0
+    synthetic: list[SerialEvent] = field(default_factory=list)
+
+
+def _report(console: Console, ev: SerialEvent) -> None:
+    label = ev.name if ev.kind == "milestone" else f"FATAL {ev.name}"
+    console(f"{ev.t:7.1f}s  {label}: {ev.line[:120]}")
+
+
+def _read_serial(
+    console_tail: SerialTail, check_tail: SerialTail, scanner: SerialScanner, t: float
+) -> tuple[list[SerialEvent], str | None]:
+    """New events from both channels and the first check payload seen (if any)."""
+    events: list[SerialEvent] = []
+    payload: str | None = None
+    lines, partial = console_tail.poll()
+    for lt, line in lines:
+        payload = payload or find_check_payload(line)  # fallback: the guest had no ttyS1
+        events += scanner.feed(line, lt)
+    if partial:
+        events += scanner.feed(partial, t, remember=False)
+    for lt, line in check_tail.poll()[0]:
+        found = find_check_payload(line)
+        if found is not None:
+            payload = payload or found
+            events += scanner.feed(line, lt, remember=False)
+    return events, payload
+
+
+def monitor(
+    qemu: QemuProcess,
+    console_log: Path,
+    check_log: Path,
+    scanner: SerialScanner,
+    timeout: float,
+    console: Console,
+) -> Outcome:
+    """Tail both serial logs until the check line, a fatal sign, QEMU's exit or the deadline."""
+    start = time.monotonic()
+    tails = SerialTail(console_log, start), SerialTail(check_log, start)
+    out = Outcome()
+    check_at = fatal_at = None
+    while True:
+        now = time.monotonic()
+        exited = qemu.poll() is not None  # read once more after the exit: nothing is lost
+        events, payload = _read_serial(*tails, scanner, round(now - start, 2))
+        for ev in events:
+            _report(console, ev)
+        if payload is not None and out.check is None:
+            out.check, check_at = parse_check_payload(payload), now
+        if fatal_at is None and any(e.kind == "fatal" for e in events):
+            fatal_at = now
+        out.elapsed = round(now - start, 2)
+        if exited:
+            out.reason, out.exit_status = ("check" if out.check else "exited"), qemu.poll()
+        elif check_at is not None:
+            out.reason = "check" if now - check_at > POWEROFF_GRACE else ""
+        elif fatal_at is not None and now - fatal_at > FATAL_GRACE:
+            out.reason = "fatal"
+        elif now - start > timeout:
+            out.reason = "timeout"
+        if out.reason:
+            return out
+        time.sleep(POLL_INTERVAL)
+
+
+def _explain(out: Outcome, scanner: SerialScanner, qemu_log: Path, timeout: float) -> None:
+    """Turn a missing result into evidence judge() can name (as synthetic fatal events)."""
+    if out.check is not None or out.reason == "fatal":
+        return
+    if out.reason == "timeout":
+        line = f"no check result within {timeout:g} s"
+    elif any(e.name == "power-off" for e in scanner.events):
+        line = "guest powered off without a check result (is dps-composer-check.service enabled?)"
+    else:
+        err = qemu_log.read_text(errors="replace").strip().splitlines()[-3:]
+        line = f"QEMU exited with status {out.exit_status}: {' | '.join(err) or 'no output'}"
+    out.synthetic.append(SerialEvent("fatal", out.reason, out.elapsed, line, "booted"))
+
+
+def _firmware_for(exp: Expectations, secure_boot: bool | None, console: Console) -> Firmware:
+    arch = get_arch(exp.architecture)
+    sb = exp.secure_boot if secure_boot is None else secure_boot
+    fw = select_firmware(arch, arch.machine, bool(sb))
+    console(f"firmware: {fw.descriptor.name} ({fw.code.name}, {fw.description})")
+    return fw
+
+
+def _keep(work: Path, keep_dir: Path, verdict: Verdict) -> None:
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(work, keep_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
+    verdict.serial_log = keep_dir / "serial.log"
+    (keep_dir / "verdict.json").write_text(verdict.to_json() + "\n")
+
+
+def _run_vm(
+    work: Path,
+    cfg: QemuConfig,
+    tpm: bool,
+    timeout: float,
+    console: Console,
+) -> tuple[Outcome, SerialScanner]:
+    scanner = SerialScanner()
+    qemu_bin = which(f"qemu-system-{cfg.firmware.arch}")
+    with ExitStack() as stack:  # leaves in reverse: QEMU is stopped before swtpm
+        if tpm:
+            handle = stack.enter_context(swtpm(work, cfg.firmware.arch))
+            cfg = replace(cfg, tpm_args=handle.qemu_args)
+            console(f"swtpm: pid {handle.pid}, socket {handle.socket}")
+        argv = build_command(qemu_bin, cfg)
+        (work / "qemu.cmdline").write_text(" ".join(argv) + "\n")
+        qemu = stack.enter_context(QemuProcess(argv, work / "qemu.log"))
+        console(f"qemu: pid {qemu.pid}, serial log {cfg.console_log}")
+        out = monitor(qemu, cfg.console_log, cfg.check_log, scanner, timeout, console)
+    _explain(out, scanner, work / "qemu.log", timeout)
+    return out, scanner
+
+
+def boot_image(
+    image: Path,
+    *,
+    expectations: Expectations | None = None,
+    accel: str = "auto",
+    timeout: float = 600.0,
+    secure_boot: bool | None = None,
+    vars_file: Path | None = None,
+    tpm: bool = True,
+    keep_dir: Path | None = None,
+    console: Console | None = None,
+    writable: bool = False,
+    memory: str = "2048M",
+    smp: int = 2,
+    extra_qemu_args: Sequence[str] = (),
+) -> Verdict:
+    """Boot ``image`` under OVMF (+ swtpm), watch the serial ports and judge the result.
+
+    Never modifies the image unless ``writable``. Everything it starts is stopped and its temp
+    dir removed on every path (also on KeyboardInterrupt); with ``keep_dir`` the work files
+    (serial.log, check.log, qemu.log, qemu.cmdline, swtpm.log, vars.fd, verdict.json) are kept.
+    """
+    say = console or _quiet
+    image = image.resolve()
+    if not image.is_file():
+        raise ComposerError(f"{image}: no such image file")
+    exp = expectations or load_expectations(image)
+    fw = _firmware_for(exp, secure_boot, say)
+    chosen: Accel = resolve_accel(accel, fw)
+    say(f"accelerator: {chosen.name} ({chosen.reason})")
+    work = Path(tempfile.mkdtemp(prefix="dps-composer-boot-"))
+    try:
+        vars_copy = work / "vars.fd"
+        shutil.copyfile(vars_file or fw.vars_template, vars_copy)
+        cfg = QemuConfig(
+            firmware=fw,
+            vars_copy=vars_copy,
+            accel_args=chosen.args,
+            console_log=work / "serial.log",
+            check_log=work / "check.log",
+            image=image,
+            snapshot=not writable,
+            memory=memory,
+            smp=smp,
+            extra=tuple(extra_qemu_args),
+        )
+        out, scanner = _run_vm(work, cfg, tpm, timeout, say)
+        verdict = judge(out.check, [*scanner.events, *out.synthetic], exp)
+        verdict.timings["total"] = out.elapsed
+        verdict.accel, verdict.firmware = chosen.name, str(fw.descriptor)
+        verdict.serial_tail = list(scanner.tail)
+        verdict.notes.append(f"accelerator: {chosen.reason}")
+        say(f"verdict: {'PASS' if verdict.passed else 'FAIL'} after {out.elapsed:.1f} s")
+        if keep_dir is not None:
+            _keep(work, keep_dir, verdict)
+        return verdict
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

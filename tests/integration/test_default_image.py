@@ -1,0 +1,100 @@
+"""The default blueprint end to end: built, inspected offline, booted and judged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from composer import dps
+from composer.disk.gpt import read_gpt
+from composer.disk.read import list_vfat_dir, read_ext4_file, read_vfat_file
+from composer.pe import sections
+
+from .conftest import composer, manifest
+
+pytestmark = pytest.mark.integration
+
+ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+ESP = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+NAME = "debian-uki-sdboot"
+
+
+def test_outputs_and_manifest(default_image: Path) -> None:
+    m = manifest(default_image)
+    for o in m["outputs"]:
+        assert (default_image / o["file"]).stat().st_size == o["size"]
+    assert {o["format"] for o in m["outputs"]} == {"raw", "qcow2"}
+    assert m["uki"]["kernel_version"] in m["uki"]["path"]
+    assert m["packages"]["systemd"]
+    assert not list(default_image.glob(".*partial*")), "staging directory left behind"
+
+
+def test_gpt_has_dps_types(default_image: Path) -> None:
+    raw = default_image / f"{NAME}.raw"
+    disk_guid, entries = read_gpt(raw)
+    m = manifest(default_image)
+    assert disk_guid == m["disk"]["guid"]
+    assert [e.type_uuid for e in entries] == [ESP, ROOT_X86_64]
+    assert [e.uuid for e in entries] == [p["uuid"] for p in m["disk"]["partitions"]]
+    assert dps.by_uuid(entries[1].type_uuid).name == "root-x86-64"  # type: ignore[union-attr]
+
+
+def test_uki_and_boot_loader_on_esp(default_image: Path) -> None:
+    raw = default_image / f"{NAME}.raw"
+    m = manifest(default_image)
+    esp = m["disk"]["partitions"][0]["offset"]
+    uki = read_vfat_file(raw, esp, m["uki"]["path"])
+    s = sections(uki)
+    for name in (".linux", ".initrd", ".cmdline", ".osrel", ".uname", ".sbat"):
+        assert name in s, f"UKI lacks {name}"
+    cmdline = s[".cmdline"].rstrip(b"\0").decode()
+    assert "root=" not in cmdline
+    assert cmdline.startswith("console=tty0 console=ttyS0")
+    assert b"ID=debian" in s[".osrel"]
+    assert "BOOTX64.EFI" in list_vfat_dir(raw, esp, "/EFI/BOOT")
+    assert "systemd-bootx64.efi" in list_vfat_dir(raw, esp, "/EFI/systemd")
+    assert b"timeout 0" in read_vfat_file(raw, esp, "/loader/loader.conf")
+
+
+def test_no_fstab_entry_for_root(default_image: Path) -> None:
+    raw = default_image / f"{NAME}.raw"
+    root = manifest(default_image)["disk"]["partitions"][1]["offset"]
+    fstab = read_ext4_file(raw, root, "/etc/fstab").decode()
+    entries = [ln.split() for ln in fstab.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert not [e for e in entries if len(e) > 1 and e[1] == "/"]
+    assert read_ext4_file(raw, root, "/etc/machine-id") == b""
+    assert read_ext4_file(raw, root, "/etc/hostname") == b"dps-debian\n"
+
+
+def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
+    verdict_file = tmp_path / "verdict.json"
+    proc = composer(
+        "boot", str(default_image / f"{NAME}.qcow2"), "--json", str(verdict_file), check=False
+    )
+    verdict = json.loads(verdict_file.read_text())
+    assert proc.returncode == 0, verdict
+    assert verdict["passed"] is True
+    names = {c["name"]: c for c in verdict["checks"]}
+    assert names["root-discovered"]["passed"]
+    assert names["no-failed-units"]["passed"]
+    assert names["tpm"]["passed"]
+
+
+def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Path) -> None:
+    image = tmp_path / f"{NAME}.raw"
+    shutil.copyfile(default_image / f"{NAME}.raw", image)
+    shutil.copyfile(default_image / "manifest.json", tmp_path / "manifest.json")
+    generic = str(dps.by_name("linux-generic").uuid)
+    subprocess.run(["sfdisk", "--part-type", str(image), "2", generic], check=True)
+    verdict_file = tmp_path / "verdict.json"
+    proc = composer("boot", str(image), "--json", str(verdict_file), check=False)
+    assert proc.returncode != 0
+    verdict = json.loads(verdict_file.read_text())
+    assert verdict["passed"] is False
+    failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
+    assert "root-discovered" in failed, verdict
+    assert "root-discovered" in proc.stdout + proc.stderr
