@@ -76,6 +76,68 @@ def build(
     )
 
 
+@app.command()
+def boot(
+    image: Annotated[Path, typer.Argument(help="Disk image (raw or qcow2)")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the verdict as JSON to this file")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
+    ] = None,
+    accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Keep serial logs and work files here (default: IMAGE-NAME.boot/)"),
+    ] = None,
+    tpm: Annotated[bool, typer.Option("--tpm/--no-tpm", help="Attach an swtpm TPM 2.0")] = True,
+) -> None:
+    """Boot IMAGE in QEMU with OVMF and swtpm and judge it: PASS exits 0, FAIL exits 1."""
+    from composer.vm.boot import boot_image
+    from composer.vm.validate import load_expectations
+
+    if accel not in ("auto", "kvm", "tcg"):
+        _fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
+    keep_dir = keep or image.parent / f"{image.name}.boot"
+    try:
+        expectations = load_expectations(image)
+        verdict = boot_image(
+            image,
+            expectations=expectations,
+            accel=accel,
+            timeout=timeout or _manifest_timeout(image),
+            tpm=tpm,
+            keep_dir=keep_dir,
+            console=lambda line: err.print(f"[dim]{line}[/]", highlight=False),
+        )
+    except ComposerError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: QEMU and swtpm stopped[/]")
+        raise typer.Exit(130) from None
+    for check in verdict.checks:
+        mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
+        out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+    out.print(
+        ("[bold green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]")
+        + f" {image.name} (serial log: {keep_dir / 'serial.log'})",
+        highlight=False,
+    )
+    if json_out is not None:
+        json_out.write_text(verdict.to_json() + "\n")
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
+def _manifest_timeout(image: Path) -> float:
+    import json
+
+    manifest = image.parent / "manifest.json"
+    try:
+        return float(json.loads(manifest.read_text())["validate"]["timeout"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 600.0
+
+
 @contextlib.contextmanager
 def _progress() -> Iterator[StageHook]:
     progress = Progress(

@@ -17,7 +17,13 @@ from composer.tools import which
 from composer.vm.firmware import Firmware, select_firmware
 from composer.vm.kvm import Accel, resolve_accel
 from composer.vm.qemu import QemuConfig, QemuProcess, build_command
-from composer.vm.serial import SerialEvent, SerialScanner, SerialTail, find_check_payload
+from composer.vm.serial import (
+    CHECK_PREFIX,
+    SerialEvent,
+    SerialScanner,
+    SerialTail,
+    find_check_payload,
+)
 from composer.vm.tpm import swtpm
 from composer.vm.validate import (
     Expectations,
@@ -31,6 +37,7 @@ Console = Callable[[str], None]
 POLL_INTERVAL = 0.25
 POWEROFF_GRACE = 20.0  # after the check line: time for the guest to power off by itself
 FATAL_GRACE = 3.0  # after a fatal sign: keep reading, the next lines usually explain it
+CHECK_MARK = CHECK_PREFIX + "(result received)"  # scanned instead of the JSON itself
 
 
 def _quiet(_: str) -> None:
@@ -61,15 +68,16 @@ def _read_serial(
     payload: str | None = None
     lines, partial = console_tail.poll()
     for lt, line in lines:
-        payload = payload or find_check_payload(line)  # fallback: the guest had no ttyS1
-        events += scanner.feed(line, lt)
+        found = find_check_payload(line)  # fallback channel: the guest had no ttyS1
+        payload = payload or found
+        events += scanner.feed(CHECK_MARK if found else line, lt, remember=found is None)
     if partial:
         events += scanner.feed(partial, t, remember=False)
     for lt, line in check_tail.poll()[0]:
         found = find_check_payload(line)
         if found is not None:
             payload = payload or found
-            events += scanner.feed(line, lt, remember=False)
+            events += scanner.feed(CHECK_MARK, lt, remember=False)
     return events, payload
 
 
@@ -125,7 +133,12 @@ def _explain(out: Outcome, scanner: SerialScanner, qemu_log: Path, timeout: floa
 
 
 def _firmware_for(exp: Expectations, secure_boot: bool | None, console: Console) -> Firmware:
-    arch = get_arch(exp.architecture)
+    try:
+        arch = get_arch(exp.architecture)
+    except KeyError:
+        raise ComposerError(
+            f"cannot boot {exp.architecture} images (no QEMU setup for it)"
+        ) from None
     sb = exp.secure_boot if secure_boot is None else secure_boot
     fw = select_firmware(arch, arch.machine, bool(sb))
     console(f"firmware: {fw.descriptor.name} ({fw.code.name}, {fw.description})")
@@ -196,6 +209,7 @@ def boot_image(
     try:
         vars_copy = work / "vars.fd"
         shutil.copyfile(vars_file or fw.vars_template, vars_copy)
+        say(f"varstore: private copy of {vars_file or fw.vars_template}")
         cfg = QemuConfig(
             firmware=fw,
             vars_copy=vars_copy,
@@ -213,7 +227,10 @@ def boot_image(
         verdict.timings["total"] = out.elapsed
         verdict.accel, verdict.firmware = chosen.name, str(fw.descriptor)
         verdict.serial_tail = list(scanner.tail)
-        verdict.notes.append(f"accelerator: {chosen.reason}")
+        verdict.notes += [
+            f"accelerator: {chosen.reason}",
+            f"varstore: {vars_file or fw.vars_template}",
+        ]
         say(f"verdict: {'PASS' if verdict.passed else 'FAIL'} after {out.elapsed:.1f} s")
         if keep_dir is not None:
             _keep(work, keep_dir, verdict)

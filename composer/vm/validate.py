@@ -9,15 +9,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer import dps
 from composer.errors import ComposerError
 from composer.vm.serial import SerialEvent, last_milestone, milestone_times
 
-# DPS root partition type UUIDs (UAPI.2), for images without a manifest.
-DPS_ROOT = {
-    "x86_64": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-    "aarch64": "b921b045-1df0-41c3-af44-4c6f280d3fae",
-}
 _ROOT_ARG = re.compile(r"(?:^|\s)root=(\S*)")
+_SPAN_PART = re.compile(r"([\d.]+)(h|min|ms|us|µs|s)\b")
+_PHASE = re.compile(r"((?:[\d.]+(?:h|min|ms|us|µs|s)\s*)+)\((\w+)\)")
+_UNIT = {"h": 3600.0, "min": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
 
 
 @dataclass(frozen=True)
@@ -29,14 +28,26 @@ class Expectations:
     architecture: str = "x86_64"
 
 
+def default_root_type(arch: str) -> str:
+    """The DPS root partition type of an architecture (for images without a manifest)."""
+    return str(dps.by_designator("root", arch).uuid)
+
+
+def type_label(uuid: str) -> str:
+    """ "root-x86-64 (4f68…)" for a DPS type, else the bare UUID."""
+    try:
+        known = dps.by_uuid(uuid)
+    except ValueError:
+        known = None
+    return f"{known.name} ({uuid})" if known else uuid
+
+
 def expectations_from_manifest(manifest: dict[str, Any]) -> Expectations:
     arch = str(manifest.get("architecture") or "x86_64")
     expect = manifest.get("expect") or {}
     if not isinstance(expect, dict):
         raise ComposerError("manifest.json: 'expect' must be an object")
-    root = expect.get("root_type_uuid") or DPS_ROOT.get(arch)
-    if not root:
-        raise ComposerError(f"manifest.json: no expect.root_type_uuid and no default for {arch}")
+    root = expect.get("root_type_uuid") or default_root_type(arch)
     pcrs = {int(k): str(v).lower() for k, v in (expect.get("pcrs") or {}).items()}
     sb = expect.get("secure_boot")
     return Expectations(
@@ -52,7 +63,7 @@ def load_expectations(image: Path, architecture: str = "x86_64") -> Expectations
     """From manifest.json next to the image, else DPS defaults for the architecture."""
     path = image.parent / "manifest.json"
     if not path.exists():
-        return Expectations(root_type_uuid=DPS_ROOT[architecture], architecture=architecture)
+        return Expectations(default_root_type(architecture), architecture=architecture)
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -119,6 +130,20 @@ def fstab_root_lines(guest: dict[str, Any]) -> list[str]:
     ]
 
 
+def span_seconds(text: str) -> float:
+    """systemd time span ("1min 2.345s", "830ms") in seconds."""
+    return sum(float(n) * _UNIT[u] for n, u in _SPAN_PART.findall(text))
+
+
+def analyze_timings(guest: dict[str, Any]) -> dict[str, float]:
+    """Guest-side phases from `systemd-analyze time`: guest-firmware, -loader, -kernel, …"""
+    for line in guest.get("analyze") or []:
+        if "Startup finished in" in str(line):
+            phases = _PHASE.findall(str(line))
+            return {f"guest-{name}": round(span_seconds(span), 3) for span, name in phases}
+    return {}
+
+
 def _root_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     root = guest.get("root") or {}
     cmd = _ROOT_ARG.findall(str(guest.get("cmdline") or ""))
@@ -127,11 +152,11 @@ def _root_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     src = root.get("source")
     auto = root.get("gpt_auto_root")
     type_ok = ptype == exp.root_type_uuid.lower()
-    how = f"/ is {src} ({root.get('fstype')}), partition type {ptype or 'unknown'}"
+    how = f"/ is {src} ({root.get('fstype')}), type {type_label(ptype) if ptype else 'unknown'}"
     if auto:
         how += f", /dev/gpt-auto-root -> {auto}"
     if not type_ok:
-        detail = f"{how}; expected {exp.root_type_uuid}"
+        detail = f"{how}; expected {type_label(exp.root_type_uuid)}"
     elif cmd or fstab:
         detail = f"{how}; but root was configured explicitly (cmdline/fstab), not discovered"
     else:
@@ -186,14 +211,11 @@ def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     checks += _tpm_checks(guest, exp)
     if exp.secure_boot is not None:
         got = guest.get("secure_boot")
-        ok = got is exp.secure_boot
-        checks.append(
-            Check(
-                "secure-boot",
-                ok,
-                f"Secure Boot is {_onoff(got)}, expected {_onoff(exp.secure_boot)}",
-            )
-        )
+        detail = f"Secure Boot is {_onoff(got)}, expected {_onoff(exp.secure_boot)}"
+        raw = (guest.get("efi") or {}).get("secure_boot_var")
+        if got is not exp.secure_boot:
+            detail += f" (SecureBoot variable bytes: {raw or 'unreadable'})"
+        checks.append(Check("secure-boot", got is exp.secure_boot, detail))
     return checks
 
 
@@ -228,9 +250,12 @@ def judge(
         checks = _guest_checks(check_json, expectations)
     else:
         checks = _serial_checks(serial_events)
+    timings = milestone_times(serial_events)
+    if check_json is not None:
+        timings.update(analyze_timings(check_json))
     return Verdict(
         passed=all(c.passed for c in checks),
         checks=checks,
-        timings=milestone_times(serial_events),
+        timings=timings,
         guest=check_json,
     )

@@ -1,0 +1,141 @@
+"""Serial text cleaning, milestones, fatal signs and the tailer (fake clock, real files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from composer.vm.serial import (
+    SerialScanner,
+    SerialTail,
+    clean_lines,
+    find_check_payload,
+    last_milestone,
+    milestone_times,
+    scan_text,
+    strip_ansi,
+)
+
+# Shapes taken from real OVMF / systemd-boot / kernel / systemd output under QEMU.
+OVMF = (
+    '\x1b[2J\x1b[01;01H\x1b[=3h\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001 "UEFI Misc Device" '
+    "from PciRoot(0x0)/Pci(0x2,0x0)\r\n"
+    'BdsDxe: starting Boot0001 "UEFI Misc Device" from PciRoot(0x0)/Pci(0x2,0x0)\r\n'
+    "\x1b[!p\x1b]104\x07\x1b[?7h"
+)
+LINUX = (
+    "[    0.000000] Linux version 6.12.107+deb13-amd64 (debian-kernel@lists.debian.org)\r\n"
+    "[\x1b[0;32m  OK  \x1b[0m] Mounted \x1b[0;1;39msysroot.mount\x1b[0m - /sysroot.\r\n"
+    "[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System.\r\n"
+    "\x1b[6n\x1b[32766;32766H\x1b[6n\r\r\n"
+    "dps-debian login: \ndps-composer-check: state=running root=/dev/vda2\r\n"
+    "[   82.760185] reboot: Power down\r\n"
+)
+
+
+def test_strip_ansi_removes_escapes_and_carriage_returns() -> None:
+    text = strip_ansi(OVMF + LINUX)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "[  OK  ] Mounted sysroot.mount - /sysroot." in text.splitlines()
+
+
+def test_cursor_jumps_break_lines() -> None:
+    shell = "Press ESC in 2 seconds\x1b[05;01HPress ESC in 1 seconds\r\n"
+    assert clean_lines(shell) == ["Press ESC in 2 seconds", "Press ESC in 1 seconds"]
+
+
+def test_clean_lines_drops_blank_lines() -> None:
+    lines = clean_lines(OVMF)
+    assert lines[0].startswith("BdsDxe: loading Boot0001")
+    assert len(lines) == 2
+
+
+def test_milestones_in_order() -> None:
+    events = scan_text(OVMF + LINUX)
+    assert [e.name for e in events if e.kind == "milestone"] == [
+        "firmware",
+        "kernel",
+        "root-mounted",
+        "multi-user",
+        "check",
+        "power-off",
+    ]
+    assert not [e for e in events if e.kind == "fatal"]
+    last = last_milestone(events)
+    assert last is not None and last.name == "power-off"
+
+
+def test_milestone_times_are_first_sighting() -> None:
+    scanner = SerialScanner()
+    scanner.feed("BdsDxe: loading Boot0001", 8.5)
+    scanner.feed("BdsDxe: starting Boot0001", 9.0)
+    scanner.feed("[    0.000000] Linux version 6.12.0", 20.25)
+    assert milestone_times(scanner.events) == {"firmware": 8.5, "kernel": 20.25}
+
+
+def test_fatal_gpt_auto_root_timeout_with_unit_escaping() -> None:
+    line = (
+        "[\x1b[0;1;31m TIME \x1b[0m] Timed out waiting for device "
+        "\x1b[0;1;39mdev-gpt\\x2dauto\\x2droot.device\x1b[0m - /dev/gpt-auto-root.\r\n"
+        "[\x1b[0;1;31mDEPEND\x1b[0m] Dependency failed for \x1b[0;1;39msysroot.mount\x1b[0m\r\n"
+        'You are in emergency mode. After logging in, type "journalctl -xb"\r\n'
+    )
+    fatal = [e for e in scan_text(line) if e.kind == "fatal"]
+    assert [(e.name, e.check) for e in fatal] == [
+        ("root-timeout", "root-discovered"),
+        ("root-dependency", "root-discovered"),
+        ("emergency", "booted"),
+    ]
+    assert "gpt\\x2dauto\\x2droot" in fatal[0].line
+
+
+def test_fatal_firmware_and_kernel_signs() -> None:
+    text = (
+        'BdsDxe: failed to load Boot0001 "UEFI Misc Device" from PciRoot(0x0): Access Denied\r\n'
+        "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n"
+    )
+    names = {e.name: e.check for e in scan_text(text) if e.kind == "fatal"}
+    assert names == {
+        "sb-violation": "secure-boot",
+        "kernel-panic": "booted",
+        "root-missing": "root-discovered",
+    }
+    assert [e.name for e in scan_text("Security Violation\r\n")] == ["sb-violation"]
+
+
+def test_unrelated_access_denied_is_not_fatal() -> None:
+    assert scan_text("sshd: access denied for user x\r\n") == []
+
+
+def test_tail_times_lines_when_they_arrive(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    now = [100.0]
+    tail = SerialTail(log, start=100.0, clock=lambda: now[0])
+    assert tail.poll() == ([], "")  # file not there yet
+    log.write_bytes(b"\x1b[2JBdsDxe: starting Boot0001\r\nLinux vers")
+    now[0] = 108.0
+    lines, partial = tail.poll()
+    assert lines == [(8.0, "BdsDxe: starting Boot0001")]
+    assert partial == "Linux vers"
+    with open(log, "ab") as fh:
+        fh.write("ion 6.12 \u00e9\r\nShell> ".encode())
+    now[0] = 120.5
+    lines, partial = tail.poll()
+    assert lines == [(20.5, "Linux version 6.12 \u00e9")]
+    assert partial == "Shell>"
+
+
+def test_tail_handles_split_utf8(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    data = "caf\u00e9 ok\n".encode()
+    log.write_bytes(data[:4])
+    tail = SerialTail(log, start=0.0, clock=lambda: 1.0)
+    tail.poll()
+    with open(log, "ab") as fh:
+        fh.write(data[4:])
+    assert tail.poll()[0] == [(1.0, "caf\u00e9 ok")]
+
+
+def test_check_payload() -> None:
+    assert find_check_payload('DPS-COMPOSER-CHECK {"a":1}') == '{"a":1}'
+    assert find_check_payload('garbage DPS-COMPOSER-CHECK {"a":1} ') == '{"a":1}'
+    assert find_check_payload("dps-composer-check: state=running") is None
