@@ -6,146 +6,95 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from composer.arch import ARCHES
+from composer.bp_packages import Container, EnabledModule, Package, PackageGroup
+from composer.customizations import Customizations
+from composer.distros import DISTROS
 from composer.errors import BlueprintError
-from composer.tomlpos import dotted, line_of
+from composer.layout import Layout, LayoutError
+from composer.layout import compute as compute_layout
+from composer.tomlpos import dotted, key_lines, line_of
 from composer.units import parse_duration, parse_size
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_CRYPT = re.compile(r"^\$(1|5|6|y|gy|7|2[abxy]?)\$[./A-Za-z0-9$=,]+$")
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
-SUPPORTED_DISTROS = ("debian-13",)
+SUPPORTED_DISTROS = tuple(DISTROS)  # what `build` can make (apt: mmdebstrap, dnf: dnf)
+# Accepted by the loader too, for `dps-composer kickstart` (anaconda installs); `plan`/`build`
+# reject the releases composer/distros.py does not know (composer/plan.py, naming `distro`).
+KICKSTART_DISTRO = re.compile(r"^fedora-(\d{2,3})$")
+
+Loader = Literal["systemd-boot", "grub2", "uki-direct"]
+# Output formats by file suffix (composer/output.py knows how to make and check each).
+OutputFormat = Literal["raw", "raw.zst", "raw.xz", "qcow2", "vmdk", "vhdx", "vhd"]
+Qcow2Compression = Literal["zstd", "zlib", "none"]
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class Package(Model):
-    name: str
-    version: str = "*"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _PACKAGE.match(v):
-            raise ValueError(f"{v!r} is not a package name")
-        return v
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        if v not in ("*", ""):
-            raise ValueError(
-                f"version {v!r}: only '*' (the archive's current version) is supported for "
-                "Debian targets; pin by listing the package without a version"
-            )
-        return "*"
-
-
-class Kernel(Model):
-    name: str | None = None
-    append: str = ""
-
-    @field_validator("append")
-    @classmethod
-    def _no_root(cls, v: str) -> str:
-        for word in v.split():
-            if word.startswith(("root=", "mount.usr=", "rootflags=")):
-                raise ValueError(
-                    f"{word!r}: the root file system is found by its DPS partition type; "
-                    "do not set root= on the command line"
-                )
-        return v
-
-
-class User(Model):
-    name: str
-    description: str = ""
-    password: str | None = None
-    key: str | None = None
-    home: str | None = None
-    shell: str | None = None
-    groups: tuple[str, ...] = ()
-    uid: int | None = None
-    gid: int | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _USER.match(v):
-            raise ValueError(f"{v!r} is not a valid user name (lower case, digits, _ and -)")
-        return v
-
-    @field_validator("password")
-    @classmethod
-    def _crypt(cls, v: str | None) -> str | None:
-        if v is not None and not _CRYPT.match(v):
-            raise ValueError(
-                "must be a crypt(3) hash such as '$y$…' or '$6$…' "
-                "(make one with: mkpasswd -m yescrypt, or openssl passwd -6)"
-            )
-        return v
-
-
-class Group(Model):
-    name: str
-    gid: int | None = None
-
-
-class SshKey(Model):
-    user: str
-    key: str
-
-
-class Timezone(Model):
-    timezone: str | None = None
-    ntpservers: tuple[str, ...] = ()
-
-
-class Services(Model):
-    enabled: tuple[str, ...] = ()
-    disabled: tuple[str, ...] = ()
-    masked: tuple[str, ...] = ()
-
-
-class Customizations(Model):
-    hostname: str | None = None
-    kernel: Kernel = Kernel()
-    user: tuple[User, ...] = ()
-    group: tuple[Group, ...] = ()
-    sshkey: tuple[SshKey, ...] = ()
-    timezone: Timezone = Timezone()
-    services: Services = Services()
-
-    @field_validator("hostname")
-    @classmethod
-    def _hostname(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > 253 or not _HOSTNAME.match(v)):
-            raise ValueError(f"{v!r} is not a valid host name (RFC 1123)")
-        return v
-
-
 class Boot(Model):
-    loader: Literal["systemd-boot"] = "systemd-boot"
+    loader: Loader = "systemd-boot"
     cmdline: str = "console=tty0 console=ttyS0"
-    timeout: int = Field(default=0, ge=0, le=600)
+    # Menu timeout in seconds; default 0 for systemd-boot, 1 for grub2 (its menu shows on serial).
+    timeout: int | None = Field(default=None, ge=0, le=600)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_needs_menu(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("loader") == "uki-direct":
+            raise ValueError(
+                'loader "uki-direct" has no boot menu (the firmware starts the UKI); '
+                "remove boot.timeout or choose systemd-boot or grub2"
+            )
+        return v
+
+
+class SecureBoot(Model):
+    sign: bool = False
+    keys: str | None = None  # key directory (PK, KEK, db); relative to the blueprint file
+
+    @model_validator(mode="after")
+    def _keys_need_sign(self) -> SecureBoot:
+        if self.keys is not None and not self.sign:
+            raise ValueError("keys is set but sign is false: set sign = true to sign with them")
+        if self.keys is not None and not self.keys.strip():
+            raise ValueError("keys: give a directory, or leave it out for the default")
+        return self
 
 
 class Image(Model):
     size: Size = 2 * 1024**3
     esp_size: Size = 256 * 1024**2
-    formats: tuple[Literal["raw", "qcow2"], ...] = ("raw", "qcow2")
+    formats: tuple[OutputFormat, ...] = ("raw", "qcow2")
+    qcow2_compression: Qcow2Compression = "zstd"
     seed: str | None = None
+    # Baked into /etc/machine-id (every VM then shares it); needed by a DPS /var partition.
+    machine_id: str | None = None
+
+    @field_validator("machine_id")
+    @classmethod
+    def _machine_id(cls, v: str | None) -> str | None:
+        if v is not None and (not re.fullmatch(r"[0-9a-f]{32}", v) or v == "0" * 32):
+            raise ValueError(f"{v!r}: a machine ID is 32 lower-case hex digits, not all zero")
+        return v
 
     @field_validator("formats")
     @classmethod
@@ -160,6 +109,27 @@ class Validate(Model):
     tpm: bool = True
 
 
+def _reject_enabled_modules(v: tuple[EnabledModule, ...]) -> tuple[EnabledModule, ...]:
+    if v:
+        raise ValueError("not supported for Debian targets: module streams are a dnf concept")
+    return v
+
+
+def _reject_groups(v: tuple[PackageGroup, ...]) -> tuple[PackageGroup, ...]:
+    if v:
+        raise ValueError(
+            "not supported for Debian targets: package groups are a dnf/comps concept; list the "
+            "packages (or a Debian task-* metapackage) under [[packages]]"
+        )
+    return v
+
+
+def _reject_containers(v: tuple[Container, ...]) -> tuple[Container, ...]:
+    if v:
+        raise ValueError("not supported: embedding container images is not implemented")
+    return v
+
+
 class Blueprint(Model):
     name: str
     description: str = ""
@@ -167,8 +137,16 @@ class Blueprint(Model):
     distro: str = "debian-13"
     architecture: str = "x86_64"
     packages: tuple[Package, ...] = ()
+    modules: tuple[Package, ...] = ()  # osbuild resolves these as packages, and so do we
+    enabled_modules: Annotated[
+        tuple[EnabledModule, ...], AfterValidator(_reject_enabled_modules)
+    ] = ()
+    groups: Annotated[tuple[PackageGroup, ...], AfterValidator(_reject_groups)] = ()
+    containers: Annotated[tuple[Container, ...], AfterValidator(_reject_containers)] = ()
+    minimal: bool = False  # osbuild: no weak dependencies; Debian images never get Recommends
     customizations: Customizations = Customizations()
     boot: Boot = Boot()
+    secureboot: SecureBoot = SecureBoot()
     image: Image = Image()
     validate_: Validate = Field(default=Validate(), alias="validate")
 
@@ -182,8 +160,11 @@ class Blueprint(Model):
     @field_validator("distro")
     @classmethod
     def _distro(cls, v: str) -> str:
-        if v not in SUPPORTED_DISTROS:
-            raise ValueError(f"{v!r} is not supported; supported: {', '.join(SUPPORTED_DISTROS)}")
+        if v not in SUPPORTED_DISTROS and not KICKSTART_DISTRO.match(v):
+            raise ValueError(
+                f"{v!r} is not supported; supported: {', '.join(SUPPORTED_DISTROS)} "
+                "(build), fedora-<release> such as fedora-44 (kickstart only)"
+            )
         return v
 
     @field_validator("architecture")
@@ -251,10 +232,10 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise BlueprintError(
-            file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}"
+            file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
         ) from None
     try:
-        return Blueprint.model_validate(_tuplify(data))
+        bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
@@ -263,7 +244,67 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
         if len(errors) > 1:
             others = "; ".join(dotted(_loc(dict(e))) for e in errors[1:6])
             message += f" (also: {others})"
-        raise BlueprintError(file, line_of(text, loc), dotted(loc), message) from None
+        raise BlueprintError(file, _line(text, loc), dotted(loc), message) from None
+    _check_repositories(bp, text, file)
+    try:
+        layout_of(bp)
+    except LayoutError as exc:
+        raise BlueprintError(file, _line(text, exc.key), dotted(exc.key), exc.message) from None
+    _check_kernel(bp, text, file)
+    return bp
+
+
+def _check_kernel(bp: Blueprint, text: str, file: str) -> None:
+    """customizations.kernel.name names a kernel package of the target's package manager."""
+    name = bp.customizations.kernel.name
+    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
+    if name and family == "apt" and not re.match(r"^linux-image-[a-z0-9][a-z0-9.+-]*$", name):
+        loc = ("customizations", "kernel", "name")
+        raise BlueprintError(
+            file,
+            _line(text, loc),
+            dotted(loc),
+            f"{name!r}: Debian kernels are linux-image-* packages (e.g. linux-image-cloud-amd64)",
+        )
+
+
+def _check_repositories(bp: Blueprint, text: str, file: str) -> None:
+    """[[customizations.repositories]] are dnf repositories: only dnf targets take them."""
+    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
+    if bp.customizations.repositories and family != "dnf":
+        loc = ("customizations", "repositories")
+        raise BlueprintError(
+            file,
+            _line(text, loc),
+            dotted(loc),
+            f"not supported for {bp.distro}: these are dnf/yum repository definitions; the apt "
+            "target uses the distribution's archive",
+        )
+
+
+def _line(text: str, loc: tuple[str | int, ...]) -> int:
+    """The line of ``loc``, else of the first key below it ([a.b.c] for a.b), else 1."""
+    found = line_of(text, loc)
+    if found is not None:
+        return found
+    deeper = [n for path, n in key_lines(text) if path[: len(loc)] == tuple(loc)]
+    return min(deeper) if deeper else 1
+
+
+def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
+    """The partition layout of a blueprint (pure; raises LayoutError naming a key path)."""
+    c = bp.customizations
+    return compute_layout(
+        disk=c.disk,
+        filesystems=c.filesystem,
+        arch=ARCHES[bp.architecture],
+        seed=seed or uuid5(NAMESPACE_URL, f"dps-composer:{bp.name}"),
+        image_size=bp.image.size,
+        esp_size=bp.image.esp_size,
+        name=bp.name,
+        version=bp.version,
+        machine_id=bp.image.machine_id,
+    )
 
 
 def load(path: Path) -> Blueprint:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from composer import blueprint as bp_mod
+from composer import install_cli
 from composer.build import StageHook
 from composer.build import build as run_build
+from composer.cache_cli import cache_app
 from composer.errors import ComposerError
 from composer.plan import Plan, make_plan
+from composer.uki_cli import uki_app
 
 app = typer.Typer(
     help="Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them.",
@@ -56,12 +60,21 @@ def build(
         Path | None,
         typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),
     ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Rebuild every stage; store nothing (packages are still reused)"
+        ),
+    ] = False,
 ) -> None:
-    """Build the image: root tree, UKI, ESP, disk, outputs and manifest.json."""
+    """Build the image: root tree, UKI, ESP, disk, outputs and manifest.json.
+
+    Stages whose inputs did not change since an earlier build are taken from the stage cache.
+    """
     try:
         p = _load_plan(blueprint)
         with _progress() as stage:
-            result = run_build(p, output, cache_dir=cache_dir, stage=stage)
+            result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
     except ComposerError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -74,58 +87,129 @@ def build(
     out.print(
         f"built in {total:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     )
+    cached = [stage for stage, state in result.cache.items() if state == "hit"]
+    if cached:
+        out.print("from the stage cache: " + ", ".join(cached))
 
 
 @app.command()
 def boot(
-    image: Annotated[Path, typer.Argument(help="Disk image (raw or qcow2)")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Disk image(s): raw, qcow2, vmdk, vhdx, vhd")
+    ],
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the verdict as JSON to this file")
+        Path | None, typer.Option("--json", help="Write the verdict(s) as JSON to this file")
     ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Write a JUnit XML report (one testcase per check)"),
+    ] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Boot up to N images at once")] = 1,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
     ] = None,
     accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
     keep: Annotated[
         Path | None,
-        typer.Option(help="Keep serial logs and work files here (default: IMAGE-NAME.boot/)"),
+        typer.Option(
+            help="Keep serial logs and work files here, one sub-directory per image when "
+            "there are several (default: IMAGE-NAME.boot/ beside each image)"
+        ),
     ] = None,
     tpm: Annotated[bool, typer.Option("--tpm/--no-tpm", help="Attach an swtpm TPM 2.0")] = True,
+    vars_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--vars", help="OVMF varstore to boot with (default: the manifest's NAME.vars.fd)"
+        ),
+    ] = None,
 ) -> None:
-    """Boot IMAGE in QEMU with OVMF and swtpm and judge it: PASS exits 0, FAIL exits 1."""
-    from composer.vm.boot import boot_image
-    from composer.vm.validate import load_expectations
+    """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS.
+
+    Images without a manifest.json beside them (built by other tools) get the check through
+    a cloud-init NoCloud ISO, or are judged from the serial console when they lack cloud-init.
+    """
+    from composer.report import junit_xml, verdicts_json, write_atomic
+    from composer.vm.run import BootOptions, boot_many, boot_one, unique_names
 
     if accel not in ("auto", "kvm", "tcg"):
         _fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
-    keep_dir = keep or image.parent / f"{image.name}.boot"
+    if jobs < 1:
+        _fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
+    opts = BootOptions(
+        accel=accel,
+        tpm=tpm,
+        keep=keep,
+        timeout_for=lambda image: timeout or _manifest_timeout(image),
+        vars_for=lambda image: vars_file or _manifest_varstore(image),
+    )
+    several = len(images) > 1
+
+    def console_for(name: str) -> Callable[[str], None]:
+        prefix = f"[{name}] " if several else ""
+        return lambda line: err.print(f"[dim]{escape(prefix + line)}[/]", highlight=False)
+
     try:
-        expectations = load_expectations(image)
-        verdict = boot_image(
-            image,
-            expectations=expectations,
-            accel=accel,
-            timeout=timeout or _manifest_timeout(image),
-            tpm=tpm,
-            keep_dir=keep_dir,
-            console=lambda line: err.print(f"[dim]{line}[/]", highlight=False),
-        )
+        if several:
+            results = boot_many(images, opts, jobs, console_for)
+        else:
+            image, name = images[0], unique_names(images)[0]
+            keep_dir = keep or image.parent / f"{image.name}.boot"
+            results = [boot_one(image, name, opts, keep_dir, console_for(name))]
     except ComposerError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: QEMU and swtpm stopped[/]")
         raise typer.Exit(130) from None
-    for check in verdict.checks:
-        mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
-        out.print(f"{mark} {check.name}: {check.detail}", highlight=False)
-    out.print(
-        ("[bold green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]")
-        + f" {image.name} (serial log: {keep_dir / 'serial.log'})",
-        highlight=False,
-    )
+    for r in results:
+        prefix = f"[{r.name}] " if several else ""
+        for check in r.verdict.checks:
+            mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
+            out.print(
+                f"{mark} {escape(prefix + check.name)}: {escape(check.detail)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
+        out.print(
+            ("[bold green]PASS[/]" if r.verdict.passed else "[bold red]FAIL[/]")
+            + escape(f" {r.name} [{r.mode}]{where}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if json_out is not None:
-        json_out.write_text(verdict.to_json() + "\n")
-    raise typer.Exit(0 if verdict.passed else 1)
+        write_atomic(json_out, verdicts_json(results) + "\n")
+    if junit is not None:
+        write_atomic(junit, junit_xml(results))
+    raise typer.Exit(0 if all(r.verdict.passed for r in results) else 1)
+
+
+@app.command()
+def inspect(
+    image: Annotated[Path, typer.Argument(help="Disk image: raw, qcow2, vmdk, vhdx, vhd")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture to judge for (default: the image's)")
+    ] = None,
+) -> None:
+    """Report what IMAGE is without booting it: GPT, DPS types, flags, file systems, UKIs,
+    signatures, os-release, and what would keep it from auto-discovering its root.
+    Exits 0 when the root would be discovered, 1 when not."""
+    import json
+
+    from composer.inspect import inspect_image
+    from composer.inspect_view import render
+
+    try:
+        report = inspect_image(image, arch)
+    except ComposerError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        for line in render(report):
+            out.print(escape(line), highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if report.discovery and report.discovery.ok else 1)
 
 
 def _manifest_timeout(image: Path) -> float:
@@ -136,6 +220,48 @@ def _manifest_timeout(image: Path) -> float:
         return float(json.loads(manifest.read_text())["validate"]["timeout"])
     except (OSError, ValueError, KeyError, TypeError):
         return 600.0
+
+
+def _manifest_varstore(image: Path) -> Path | None:
+    """The varstore the build shipped beside the image (Secure Boot keys, boot entries)."""
+    import json
+
+    manifest = image.parent / "manifest.json"
+    try:
+        name = json.loads(manifest.read_text())["varstore"]["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path = image.parent / str(name)
+    if not path.is_file():
+        raise ComposerError(f"{manifest}: names varstore {name}, but {path} does not exist")
+    return path
+
+
+keys_app = typer.Typer(help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(cache_app, name="cache")
+app.add_typer(uki_app, name="uki-virt")
+app.command("kickstart")(install_cli.kickstart)
+app.command("fixup")(install_cli.fixup)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Annotated[Path, typer.Argument(help="Directory for the new keys (created)")],
+    common_name: Annotated[
+        str, typer.Option("--common-name", help="Prefix of the certificates' CN")
+    ] = "dps-composer",
+) -> None:
+    """Generate PK, KEK and db (RSA 2048, self-signed X.509, files mode 0600) in DIRECTORY."""
+    from composer.boot.secureboot import generate_keys
+
+    try:
+        keys = generate_keys(directory, common_name)
+    except ComposerError as exc:
+        _fail(exc)
+    for path in keys.files():
+        out.print(f"[green]wrote[/] {path}", highlight=False)
+    out.print(f"signature owner GUID: {keys.owner}", highlight=False)
 
 
 @contextlib.contextmanager

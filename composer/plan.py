@@ -8,39 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
-from composer import dps
 from composer.arch import Arch, get_arch
-from composer.blueprint import Blueprint, Customizations
+from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of
+from composer.customizations import Customizations
 from composer.distros import Distro, get_distro
 from composer.errors import BlueprintError
-from composer.units import MiB, align_up, human_size
+from composer.layout import LayoutError, PartitionPlan
 
 # Namespace of every name-based UUID the composer derives (uuid5).
 NAMESPACE = uuid.UUID("0b8d6a2e-0d3c-4c55-9d1e-6f8a4dbe6c11")
-ALIGN = MiB
-GPT_RESERVED = MiB  # room for the primary and backup GPT at either end
-MIN_ROOT = 512 * MiB
-
-
-@dataclass(frozen=True)
-class PartitionPlan:
-    number: int
-    designator: str
-    type_name: str
-    type_uuid: str
-    uuid: str
-    label: str
-    start: int  # bytes from the start of the disk
-    size: int  # bytes
-    filesystem: str
-    fs_uuid: str
-    fs_label: str
-    mountpoint: str
-    flags: tuple[str, ...] = ()
+# Menu timeout (s) when the blueprint gives none: systemd-boot boots at once (a key still
+# reaches the menu); GRUB shows its menu for a second so the serial log records it.
+DEFAULT_LOADER_TIMEOUT = {"systemd-boot": 0, "grub2": 1, "uki-direct": 0}
 
 
 @dataclass(frozen=True)
@@ -65,6 +50,13 @@ class Plan:
     formats: tuple[str, ...]
     validate_timeout: float
     validate_tpm: bool
+    qcow2_compression: str = "zstd"
+    secureboot_sign: bool = False
+    secureboot_keys: str | None = None  # None: the default key directory in the cache
+    package_pins: tuple[tuple[str, str], ...] = ()  # (name, version glob), resolved at build
+    fstab: tuple[str, ...] = ()  # lines for the partitions DPS does not discover
+    grow_root: bool = False  # root grows into a bigger disk at first boot (systemd-repart)
+    machine_id: str | None = None
 
     @property
     def arch(self) -> Arch:
@@ -90,7 +82,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["customizations"] = self.customizations.model_dump(mode="json")
+        data["customizations"] = self.customizations.masked_dump()
         return data
 
     def to_json(self) -> str:
@@ -110,53 +102,35 @@ def _seed(bp: Blueprint) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"seed:{bp.image.seed}")
 
 
-def _partition(
-    seed: uuid.UUID,
-    number: int,
-    designator: str,
-    arch: Arch,
-    start: int,
-    size: int,
-    filesystem: str,
-    mountpoint: str,
-) -> PartitionPlan:
-    ptype = dps.by_designator(designator, arch.dps)
-    fs_uuid = derive_uuid(seed, f"fs:{designator}")
-    fs_label = "ESP" if filesystem == "vfat" else designator[:16]
-    return PartitionPlan(
-        number=number,
-        designator=designator,
-        type_name=ptype.name,
-        type_uuid=str(ptype.uuid),
-        uuid=str(derive_uuid(seed, f"partition:{number}:{designator}")),
-        label=ptype.name,
-        start=start,
-        size=size,
-        filesystem=filesystem,
-        fs_uuid=str(fs_uuid),
-        fs_label=fs_label,
-        mountpoint=mountpoint,
-    )
-
-
 def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
     arch = get_arch(bp.architecture)
+    if bp.distro not in SUPPORTED_DISTROS:
+        raise BlueprintError(
+            file,
+            None,
+            "distro",
+            f"{bp.distro!r} cannot be built: dps-composer knows no repositories for that "
+            f"release; build supports {', '.join(SUPPORTED_DISTROS)} (apt: mmdebstrap, dnf: "
+            "dnf --installroot). `dps-composer kickstart` renders an anaconda kickstart for it.",
+        )
     distro = get_distro(bp.distro)
     seed = _seed(bp)
-    disk_size = align_up(bp.image.size, ALIGN)
-    esp_size = align_up(bp.image.esp_size, ALIGN)
-    if esp_size < 64 * MiB:
-        raise BlueprintError(file, None, "image.esp_size", "the ESP needs at least 64 MiB")
-    root_start = GPT_RESERVED + esp_size
-    root_size = disk_size - root_start - GPT_RESERVED
-    if root_size < MIN_ROOT:
-        need = human_size(root_start + MIN_ROOT + GPT_RESERVED)
-        raise BlueprintError(file, None, "image.size", f"too small: needs at least {need}")
-    partitions = (
-        _partition(seed, 1, "esp", arch, GPT_RESERVED, esp_size, "vfat", "/efi"),
-        _partition(seed, 2, "root", arch, root_start, root_size, "ext4", "/"),
-    )
-    packages = tuple(dict.fromkeys([*distro.base_packages(arch), *(p.name for p in bp.packages)]))
+    try:
+        layout = layout_of(bp, seed)
+    except LayoutError as exc:
+        key = ".".join(str(k) for k in exc.key)
+        raise BlueprintError(file, None, key, exc.message) from None
+    c = bp.customizations
+    base = [
+        p
+        for p in distro.base_packages(arch)
+        if not (c.kernel.name and p.startswith("linux-image-"))
+    ]
+    named = [*base, *([c.kernel.name] if c.kernel.name else []), *c.extra_packages()]
+    named += [*_fs_packages(layout.partitions), *(["systemd-repart"] if layout.grows else [])]
+    named += [p.name for p in (*bp.packages, *bp.modules)]
+    packages = tuple(dict.fromkeys(named))
+    pins = tuple((p.name, p.version) for p in (*bp.packages, *bp.modules) if p.pinned)
     cmdline = " ".join(f"{bp.boot.cmdline} {bp.customizations.kernel.append}".split())
     return Plan(
         name=bp.name,
@@ -168,15 +142,40 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         mirror=distro.mirror,
         os_id=distro.os_id,
         seed=str(seed),
-        disk_size=disk_size,
+        disk_size=layout.disk_size,
         disk_guid=str(derive_uuid(seed, "disk")),
-        partitions=partitions,
+        partitions=layout.partitions,
         packages=packages,
         customizations=bp.customizations,
         loader=bp.boot.loader,
-        loader_timeout=bp.boot.timeout,
+        loader_timeout=(
+            DEFAULT_LOADER_TIMEOUT[bp.boot.loader] if bp.boot.timeout is None else bp.boot.timeout
+        ),
         cmdline=cmdline,
         formats=bp.image.formats,
         validate_timeout=bp.validate_.timeout,
         validate_tpm=bp.validate_.tpm,
+        qcow2_compression=bp.image.qcow2_compression,
+        secureboot_sign=bp.secureboot.sign,
+        secureboot_keys=_keys_dir(bp.secureboot.keys, file),
+        package_pins=pins,
+        fstab=layout.fstab,
+        grow_root=layout.grows,
+        machine_id=bp.image.machine_id,
     )
+
+
+def _fs_packages(partitions: tuple[PartitionPlan, ...]) -> list[str]:
+    """Tools for the file systems in the image (fsck, growfs helpers, repair)."""
+    tools = {"xfs": "xfsprogs", "btrfs": "btrfs-progs", "erofs": "erofs-utils"}
+    return sorted({tools[p.filesystem] for p in partitions if p.filesystem in tools})
+
+
+def _keys_dir(keys: str | None, file: str) -> str | None:
+    """A relative key directory is relative to the blueprint file (pure path arithmetic)."""
+    if keys is None:
+        return None
+    path = PurePath(os.path.expanduser(keys))
+    if path.is_absolute() or file.startswith("<"):
+        return str(path)
+    return str(PurePath(file).parent / path)

@@ -24,7 +24,7 @@ def key_lines(text: str) -> list[tuple[Path, int]]:
     table: Path = ()
     aot_count: dict[tuple[str, ...], int] = {}
     in_multiline: str | None = None
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if in_multiline is not None:
             if line.count(in_multiline) % 2 == 1:
                 in_multiline = None

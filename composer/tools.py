@@ -24,6 +24,9 @@ PACKAGES = {
     "swtpm": "swtpm",
     "swtpm_setup": "swtpm-tools",
     "sbsign": "sbsigntool",
+    "sbverify": "sbsigntool",
+    "xz": "xz-utils",
+    "zstd": "zstd",
     "unshare": "util-linux",
     "chroot": "coreutils",
 }

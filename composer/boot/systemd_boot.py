@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 
-def stage_systemd_boot(esp: Path, tools_tree: Path, efi_arch: str, timeout: int) -> None:
-    """Put systemd-boot and its loader configuration into the ESP staging tree ``esp``."""
+def stage_systemd_boot(esp: Path, tools_tree: Path, efi_arch: str, timeout: int) -> list[Path]:
+    """Put systemd-boot and its loader configuration into the ESP staging tree ``esp``;
+    returns the PE binaries it placed (for signing)."""
     binary = tools_tree / f"usr/lib/systemd/boot/efi/systemd-boot{efi_arch}.efi"
     if not binary.exists():
         raise FileNotFoundError(f"{binary}: is systemd-boot-efi in the tools tree?")
@@ -19,6 +20,10 @@ def stage_systemd_boot(esp: Path, tools_tree: Path, efi_arch: str, timeout: int)
     # timeout 0: no menu, boot the default (newest UKI) at once; keys still reach the menu.
     (esp / "loader/loader.conf").write_text(f"timeout {timeout}\nconsole-mode keep\n")
     (esp / "loader/entries.srel").write_text("type1\n")
+    return [
+        esp / f"EFI/systemd/systemd-boot{efi_arch}.efi",
+        esp / f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI",
+    ]
 
 
 def uki_file_name(os_id: str, kernel_version: str) -> str:

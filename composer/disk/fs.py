@@ -3,11 +3,48 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from composer import tools
+from composer.disk.fattimes import fix_fat_times
 
 MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+
+
+@dataclass(frozen=True)
+class Reproducible:
+    """How file systems are made bit-identical: every timestamp at ``epoch`` (None: now), and
+    mke2fs from the tools tree (e2fsprogs >= 1.47.1 honours SOURCE_DATE_EPOCH for every inode
+    time; bookworm's 1.47.0 copies the source files' ctimes)."""
+
+    epoch: int | None = None
+    tools_tree: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        if self.epoch is None:
+            return {}
+        return {"SOURCE_DATE_EPOCH": str(self.epoch), "E2FSPROGS_FAKE_TIME": str(self.epoch)}
+
+    def program(self, name: str) -> list[str]:
+        """argv prefix running ``name`` from the tools tree with its own libraries (no chroot,
+        so host paths work), else the host's."""
+        tree = self.tools_tree
+        if tree is None:
+            return [name]
+        loaders = sorted(tree.glob("usr/lib*/ld-linux*.so.*")) + sorted(
+            tree.glob("usr/lib/*-linux-gnu*/ld-linux*.so.*")
+        )
+        exe = next(
+            (tree / d / name for d in ("usr/sbin", "usr/bin") if (tree / d / name).exists()), None
+        )
+        if not loaders or exe is None:
+            return [name]
+        libs = ":".join(str(p) for p in sorted(tree.glob("usr/lib/*-linux-gnu*")) if p.is_dir())
+        return [str(loaders[0]), "--library-path", libs, str(exe)]
+
+
+HOST = Reproducible()
 
 
 def _sparse_file(path: Path, size: int) -> None:
@@ -15,7 +52,15 @@ def _sparse_file(path: Path, size: int) -> None:
         fh.truncate(size)
 
 
-def make_vfat(image: Path, size: int, tree: Path, volume_id: str, label: str, log: Path) -> None:
+def make_vfat(
+    image: Path,
+    size: int,
+    tree: Path,
+    volume_id: str,
+    label: str,
+    log: Path,
+    repro: Reproducible = HOST,
+) -> None:
     """A FAT32 file system of ``size`` bytes holding the contents of ``tree``."""
     image.unlink(missing_ok=True)
     tools.run(
@@ -40,6 +85,8 @@ def make_vfat(image: Path, size: int, tree: Path, volume_id: str, label: str, lo
             env=MTOOLS_ENV,
             log=log,
         )
+    if repro.epoch is not None:
+        fix_fat_times(image, repro.epoch)
 
 
 def make_ext4(
@@ -50,17 +97,16 @@ def make_ext4(
     label: str,
     hash_seed: str,
     log: Path,
-    epoch: int | None = None,
+    repro: Reproducible = HOST,
 ) -> None:
     """An ext4 file system of ``size`` bytes populated from ``tree`` (ownership kept: root)."""
     image.unlink(missing_ok=True)
     _sparse_file(image, size)
-    env = {}
-    if epoch is not None:
-        env["E2FSPROGS_FAKE_TIME"] = str(epoch)
     tools.run(
         [
-            "mkfs.ext4",
+            *repro.program("mke2fs"),
+            "-t",
+            "ext4",
             "-q",
             "-F",
             "-L",
@@ -73,7 +119,7 @@ def make_ext4(
             str(tree),
             str(image),
         ],
-        env=env,
+        env=repro.env(),
         log=log,
     )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from composer import tools
 from composer.disk.fs import MTOOLS_ENV
+from composer.errors import ToolError
 
 
 def read_vfat_file(image: Path, offset: int, path: str) -> bytes:
@@ -30,3 +31,15 @@ def read_ext4_file(image: Path, offset: int, path: str) -> bytes:
         if not dest.exists():
             raise FileNotFoundError(f"{path} not found in the ext4 file system at offset {offset}")
         return dest.read_bytes()
+
+
+def list_vfat_tree(image: Path, offset: int) -> list[str]:
+    """Every file (not directory) in the vfat file system, as /-rooted paths, sorted."""
+    try:
+        text = tools.output(["mdir", "-/", "-b", "-i", f"{image}@@{offset}", "::/"], env=MTOOLS_ENV)
+    except ToolError as err:
+        if 'File "::/" not found' in err.stderr_tail:  # mdir's answer for an empty root
+            return []
+        raise
+    paths = [ln.strip().removeprefix("::") for ln in text.splitlines() if ln.strip()]
+    return sorted(p for p in paths if p and not p.endswith("/"))

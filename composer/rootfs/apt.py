@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from composer import tools
 from composer.arch import Arch
+from composer.uki.repo import apt_source
 
 
 def mmdebstrap(
@@ -19,15 +21,23 @@ def mmdebstrap(
     archive_cache: Path,
     log: Path,
     variant: str = "minbase",
+    local_repos: Sequence[Path] = (),
+    epoch: int | None = None,
 ) -> None:
     """Create ``target`` (must not exist yet) as a root tree with ``packages`` installed.
 
     The kernel's own initrd is skipped (INITRD=No): the image boots a UKI whose initrd is
-    built separately, generic and not host-only.
+    built separately, generic and not host-only. ``local_repos`` (flat repositories such as
+    uki-virt's) are extra sources while packages install, gone again from the final tree.
     """
     archive_cache.mkdir(parents=True, exist_ok=True)
     cache = str(archive_cache.resolve())
     argv = [
+        # its own mount namespace: the /proc, /sys and /dev mounts mmdebstrap makes in the
+        # tree vanish with it, even when the build is killed
+        "unshare",
+        "--mount",
+        "--propagation=private",
         "mmdebstrap",
         f"--variant={variant}",
         "--mode=root",
@@ -40,6 +50,7 @@ def mmdebstrap(
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         "--skip=download/empty",
+        *_local_repo_hooks(local_repos),
         f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
         f"find {cache} -maxdepth 1 -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives/\" {{}} +",
         f"--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' "
@@ -49,8 +60,29 @@ def mmdebstrap(
     ]
     if packages:
         argv.append("--include=" + ",".join(packages))
-    argv += [suite, str(target), mirror]
-    tools.run(argv, env={"INITRD": "No", "LC_ALL": "C.UTF-8"}, log=log)
+    argv += [suite, str(target), mirror, *(apt_source(r) for r in local_repos)]
+    env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
+    if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates, logs…)
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    tools.run(argv, env=env, log=log)
+
+
+def _local_repo_hooks(repos: Sequence[Path]) -> list[str]:
+    """Customize hooks (run before the archive cache is saved) that take the local
+    repositories out of the tree again: their sources lines and their copied .debs."""
+    # the ESP's mount point exists before any package's scripts look for an ESP
+    hooks = ['--setup-hook=mkdir -p "$1"/efi'] if repos else []
+    for repo in repos:
+        path = str(repo.resolve())
+        hooks.append(
+            f"--customize-hook=sed -i '\\|{path}/|d' \"$1\"/etc/apt/sources.list "
+            '"$1"/etc/apt/sources.list.d/*.list 2>/dev/null; true'
+        )
+        names = sorted(shlex.quote(p.name) for p in repo.glob("*.deb"))
+        debs = " ".join(f'"$1"/var/cache/apt/archives/{n}' for n in names)
+        if debs:
+            hooks.append(f"--customize-hook=rm -f {debs}")
+    return hooks
 
 
 def installed_packages(tree: Path) -> dict[str, str]:

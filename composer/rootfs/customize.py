@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from composer import DATA, tools
-from composer.blueprint import Customizations, User
+from composer.customizations import Customizations, User
 from composer.errors import ComposerError
 
 CHECK_UNIT = "dps-composer-check.service"
@@ -32,6 +32,24 @@ def prepare_system(tree: Path) -> None:
     (tree / "var/lib/dbus/machine-id").unlink(missing_ok=True)
     _write(tree / "etc/fstab", FSTAB_HEADER)
     (tree / "efi").mkdir(mode=0o755, exist_ok=True)
+    _first_boot_ssh_keys(tree)
+
+
+def _first_boot_ssh_keys(tree: Path) -> None:
+    """openssh-server's postinst made host keys in the build: every machine made from the
+    image would share them. Drop them; each machine makes its own before sshd starts."""
+    ssh = tree / "etc/ssh"
+    if not (ssh / "sshd_config").exists():
+        return
+    for key in ssh.glob("ssh_host_*"):
+        key.unlink()
+    _write(
+        tree / "etc/systemd/system/ssh.service.d/10-dps-composer-host-keys.conf",
+        # reset the list: a drop-in's ExecStartPre= runs after the unit's own `sshd -t`,
+        # which fails while there are no host keys yet (ssh.service then never starts)
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+        "ExecStartPre=/usr/sbin/sshd -t\n",
+    )
 
 
 def install_check_unit(tree: Path) -> None:
@@ -98,9 +116,20 @@ def _add_user(tree: Path, user: User, log: Path) -> None:
                 "in the image; add them under [[customizations.group]]"
             )
         argv += ["--groups", ",".join(user.groups)]
-    if user.password:
+    if user.password and not user.plain_password:
         argv += ["--password", user.password]
+    if user.expire_date:
+        argv += ["--expiredate", user.expire_date]
     tools.run([*argv, user.name], log=log)
+    if user.password and user.plain_password:
+        # Hashed here, at build time, by chpasswd: the text goes through stdin only (never
+        # a command line, the log or the plan).
+        tools.run(
+            ["chpasswd", "--root", str(tree), "--crypt-method", "YESCRYPT"],
+            input=f"{user.name}:{user.password}\n".encode(),
+        )
+    if user.force_password_reset:
+        tools.run(["chage", "--root", str(tree), "--lastday", "0", user.name], log=log)
     if user.key:
         _add_key(tree, user.name, user.key)
 

@@ -31,12 +31,16 @@ def build_uki(
     efi_arch: str,
     workdir: Path,
     log: Path,
+    usr_type: str = "",
+    sbat: str | None = None,
 ) -> Uki:
+    """``sbat``: the UKI's own SBAT line(s), added to the stub's (``ukify --sbat``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "dracut-virt.conf"
     conf.write_text((DATA / "dracut-virt.conf").read_text())
     (workdir / "tmp").mkdir(exist_ok=True)
     (workdir / "dracut.conf.d").mkdir(exist_ok=True)
+    stage_initrd_extras(workdir / "initrd-extra", usr_type)
     binds = [
         (workdir, WORK),
         (image_tree, IMAGE),
@@ -53,6 +57,9 @@ def build_uki(
             f"--conf={WORK}/dracut-virt.conf",
             f"--confdir={WORK}/dracut.conf.d",
             f"--tmpdir={WORK}/tmp",
+            "--include",
+            f"{WORK}/initrd-extra",
+            "/",
             "--kver",
             kernel_version,
             f"{WORK}/initrd.img",
@@ -71,6 +78,7 @@ def build_uki(
             f"--cmdline={cmdline}",
             f"--os-release=@{IMAGE}/usr/lib/os-release",
             f"--uname={kernel_version}",
+            *([f"--sbat={sbat}"] if sbat else []),
             f"--stub=/usr/lib/systemd/boot/efi/linux{efi_arch}.efi.stub",
             f"--output={WORK}/uki.efi",
         ],
@@ -78,3 +86,22 @@ def build_uki(
         log=log,
     )
     return Uki(workdir / "uki.efi", kernel_version, cmdline)
+
+
+def stage_initrd_extras(dest: Path, usr_type: str) -> None:
+    """Files added to the initrd as they are: the DPS /usr discovery unit and its script."""
+    src = DATA / "initrd"
+    units = dest / "usr/lib/systemd/system"
+    (units / "initrd-fs.target.wants").mkdir(parents=True, exist_ok=True)
+    (dest / "usr/lib/dps-composer").mkdir(parents=True, exist_ok=True)
+    script = dest / "usr/lib/dps-composer/discover-usr"
+    script.write_text((src / "discover-usr").read_text())
+    script.chmod(0o755)
+    unit = (src / "dps-composer-usr.service").read_text().replace("@USR_TYPE@", usr_type)
+    (units / "dps-composer-usr.service").write_text(unit)
+    conf = dest / "usr/lib/systemd/system.conf.d"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "50-dps-composer.conf").write_text((src / "50-dps-composer-timeouts.conf").read_text())
+    link = units / "initrd-fs.target.wants/dps-composer-usr.service"
+    link.unlink(missing_ok=True)
+    link.symlink_to("../dps-composer-usr.service")

@@ -37,11 +37,17 @@ TOOLS_PACKAGES = (
 LAYOUT_VERSION = 1  # bump when what the tree must contain changes
 
 
+def tools_packages(arch: Arch) -> tuple[str, ...]:
+    """Everything the tree holds: the common tools plus the EFI GRUB of ``arch`` (grub-mkimage
+    and its modules, for [boot] loader = "grub2")."""
+    return (*TOOLS_PACKAGES, f"grub-efi-{arch.debian}-bin")
+
+
 def tools_key(arch: Arch) -> str:
     spec = {
         "suite": TOOLS_SUITE,
         "arch": arch.debian,
-        "packages": TOOLS_PACKAGES,
+        "packages": tools_packages(arch),
         "v": LAYOUT_VERSION,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -62,7 +68,7 @@ def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:
             suite=TOOLS_SUITE,
             mirror=TOOLS_MIRROR,
             arch=arch,
-            packages=TOOLS_PACKAGES,
+            packages=tools_packages(arch),
             archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{arch.debian}",
             log=log,
         )

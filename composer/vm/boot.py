@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -88,13 +89,19 @@ def monitor(
     scanner: SerialScanner,
     timeout: float,
     console: Console,
+    login_grace: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
-    """Tail both serial logs until the check line, a fatal sign, QEMU's exit or the deadline."""
+    """Tail both serial logs until the check line, a fatal sign, QEMU's exit or the deadline;
+    with ``login_grace``, also until that many seconds after a login prompt without a check
+    line (images that cannot run the check). ``stop`` set: raise KeyboardInterrupt."""
     start = time.monotonic()
     tails = SerialTail(console_log, start), SerialTail(check_log, start)
     out = Outcome()
-    check_at = fatal_at = None
+    check_at = fatal_at = login_at = None
     while True:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
         now = time.monotonic()
         exited = qemu.poll() is not None  # read once more after the exit: nothing is lost
         events, payload = _read_serial(*tails, scanner, round(now - start, 2))
@@ -104,6 +111,8 @@ def monitor(
             out.check, check_at = parse_check_payload(payload), now
         if fatal_at is None and any(e.kind == "fatal" for e in events):
             fatal_at = now
+        if login_at is None and any(e.name == "login" for e in events):
+            login_at = now
         out.elapsed = round(now - start, 2)
         if exited:
             out.reason, out.exit_status = ("check" if out.check else "exited"), qemu.poll()
@@ -111,6 +120,8 @@ def monitor(
             out.reason = "check" if now - check_at > POWEROFF_GRACE else ""
         elif fatal_at is not None and now - fatal_at > FATAL_GRACE:
             out.reason = "fatal"
+        elif login_grace is not None and login_at is not None and now - login_at > login_grace:
+            out.reason = "login"
         elif now - start > timeout:
             out.reason = "timeout"
         if out.reason:
@@ -120,7 +131,7 @@ def monitor(
 
 def _explain(out: Outcome, scanner: SerialScanner, qemu_log: Path, timeout: float) -> None:
     """Turn a missing result into evidence judge() can name (as synthetic fatal events)."""
-    if out.check is not None or out.reason == "fatal":
+    if out.check is not None or out.reason in ("fatal", "login"):
         return
     if out.reason == "timeout":
         line = f"no check result within {timeout:g} s"
@@ -132,7 +143,12 @@ def _explain(out: Outcome, scanner: SerialScanner, qemu_log: Path, timeout: floa
     out.synthetic.append(SerialEvent("fatal", out.reason, out.elapsed, line, "booted"))
 
 
-def _firmware_for(exp: Expectations, secure_boot: bool | None, console: Console) -> Firmware:
+def _firmware_for(
+    exp: Expectations,
+    secure_boot: bool | None,
+    console: Console,
+    enrolled_keys: bool | None = None,
+) -> Firmware:
     try:
         arch = get_arch(exp.architecture)
     except KeyError:
@@ -140,7 +156,7 @@ def _firmware_for(exp: Expectations, secure_boot: bool | None, console: Console)
             f"cannot boot {exp.architecture} images (no QEMU setup for it)"
         ) from None
     sb = exp.secure_boot if secure_boot is None else secure_boot
-    fw = select_firmware(arch, arch.machine, bool(sb))
+    fw = select_firmware(arch, arch.machine, bool(sb), enrolled_keys)
     console(f"firmware: {fw.descriptor.name} ({fw.code.name}, {fw.description})")
     return fw
 
@@ -152,12 +168,24 @@ def _keep(work: Path, keep_dir: Path, verdict: Verdict) -> None:
     (keep_dir / "verdict.json").write_text(verdict.to_json() + "\n")
 
 
+@dataclass(frozen=True)
+class Watch:
+    """Watching and judging beyond the default (wait for the image's own check line): stop a
+    while after a login prompt, judge from the serial console when no check line came, and a
+    flag another thread sets to stop the boot (KeyboardInterrupt in this one)."""
+
+    login_grace: float | None = None
+    serial_judge: Callable[[Sequence[SerialEvent], Expectations], Verdict] | None = None
+    stop: threading.Event | None = None
+
+
 def _run_vm(
     work: Path,
     cfg: QemuConfig,
     tpm: bool,
     timeout: float,
     console: Console,
+    watch: Watch = Watch(),
 ) -> tuple[Outcome, SerialScanner]:
     scanner = SerialScanner()
     qemu_bin = which(f"qemu-system-{cfg.firmware.arch}")
@@ -170,7 +198,16 @@ def _run_vm(
         (work / "qemu.cmdline").write_text(" ".join(argv) + "\n")
         qemu = stack.enter_context(QemuProcess(argv, work / "qemu.log"))
         console(f"qemu: pid {qemu.pid}, serial log {cfg.console_log}")
-        out = monitor(qemu, cfg.console_log, cfg.check_log, scanner, timeout, console)
+        out = monitor(
+            qemu,
+            cfg.console_log,
+            cfg.check_log,
+            scanner,
+            timeout,
+            console,
+            watch.login_grace,
+            watch.stop,
+        )
     _explain(out, scanner, work / "qemu.log", timeout)
     return out, scanner
 
@@ -190,6 +227,7 @@ def boot_image(
     memory: str = "2048M",
     smp: int = 2,
     extra_qemu_args: Sequence[str] = (),
+    watch: Watch = Watch(),
 ) -> Verdict:
     """Boot ``image`` under OVMF (+ swtpm), watch the serial ports and judge the result.
 
@@ -202,7 +240,9 @@ def boot_image(
     if not image.is_file():
         raise ComposerError(f"{image}: no such image file")
     exp = expectations or load_expectations(image)
-    fw = _firmware_for(exp, secure_boot, say)
+    # An image's own varstore replaces the template: pick the descriptor that ships an empty
+    # one (the varstore was made from it), not one with somebody else's keys enrolled.
+    fw = _firmware_for(exp, secure_boot, say, enrolled_keys=False if vars_file else None)
     chosen: Accel = resolve_accel(accel, fw)
     say(f"accelerator: {chosen.name} ({chosen.reason})")
     work = Path(tempfile.mkdtemp(prefix="dps-composer-boot-"))
@@ -222,8 +262,12 @@ def boot_image(
             smp=smp,
             extra=tuple(extra_qemu_args),
         )
-        out, scanner = _run_vm(work, cfg, tpm, timeout, say)
-        verdict = judge(out.check, [*scanner.events, *out.synthetic], exp)
+        out, scanner = _run_vm(work, cfg, tpm, timeout, say, watch)
+        events = [*scanner.events, *out.synthetic]
+        if out.check is None and watch.serial_judge is not None:
+            verdict = watch.serial_judge(events, exp)
+        else:
+            verdict = judge(out.check, events, exp)
         verdict.timings["total"] = out.elapsed
         verdict.accel, verdict.firmware = chosen.name, str(fw.descriptor)
         verdict.serial_tail = list(scanner.tail)

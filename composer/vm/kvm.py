@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,7 +166,8 @@ def store_cached(path: Path, probe: KvmProbe) -> None:
         entries = {}
     entries[_cache_key(probe.kernel, probe.qemu_version)] = {**asdict(probe), "cached": False}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    # pid and thread: `boot -j N` may store from several threads of one process at once
+    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(entries, indent=2) + "\n")
     os.replace(tmp, path)
 

@@ -11,16 +11,46 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from composer.errors import ComposerError
 from composer.vm.firmware import Firmware
 
 CHECK_CREDENTIAL = "dps-composer.check"
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 
 
+# Leading magic -> QEMU format driver. A fixed VHD has its "conectix" footer at the end only.
+_MAGIC = (
+    (b"QFI\xfb", "qcow2"),
+    (b"KDMV", "vmdk"),  # monolithicSparse / streamOptimized
+    (b"# Disk DescriptorFile", "vmdk"),
+    (b"vhdxfile", "vhdx"),
+    (b"conectix", "vpc"),  # dynamic VHD: a copy of the footer leads
+)
+_COMPRESSED = ((b"\x28\xb5\x2f\xfd", "zstd", "zstd -d"), (b"\xfd7zXZ\x00", "xz", "xz -d"))
+
+
 def detect_format(path: Path) -> str:
-    """qcow2 when the file starts with the qcow magic, else raw."""
+    """The QEMU format driver for a disk image, from its magic: qcow2, vmdk, vhdx, vpc (VHD,
+    dynamic or fixed), else raw. A compressed raw image (zstd, xz) is refused: QEMU cannot boot
+    it as it is."""
     with open(path, "rb") as fh:
-        return "qcow2" if fh.read(4) == b"QFI\xfb" else "raw"
+        head = fh.read(32)
+        size = fh.seek(0, os.SEEK_END)
+        tail = b""
+        if size >= 512:
+            fh.seek(size - 512)
+            tail = fh.read(8)
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if tail == b"conectix":
+        return "vpc"
+    for magic, kind, undo in _COMPRESSED:
+        if head.startswith(magic):
+            raise ComposerError(
+                f"{path.name} is {kind}-compressed: decompress it first ({undo} {path.name})"
+            )
+    return "raw"
 
 
 def machine_args(firmware: Firmware) -> list[str]:

@@ -26,12 +26,13 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(rx))
     for name, rx in (
         ("firmware", r"BdsDxe: (starting|loading)"),
-        ("loader", r"systemd-boot|Boot in \d+ s|EFI stub: |systemd-stub"),
+        ("loader", r"systemd-boot|Boot in \d+ s|EFI stub: |systemd-stub|GNU GRUB"),
         ("kernel", r"Linux version \d"),
         ("root-mounted", r"Mounted sysroot\.mount|Reached target initrd-root-fs"),
         ("multi-user", r"Reached target multi-user\.target|Startup finished in"),
         ("check", r"DPS-COMPOSER-CHECK |dps-composer-check: "),
         ("power-off", r"reboot: Power down"),
+        ("login", r"(^|\s)login: *$"),  # a getty's prompt (the line may still be unfinished)
     )
 )
 
@@ -56,7 +57,9 @@ FATAL_SIGNS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         (
             "sb-violation",
             "secure-boot",
-            r"Security Violation|(BdsDxe|[Ee]rror|[Ff]ail).*Access Denied",
+            # OVMF 2022.11 on a refused Boot####: 'BdsDxe: failed to load Boot0000 "…" from
+            # HD(…)/\\EFI\\…: Access Denied'; systemd-boot: "Error loading …: Security violation".
+            r"(?i:security violation)|(BdsDxe|[Ee]rror|[Ff]ail).*(?i:access denied)",
         ),
         ("uefi-shell", "booted", r"UEFI Interactive Shell"),
         ("no-boot-device", "booted", r"No bootable option or device"),

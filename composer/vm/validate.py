@@ -11,6 +11,8 @@ from typing import Any
 
 from composer import dps
 from composer.errors import ComposerError
+from composer.vm.dps_mounts import dps_mount_checks
+from composer.vm.pcrdiff import explain as explain_pcr
 from composer.vm.serial import SerialEvent, last_milestone, milestone_times
 
 _ROOT_ARG = re.compile(r"(?:^|\s)root=(\S*)")
@@ -26,6 +28,14 @@ class Expectations:
     secure_boot: bool | None = None  # None: don't care
     expected_pcrs: dict[int, str] = field(default_factory=dict)
     architecture: str = "x86_64"
+    # Predicted event lists per PCR (to name the event that differs) and predictions that
+    # are reported but not enforced (composer/measured_boot.py).
+    pcr_events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    reported_pcrs: dict[int, str] = field(default_factory=dict)
+    # The manifest's partitions, judged by the dps-mounts check (composer/vm/dps_mounts.py)
+    partitions: tuple[dict[str, Any], ...] = ()
+    dps_mounts: bool = False
+    grow_root: bool = False
 
 
 def default_root_type(arch: str) -> str:
@@ -50,12 +60,24 @@ def expectations_from_manifest(manifest: dict[str, Any]) -> Expectations:
     root = expect.get("root_type_uuid") or default_root_type(arch)
     pcrs = {int(k): str(v).lower() for k, v in (expect.get("pcrs") or {}).items()}
     sb = expect.get("secure_boot")
+    measured = (manifest.get("measured_boot") or {}).get("pcrs") or {}
+    events = {int(k): list(v.get("events") or []) for k, v in measured.items()}
+    reported = {
+        int(k): str(v["value"]).lower()
+        for k, v in measured.items()
+        if "value" in v and not v.get("enforced") and int(k) not in pcrs
+    }
     return Expectations(
         root_type_uuid=str(root).lower(),
         tpm=bool(expect.get("tpm", True)),
         secure_boot=None if sb is None else bool(sb),
         expected_pcrs=pcrs,
         architecture=arch,
+        pcr_events=events,
+        reported_pcrs=reported,
+        partitions=tuple((manifest.get("disk") or {}).get("partitions") or ()),
+        dps_mounts=bool(expect.get("dps_mounts")),
+        grow_root=bool(expect.get("grow_root")),
     )
 
 
@@ -122,6 +144,17 @@ def failed_units(guest: dict[str, Any]) -> list[str]:
     return units
 
 
+def failure_reasons(guest: dict[str, Any], units: list[str]) -> str:
+    """ " (unit: its last journal line; ...)" from the check's failed_logs, if it sent any."""
+    last: dict[str, str] = {}
+    for line in guest.get("failed_logs") or []:
+        unit, sep, message = str(line).partition(": ")
+        if sep and message.strip():
+            last[unit] = message.strip()[:160]
+    reasons = [f"{u}: {last[u]}" for u in units if u in last]
+    return f" ({'; '.join(reasons)})" if reasons else ""
+
+
 def fstab_root_lines(guest: dict[str, Any]) -> list[str]:
     return [
         ln
@@ -136,12 +169,21 @@ def span_seconds(text: str) -> float:
 
 
 def analyze_timings(guest: dict[str, Any]) -> dict[str, float]:
-    """Guest-side phases from `systemd-analyze time`: guest-firmware, -loader, -kernel, …"""
+    """Guest-side phases from `systemd-analyze time`: guest-firmware, -loader, -kernel, …;
+    firmware and loader from the boot loader's LoaderTime*USec variables when systemd-analyze
+    has none (as systemd computes them: firmware = init, loader = exec - init)."""
+    out: dict[str, float] = {}
     for line in guest.get("analyze") or []:
         if "Startup finished in" in str(line):
             phases = _PHASE.findall(str(line))
-            return {f"guest-{name}": round(span_seconds(span), 3) for span, name in phases}
-    return {}
+            out = {f"guest-{name}": round(span_seconds(span), 3) for span, name in phases}
+            break
+    times = guest.get("loader_times") or {}
+    init, exec_ = times.get("init_usec"), times.get("exec_usec")
+    if isinstance(init, int | float) and isinstance(exec_, int | float) and 0 < init <= exec_:
+        out.setdefault("guest-firmware", round(init / 1e6, 3))
+        out.setdefault("guest-loader", round((exec_ - init) / 1e6, 3))
+    return out
 
 
 def _root_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
@@ -187,8 +229,24 @@ def _tpm_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     for n, want in sorted(exp.expected_pcrs.items()):
         got = pcrs.get(str(n))
         detail = f"PCR {n} = {got or 'unreadable'}" + ("" if got == want else f", expected {want}")
+        if got and got != want and n in exp.pcr_events:
+            detail += f"; {explain_pcr(n, guest, exp.pcr_events[n])}"
         out.append(Check(f"pcr-{n}", got == want.lower(), detail))
     return out
+
+
+def reported_pcr_notes(guest: dict[str, Any], exp: Expectations) -> list[str]:
+    """Predictions that are not enforced: said in the notes, never failing the verdict."""
+    pcrs = {str(k): str(v).lower() for k, v in ((guest.get("tpm") or {}).get("pcrs") or {}).items()}
+    notes = []
+    for n, want in sorted(exp.reported_pcrs.items()):
+        got = pcrs.get(str(n))
+        if got == want:
+            notes.append(f"PCR {n} equals its (not enforced) prediction {want}")
+        else:
+            why = explain_pcr(n, guest, exp.pcr_events.get(n, [])) if got else "unreadable"
+            notes.append(f"PCR {n} = {got}, (not enforced) prediction {want}: {why}")
+    return notes
 
 
 def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
@@ -200,12 +258,16 @@ def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     state = guest.get("system_state")
     checks = [Check("booted", True, f"check result received (system state: {state})")]
     checks += _root_checks(guest, exp)
+    if exp.dps_mounts:
+        checks += [Check(*c) for c in dps_mount_checks(guest, exp.partitions, exp.grow_root)]
     failed = failed_units(guest)
     checks.append(
         Check(
             "no-failed-units",
             not failed,
-            f"failed: {', '.join(failed)}" if failed else "no failed units",
+            f"failed: {', '.join(failed)}{failure_reasons(guest, failed)}"
+            if failed
+            else "no failed units",
         )
     )
     checks += _tpm_checks(guest, exp)
@@ -258,4 +320,5 @@ def judge(
         checks=checks,
         timings=timings,
         guest=check_json,
+        notes=reported_pcr_notes(check_json, expectations) if check_json else [],
     )

@@ -82,6 +82,7 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
     assert names["root-discovered"]["passed"]
     assert names["no-failed-units"]["passed"]
     assert names["tpm"]["passed"]
+    assert names["pcr-11"]["passed"], names["pcr-11"]
 
 
 def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Path) -> None:
@@ -98,3 +99,27 @@ def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Pa
     failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
     assert "root-discovered" in failed, verdict
     assert "root-discovered" in proc.stdout + proc.stderr
+
+
+def test_manifest_predicts_pcr11_for_the_uki(default_image: Path) -> None:
+    from composer.measure import predict_pcr11
+
+    raw = default_image / f"{NAME}.raw"
+    m = manifest(default_image)
+    uki = read_vfat_file(raw, m["disk"]["partitions"][0]["offset"], m["uki"]["path"])
+    predicted = predict_pcr11(sections(uki))["sha256"]
+    assert m["pcr11"]["phases"]["sha256"] == predicted
+    assert m["expect"]["pcrs"]["11"] == predicted[m["pcr11"]["booted_phase"]]
+
+
+def test_no_ssh_host_keys_baked_in(default_image: Path) -> None:
+    raw = default_image / f"{NAME}.raw"
+    root = manifest(default_image)["disk"]["partitions"][1]["offset"]
+    listing = subprocess.run(
+        ["debugfs", "-R", "ls /etc/ssh", f"{raw}?offset={root}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "sshd_config" in listing
+    assert "ssh_host_" not in listing

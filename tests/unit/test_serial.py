@@ -56,6 +56,7 @@ def test_milestones_in_order() -> None:
         "kernel",
         "root-mounted",
         "multi-user",
+        "login",
         "check",
         "power-off",
     ]

@@ -26,7 +26,7 @@ from composer.vm.validate import (
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 PCR11 = "86448674cf7e3da49d8758d8b83dcdac79a0d1989f87b49fd578a021a595b2f7"
 SCRIPT = Path(__file__).parents[2] / "composer" / "data" / "check" / "dps-composer-check"
-EFI_GLOBAL = "8be4df61-93ca-11d0-aa0d-00a0c93ec93b"
+EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"  # EFI_GLOBAL_VARIABLE
 EXP = Expectations(root_type_uuid=ROOT, tpm=True, secure_boot=False, expected_pcrs={11: PCR11})
 
 # What the guest script sent from a real boot (trimmed).
@@ -269,3 +269,21 @@ def test_emit_json_on_this_host_is_valid(tmp_path: Path) -> None:
     assert isinstance(data["mounts"], list) and isinstance(data["failed_units"], list)
     assert "\n" not in out
     judge(data, [], EXP)  # whatever this host is, the judge takes it
+
+
+def test_failed_units_name_their_last_journal_line() -> None:
+    guest = with_(failed_units=["foo.service loaded failed failed Foo"])
+    guest["failed_logs"] = ["foo.service: starting", "foo.service: Failed to frob: EIO"]
+    check = judge(guest, [], EXP).check("no-failed-units")
+    assert check is not None
+    assert check.detail == "failed: foo.service (foo.service: Failed to frob: EIO)"
+
+
+def test_firmware_and_loader_times_from_loader_variables() -> None:
+    guest = with_(loader_times={"init_usec": 8_500_000, "exec_usec": 19_250_000})
+    t = analyze_timings(guest)
+    assert t["guest-firmware"] == 8.5 and t["guest-loader"] == 10.75
+    assert t["guest-userspace"] == pytest.approx(35.896)
+    assert "guest-loader" not in analyze_timings(
+        with_(loader_times={"init_usec": 5, "exec_usec": 0})
+    )

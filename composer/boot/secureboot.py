@@ -1,0 +1,181 @@
+"""Secure Boot keys (PK, KEK, db: X.509 certificate + private key each) and PE signing.
+
+Private keys stay in their directory (mode 0700, files 0600): only their paths reach a command
+line or the build log, and nothing of them goes into an image or a varstore (which get the
+certificates only).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from composer import tools
+from composer.errors import ComposerError
+
+KEY_NAMES = ("PK", "KEK", "db")
+OWNER_FILE = "owner.guid"  # the signature owner GUID recorded with each enrolled certificate
+VALID_DAYS = 3650
+
+
+class SecureBootKeyError(ComposerError):
+    """A key directory that cannot be used (missing, partial, unreadable)."""
+
+
+@dataclass(frozen=True)
+class KeySet:
+    directory: Path
+    owner: str  # GUID
+
+    def key(self, name: str) -> Path:
+        return self.directory / f"{name}.key"
+
+    def cert(self, name: str) -> Path:
+        return self.directory / f"{name}.crt"
+
+    def files(self) -> list[Path]:
+        return [p for n in KEY_NAMES for p in (self.key(n), self.cert(n))]
+
+    def cert_sha256(self, name: str) -> str:
+        """SHA-256 of the DER certificate (its fingerprint)."""
+        cert = x509.load_pem_x509_certificate(self.cert(name).read_bytes())
+        return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (must not exist) with mode 0600 before a byte is written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _self_signed(common_name: str) -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
+    """New PK, KEK and db in ``directory`` (created 0700); refuses to overwrite any key file."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    taken = [p.name for n in KEY_NAMES for p in (directory / f"{n}.key", directory / f"{n}.crt")]
+    existing = [n for n in [*taken, OWNER_FILE] if (directory / n).exists()]
+    if existing:
+        raise SecureBootKeyError(
+            f"{directory}: already holds {', '.join(existing)}; "
+            "refusing to overwrite keys (use another directory or remove them)"
+        )
+    owner = str(uuid.uuid4())
+    for name in KEY_NAMES:
+        key_pem, cert_pem = _self_signed(f"{common_name} {name}")
+        _write_private(directory / f"{name}.key", key_pem)
+        _write_private(directory / f"{name}.crt", cert_pem)
+    _write_private(directory / OWNER_FILE, (owner + "\n").encode())
+    return KeySet(directory, owner)
+
+
+def load_keys(directory: Path) -> KeySet:
+    """The key set in ``directory``; names every missing file."""
+    missing = [
+        p.name
+        for n in KEY_NAMES
+        for p in (directory / f"{n}.key", directory / f"{n}.crt")
+        if not p.is_file()
+    ]
+    if not (directory / OWNER_FILE).is_file():
+        missing.append(OWNER_FILE)
+    if missing:
+        raise SecureBootKeyError(
+            f"{directory}: not a complete Secure Boot key directory, missing {', '.join(missing)} "
+            "(make one with: dps-composer keys generate DIR)"
+        )
+    try:
+        owner = str(uuid.UUID((directory / OWNER_FILE).read_text().strip()))
+    except ValueError:
+        raise SecureBootKeyError(f"{directory / OWNER_FILE}: not a GUID") from None
+    return KeySet(directory, owner)
+
+
+def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
+    """Load the keys in ``directory``, generating them when it holds none. (keys, generated)
+
+    A missing directory is made whole beside it and renamed into place, so two builds that
+    share a cache never see half a key set; the one that loses the race uses the winner's."""
+    if directory.is_dir() and not any(directory.iterdir()):
+        return generate_keys(directory), True
+    if directory.exists():
+        return load_keys(directory), False
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        generate_keys(tmp)
+        try:
+            os.rename(tmp, directory)
+        except OSError:
+            if not directory.is_dir():
+                raise
+            return load_keys(directory), False
+        return load_keys(directory), True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sign_pe(path: Path, keys: KeySet, log: Path | None = None) -> None:
+    """Sign a PE binary in place with the db key (sbsign), atomically."""
+    tmp = path.with_name(f".{path.name}.signed")
+    try:
+        tools.run(
+            [
+                "sbsign",
+                "--key",
+                keys.key("db"),
+                "--cert",
+                keys.cert("db"),
+                "--output",
+                tmp,
+                path,
+            ],
+            log=log,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def verify_pe(path: Path, cert: Path) -> bool:
+    """Whether ``path`` carries a valid signature by ``cert`` (sbverify)."""
+    try:
+        tools.run(["sbverify", "--cert", cert, path])
+    except ComposerError:
+        return False
+    return True

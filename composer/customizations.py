@@ -1,0 +1,298 @@
+"""osbuild blueprint ``[customizations]`` and top-level package keys, as typed frozen models.
+
+Every key of osbuild's schema is recognised. Keys the composer implements are modelled and
+take effect in the image; keys it cannot honour for a Debian target are accepted by the
+parser only when empty and otherwise fail with the reason (``Unsupported``): never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+
+from composer.disk_customizations import Disk, Filesystem
+from composer.fs_customizations import AbsPath, Directory, File
+from composer.repositories import Repository
+
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+_CRYPT = re.compile(r"^\$(1|5|6|y|gy|7|2[abxy]?)\$[./A-Za-z0-9$=,]+$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
+_KERNEL_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_LOCALE = re.compile(r"^[A-Za-z]{1,8}(_[A-Za-z0-9]{2,3})?(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def is_crypt_hash(password: str) -> bool:
+    return bool(_CRYPT.match(password))
+
+
+def _unsupported(reason: str, allowed: tuple[Any, ...] = ()) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if value is None or value in allowed or value in ("", (), {}):
+            return value
+        raise ValueError(f"not supported for Debian targets: {reason}")
+
+    return AfterValidator(check)
+
+
+def _unit(v: str) -> str:
+    if not _UNIT.match(v):
+        raise ValueError(f"{v!r} is not a systemd unit name")
+    return v
+
+
+Unit = Annotated[str, AfterValidator(_unit)]
+
+
+class Kernel(_Model):
+    name: str | None = None
+    append: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v in (None, "", "kernel"):  # osbuild's default: the distribution's kernel
+            return None
+        assert v is not None
+        if not _KERNEL_PKG.match(v):  # the target's own naming is checked by the loader
+            raise ValueError(f"{v!r} is not a kernel package name")
+        return v
+
+    @field_validator("append")
+    @classmethod
+    def _no_root(cls, v: str) -> str:
+        for word in v.split():
+            if word.startswith(("root=", "mount.usr=", "rootflags=")):
+                raise ValueError(
+                    f"{word!r}: the root file system is found by its DPS partition type; "
+                    "do not set root= on the command line"
+                )
+        return v
+
+
+class User(_Model):
+    name: str
+    description: str = ""
+    password: str | None = None  # a crypt(3) hash, or plain text hashed at build time
+    key: str | None = None
+    home: AbsPath | None = None
+    shell: AbsPath | None = None
+    groups: tuple[str, ...] = ()
+    uid: int | None = None
+    gid: int | None = None
+    expiredate: int | None = None  # days since 1970-01-01
+    force_password_reset: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _USER.match(v):
+            raise ValueError(f"{v!r} is not a valid user name (lower case, digits, _ and -)")
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str | None) -> str | None:
+        if v == "":
+            return None  # osbuild: an empty password means none
+        if v is not None and ("\n" in v or ":" in v and not is_crypt_hash(v)):
+            raise ValueError("a plain password cannot contain ':' or a newline")
+        return v
+
+    @field_validator("uid", "gid")
+    @classmethod
+    def _id(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v < 2**32 - 1:
+            raise ValueError(f"{v} is not a valid numeric id")
+        return v
+
+    @field_validator("expiredate")
+    @classmethod
+    def _expire(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= 2932896:  # up to 9999-12-31
+            raise ValueError(f"{v}: days since 1970-01-01, between 0 and 2932896")
+        return v
+
+    @property
+    def plain_password(self) -> bool:
+        return self.password is not None and not is_crypt_hash(self.password)
+
+    @property
+    def expire_date(self) -> str | None:
+        if self.expiredate is None:
+            return None
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=self.expiredate)).isoformat()
+
+
+class Group(_Model):
+    name: str
+    gid: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _USER.match(v):
+            raise ValueError(f"{v!r} is not a valid group name")
+        return v
+
+
+class SshKey(_Model):
+    user: str
+    key: str
+
+
+class Timezone(_Model):
+    timezone: str | None = None
+    ntpservers: tuple[str, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is not None and (".." in v or v.startswith("/") or not v.strip()):
+            raise ValueError(f"{v!r} is not a time zone name such as 'Europe/Berlin'")
+        return v
+
+
+class Locale(_Model):
+    languages: tuple[str, ...] = ()
+    keyboard: str | None = None
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for lang in v:
+            if not _LOCALE.match(lang):
+                raise ValueError(f"{lang!r} is not a locale name such as 'en_US.UTF-8'")
+        return v
+
+    @field_validator("keyboard")
+    @classmethod
+    def _keyboard(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9_.-]+$", v):
+            raise ValueError(f"{v!r} is not a keymap name such as 'us' or 'de-latin1'")
+        return v
+
+
+class Services(_Model):
+    enabled: tuple[Unit, ...] = ()
+    disabled: tuple[Unit, ...] = ()
+    masked: tuple[Unit, ...] = ()
+
+
+class CaCerts(_Model):
+    pem_certs: tuple[str, ...] = ()
+
+    @field_validator("pem_certs")
+    @classmethod
+    def _pem(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for cert in v:
+            if "-----BEGIN CERTIFICATE-----" not in cert:
+                raise ValueError(
+                    "each entry must be a PEM certificate (-----BEGIN CERTIFICATE-----)"
+                )
+        return v
+
+
+_NO_FIREWALLD = (
+    "Debian images carry no firewalld; install a firewall package in [[packages]] and "
+    "configure it with [[customizations.files]]"
+)
+
+
+class Customizations(_Model):
+    hostname: str | None = None
+    kernel: Kernel = Kernel()
+    sshkey: tuple[SshKey, ...] = ()
+    user: tuple[User, ...] = ()
+    group: tuple[Group, ...] = ()
+    timezone: Timezone = Timezone()
+    locale: Locale = Locale()
+    firewall: Annotated[Any, _unsupported(_NO_FIREWALLD)] = None
+    services: Services = Services()
+    filesystem: tuple[Filesystem, ...] = ()
+    disk: Disk | None = None
+    installation_device: Annotated[
+        Any, _unsupported("dps-composer builds disk images, not installers")
+    ] = None
+    partitioning_mode: Annotated[
+        Any,
+        _unsupported(
+            "only plain partitions can be discovered by DPS ('raw'); LVM cannot", ("raw",)
+        ),
+    ] = None
+    fdo: Annotated[Any, _unsupported("FIDO Device Onboarding is for edge installers")] = None
+    openscap: Annotated[
+        Any,
+        _unsupported(
+            "no OpenSCAP remediation at build time for Debian (no scap-security-guide datastreams)"
+        ),
+    ] = None
+    ignition: Annotated[Any, _unsupported("Ignition is for Fedora CoreOS/RHEL for Edge")] = None
+    directories: tuple[Directory, ...] = ()
+    files: tuple[File, ...] = ()
+    # dnf targets only (blueprint.py rejects them for apt targets, naming the key)
+    repositories: tuple[Repository, ...] = ()
+    fips: Annotated[Any, _unsupported("Debian has no FIPS mode", (False,))] = None
+    installer: Annotated[Any, _unsupported("dps-composer builds disk images, not installers")] = (
+        None
+    )
+    rpm: Annotated[Any, _unsupported("RPM keys do not apply to apt targets")] = None
+    rhsm: Annotated[Any, _unsupported("Red Hat Subscription Manager does not apply to Debian")] = (
+        None
+    )
+    cacerts: CaCerts = CaCerts()
+    containers_storage: Annotated[
+        Any, _unsupported("embedding container images is not implemented")
+    ] = None
+    firstboot: Annotated[
+        Any,
+        _unsupported(
+            "first-boot scripts are not implemented; ship a unit with [[customizations.files]]"
+        ),
+    ] = None
+    dnf: Annotated[Any, _unsupported("dnf settings do not apply to apt targets")] = None
+    iso: Annotated[Any, _unsupported("dps-composer builds disk images, not ISOs")] = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        alias_generator=lambda n: n.replace("containers_storage", "containers-storage"),
+        populate_by_name=True,
+    )
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) > 253 or not _HOSTNAME.match(v)):
+            raise ValueError(f"{v!r} is not a valid host name (RFC 1123)")
+        return v
+
+    def masked_dump(self) -> dict[str, Any]:
+        """JSON-ready dump with every plain-text password replaced (for plan output)."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for user in data.get("user") or []:
+            pw = user.get("password")
+            if pw is not None and not is_crypt_hash(pw):
+                user["password"] = "<plain text: hashed at build time>"
+        return data
+
+    def extra_packages(self) -> tuple[str, ...]:
+        """Debian packages the customizations need in the image."""
+        pkgs: list[str] = []
+        if self.timezone.timezone:
+            pkgs.append("tzdata")
+        if self.timezone.ntpservers:
+            pkgs.append("systemd-timesyncd")
+        if any(lang.split(".")[0] not in ("C", "POSIX") for lang in self.locale.languages):
+            pkgs.append("locales")
+        if self.cacerts.pem_certs:
+            pkgs.append("ca-certificates")
+        return tuple(pkgs)

@@ -1,0 +1,119 @@
+"""Boot reports for CI: the verdicts as JSON, and JUnit XML with one testcase per check.
+
+The JUnit layout is the one Ant's JUnit task writes and CI systems read (Jenkins, GitLab,
+GitHub test reporters): <testsuites> with one <testsuite> per image (properties, testcases,
+system-out, system-err). tests/data/junit.xsd is the schema the tests validate it against.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from composer.vm.run import BootResult
+
+CLASS_PREFIX = "dps-composer.boot"
+# XML 1.0 forbids most C0 control characters, even escaped
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("?", text)
+
+
+def result_dict(r: BootResult) -> dict[str, Any]:
+    d = {"image": str(r.image), "name": r.name, "mode": r.mode, "started": r.started}
+    d.update(r.verdict.to_dict())
+    return d
+
+
+def verdicts_json(results: Sequence[BootResult]) -> str:
+    """One image: its verdict object (as always); several: {"passed", "images": [...]}."""
+    if len(results) == 1:
+        return json.dumps(result_dict(results[0]), indent=2)
+    doc = {
+        "passed": all(r.verdict.passed for r in results),
+        "images": [result_dict(r) for r in results],
+    }
+    return json.dumps(doc, indent=2)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
+    v = r.verdict
+    failures = sum(1 for c in v.checks if not c.passed) if r.mode != "error" else 0
+    errors = len(v.checks) if r.mode == "error" else 0
+    total = v.timings.get("total", 0.0)
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": r.name,
+            "package": CLASS_PREFIX,
+            "id": str(index),
+            "tests": str(len(v.checks)),
+            "failures": str(failures),
+            "errors": str(errors),
+            "skipped": "0",
+            "time": _fmt(total),
+            "timestamp": r.started,
+            "hostname": hostname,
+        },
+    )
+    props = ET.SubElement(suite, "properties")
+    facts = {
+        "image": str(r.image),
+        "mode": r.mode,
+        "firmware": v.firmware or "",
+        "accelerator": v.accel or "",
+        "serial_log": str(v.serial_log or ""),
+    }
+    facts.update({f"timing.{k}": _fmt(t) for k, t in sorted(v.timings.items())})
+    for name, value in facts.items():
+        ET.SubElement(props, "property", {"name": name, "value": _xml_text(value)})
+    classname = f"{CLASS_PREFIX}.{r.name}"
+    for c in v.checks:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "name": c.name,
+                "classname": classname,
+                "time": _fmt(total if c.name == "booted" else 0.0),
+            },
+        )
+        if not c.passed:
+            kind = "error" if r.mode == "error" else "failure"
+            el = ET.SubElement(case, kind, {"message": _xml_text(c.detail[:1000]), "type": c.name})
+            el.text = _xml_text(c.detail)
+    out = [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in v.checks]
+    ET.SubElement(suite, "system-out").text = _xml_text("\n".join([*out, *v.notes]))
+    tail = "" if v.passed else "\n".join(v.serial_tail)
+    ET.SubElement(suite, "system-err").text = _xml_text(tail)
+    return suite
+
+
+def junit_xml(results: Sequence[BootResult], hostname: str | None = None) -> str:
+    host = hostname or socket.gethostname() or "localhost"
+    root = ET.Element("testsuites", {"name": "dps-composer boot"})
+    suites = [_suite(r, i, host) for i, r in enumerate(results)]
+    for key in ("tests", "failures", "errors"):
+        root.set(key, str(sum(int(s.get(key, "0")) for s in suites)))
+    root.set("time", _fmt(sum(float(s.get("time", "0")) for s in suites)))
+    root.extend(suites)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

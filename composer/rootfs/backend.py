@@ -1,0 +1,71 @@
+"""The root tree by the distribution's package backend: apt (mmdebstrap) or dnf."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from composer.plan import Plan
+from composer.rootfs import apt, dnf, versions
+from composer.uki.repo import dnf_repo
+
+
+def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:
+    """The blueprint's package version globs as the archive resolves them now (apt); dnf
+    takes the globs as they are."""
+    if plan.distribution.family == "dnf":
+        return dict(plan.package_pins)
+    return versions.resolve(
+        plan.package_pins,
+        suite=plan.suite,
+        mirror=plan.mirror,
+        arch=plan.arch,
+        cache=cache,
+        log=log,
+    )
+
+
+def make_root(
+    plan: Plan,
+    root: Path,
+    pins: dict[str, str],
+    *,
+    cache: Path,
+    log: Path,
+    local_repos: Sequence[Path] = (),
+    epoch: int | None = None,
+) -> None:
+    """Create ``root`` with the plan's packages at the ``pins`` resolved before.
+    ``local_repos``: extra repositories (apt flat + RPM repodata) to install from."""
+    arch = plan.arch
+    distro = plan.distribution
+    if distro.family == "dnf":
+        dnf.install_tree(
+            root,
+            distro=distro,
+            arch=arch,
+            packages=[f"{n}-{pins[n]}" if n in pins else n for n in plan.packages],
+            repositories=plan.customizations.repositories,
+            cache=cache,
+            log=log,
+            local_repos=[dnf_repo(r, f"dps-composer-local-{i}") for i, r in enumerate(local_repos)],
+            epoch=epoch,
+        )
+        return
+    apt.mmdebstrap(
+        root,
+        suite=plan.suite,
+        mirror=plan.mirror,
+        arch=arch,
+        packages=[f"{n}={pins[n]}" if n in pins else n for n in plan.packages],
+        archive_cache=cache / "archives" / f"{plan.suite}-{arch.debian}",
+        log=log,
+        local_repos=local_repos,
+        epoch=epoch,
+    )
+
+
+def installed_packages(plan: Plan, root: Path) -> dict[str, str]:
+    if plan.distribution.family == "dnf":
+        return dnf.installed_packages(root, plan.distribution)
+    return apt.installed_packages(root)

@@ -1,0 +1,148 @@
+"""Package version globs ("1.36.*") resolved against the archive, then pinned name=version.
+
+The host's apt reads the target suite's package index into a private state directory (kept
+in the cache, so later builds only fetch what changed); `apt-cache madison` lists the
+versions the archive has, highest first, and the first one the glob matches is pinned.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import fnmatch
+import functools
+import hashlib
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from composer import tools
+from composer.arch import Arch
+from composer.errors import ComposerError
+
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def parse_madison(text: str) -> dict[str, list[str]]:
+    """`apt-cache madison` output -> package -> versions in the order listed (highest first)."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) >= 3 and fields[0] and fields[1] and "Sources" not in fields[2]:
+            versions = found.setdefault(fields[0], [])
+            if fields[1] not in versions:
+                versions.append(fields[1])
+    return found
+
+
+def pick_version(glob: str, versions: Sequence[str]) -> str | None:
+    """The first (highest) version the glob matches, or None. Exact versions match as is."""
+    for v in versions:
+        if v == glob or fnmatch.fnmatchcase(v, glob):
+            return v
+    return None
+
+
+def resolve_pins(
+    pins: Sequence[tuple[str, str]], available: dict[str, list[str]], suite: str
+) -> dict[str, str]:
+    """name -> version for every (name, glob); a clear error for what the archive lacks."""
+    out: dict[str, str] = {}
+    problems = []
+    for name, glob in pins:
+        versions = available.get(name)
+        if not versions:
+            problems.append(f"{name}: not in {suite}")
+            continue
+        v = pick_version(glob, versions)
+        if v is None:
+            problems.append(
+                f"{name}: no version matches {glob!r}; {suite} has {', '.join(versions)}"
+            )
+        else:
+            out[name] = v
+    if problems:
+        raise ComposerError("packages: cannot pin versions: " + "; ".join(problems))
+    return out
+
+
+def _apt_options(state: Path, arch: Arch) -> list[str]:
+    return [
+        f"-oDir::State={state}/lists-state",
+        f"-oDir::State::Lists={state}/lists",
+        f"-oDir::State::status={state}/status",
+        f"-oDir::Cache={state}/cache",
+        f"-oDir::Etc::SourceList={state}/sources.list",
+        "-oDir::Etc::SourceParts=/nonexistent",
+        "-oDir::Etc::Preferences=/nonexistent",
+        "-oDir::Etc::PreferencesParts=/nonexistent",
+        f"-oAPT::Architecture={arch.debian}",
+        f"-oAPT::Architectures={arch.debian}",
+        "-oAcquire::Languages=none",
+        "-oAcquire::Retries=3",
+    ]
+
+
+def archive_versions(
+    names: Sequence[str], *, suite: str, mirror: str, arch: Arch, state: Path, log: Path
+) -> dict[str, list[str]]:
+    """The versions of ``names`` the archive's suite has (fetches its index into ``state``)."""
+    for sub in ("lists/partial", "lists-state", "cache/archives/partial"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    (state / "status").touch()
+    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
+    opts = _apt_options(state, arch)
+    tools.run(["apt-get", *opts, "-q", "update"], log=log)
+    return parse_madison(tools.output(["apt-cache", *opts, "madison", *names]))
+
+
+def resolve(
+    pins: Sequence[tuple[str, str]], *, suite: str, mirror: str, arch: Arch, cache: Path, log: Path
+) -> dict[str, str]:
+    if not pins:
+        return {}
+    state = cache / "apt-index" / f"{suite}-{arch.debian}"
+    available = archive_versions(
+        [n for n, _ in pins], suite=suite, mirror=mirror, arch=arch, state=state, log=log
+    )
+    return resolve_pins(pins, available, suite)
+
+
+def _fetch(url: str, timeout: float = 30) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http/file only)
+        data: bytes = resp.read()
+        return data
+
+
+@functools.cache
+def _index_file(url: str) -> bytes:
+    """Once per process: a build asks for the same index for several stages."""
+    return _fetch(url)
+
+
+def release_epoch(mirror: str, suite: str) -> int | None:
+    """The ``Date:`` of the suite's InRelease as a Unix time (None if it cannot be read)."""
+    try:
+        text = _index_file(f"{mirror.rstrip('/')}/dists/{suite}/InRelease").decode(errors="replace")
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("Date:"):
+            try:
+                return int(email.utils.parsedate_to_datetime(line[5:].strip()).timestamp())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def archive_index_digest(urls: Sequence[str]) -> tuple[str | None, str]:
+    """(digest of the index files, reason when they cannot be read: then nothing is cached)."""
+    if not urls:
+        return None, "the package sources have no index the composer can read"
+    h = hashlib.sha256()
+    for url in urls:
+        try:
+            h.update(url.encode() + b"\0" + hashlib.sha256(_index_file(url)).digest())
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            return None, f"cannot read {url}: {exc}"
+    return h.hexdigest(), ""

@@ -1,0 +1,268 @@
+#!/bin/sh
+# boot-uefi.sh: boot a disk image under UEFI (OVMF/AAVMF) in QEMU, for testers without Python.
+#
+#   boot-uefi.sh IMAGE [--secure-boot VARS] [--tpm] [--timeout S] [options]
+#
+# Firmware comes from the QEMU firmware descriptors (docs/interop/firmware.json), read with jq:
+# the union of /usr/share/qemu/firmware, /etc/qemu/firmware and $XDG_CONFIG_HOME/qemu/firmware by
+# file name (later directories override, an empty file hides), sorted, first match wins.
+# The image is never written (snapshot=on); the varstore is a private copy; swtpm, QEMU and the
+# work directory are removed on exit, Ctrl-C included.
+#
+# Without --timeout the console is interactive on this terminal (Ctrl-A X quits) and logged.
+# With --timeout S the VM runs headless; the script waits for --expect (default: a login
+# prompt, the dps-composer check line or a power-off), prints the matching line and exits 0,
+# or exits 1 after S seconds or when QEMU ends without a match.
+#
+# Options:
+#   --secure-boot VARS   Secure Boot firmware (feature secure-boot) with this varstore
+#   --vars FILE          varstore to copy instead of the descriptor's template
+#   --tpm                attach a TPM 2.0 (swtpm, sha256 bank)
+#   --timeout S          headless, give up after S seconds
+#   --expect REGEX       (with --timeout) extended regex that ends the wait successfully
+#   --check              pass the dps-composer.check credential: an image built by
+#                        dps-composer then runs its boot check and prints DPS-COMPOSER-CHECK
+#   --serial-log FILE    keep the console log here (default: IMAGE.serial.log)
+#   --arch ARCH          x86_64 (default: uname -m) or aarch64
+#   --accel kvm|tcg      default: kvm when /dev/kvm is usable, else tcg
+#   --memory M           default 2048M
+#   --firmware-dir DIR   descriptor directory (repeatable; replaces the default three)
+#   --dry-run            print the swtpm and QEMU command lines, start nothing
+set -eu
+
+PROG=${0##*/}
+die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 2; }
+say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+IMAGE='' SB_VARS='' VARS='' TPM=0 TIMEOUT='' EXPECT='' CHECK=0 LOG='' DRY=0 FW_DIRS=''
+ARCH=$(uname -m) ACCEL='' MEMORY=2048M
+DEFAULT_EXPECT='login: *$|DPS-COMPOSER-CHECK |reboot: Power down'
+
+need_arg() { [ $# -ge 2 ] || die "$1 needs a value"; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --secure-boot) need_arg "$@"; SB_VARS=$2; shift ;;
+        --vars) need_arg "$@"; VARS=$2; shift ;;
+        --tpm) TPM=1 ;;
+        --timeout) need_arg "$@"; TIMEOUT=$2; shift ;;
+        --expect) need_arg "$@"; EXPECT=$2; shift ;;
+        --check) CHECK=1 ;;
+        --serial-log) need_arg "$@"; LOG=$2; shift ;;
+        --arch) need_arg "$@"; ARCH=$2; shift ;;
+        --accel) need_arg "$@"; ACCEL=$2; shift ;;
+        --memory) need_arg "$@"; MEMORY=$2; shift ;;
+        --firmware-dir) need_arg "$@"; FW_DIRS="$FW_DIRS
+$2"; shift ;;
+        --dry-run) DRY=1 ;;
+        -h | --help) sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) [ -z "$IMAGE" ] || die "only one IMAGE, got '$IMAGE' and '$1'"; IMAGE=$1 ;;
+    esac
+    shift
+done
+[ -n "$IMAGE" ] || die "usage: $PROG IMAGE [--secure-boot VARS] [--tpm] [--timeout S] (see --help)"
+[ -f "$IMAGE" ] || die "$IMAGE: no such image file"
+[ -z "$SB_VARS" ] || [ -f "$SB_VARS" ] || die "$SB_VARS: no such varstore"
+[ -z "$VARS" ] || [ -f "$VARS" ] || die "$VARS: no such varstore"
+case $TIMEOUT in '' | *[!0-9]*) [ -z "$TIMEOUT" ] || die "--timeout: whole seconds, not '$TIMEOUT'" ;; esac
+command -v jq >/dev/null 2>&1 || die "jq not found (apt-get install jq)"
+
+case $ARCH in
+    x86_64 | amd64) ARCH=x86_64 MACHINE=q35 GLOB='^pc-q35' TPMDEV=tpm-crb ;;
+    aarch64 | arm64) ARCH=aarch64 MACHINE=virt GLOB='^virt' TPMDEV=tpm-tis-device ;;
+    *) die "unsupported architecture $ARCH (x86_64, aarch64)" ;;
+esac
+
+# --- firmware from the descriptors ----------------------------------------------------------
+if [ -z "$FW_DIRS" ]; then
+    FW_DIRS="/usr/share/qemu/firmware
+/etc/qemu/firmware
+${XDG_CONFIG_HOME:-${HOME:-/root}/.config}/qemu/firmware"
+fi
+
+# every descriptor by file name, the most specific directory winning; "name<TAB>path", sorted
+descriptors() {
+    printf '%s\n' "$FW_DIRS" | while IFS= read -r d; do
+        [ -n "$d" ] && [ -d "$d" ] || continue
+        for f in "$d"/*.json; do [ -e "$f" ] && printf '%s\t%s\n' "${f##*/}" "$f"; done
+    done | awk -F '\t' '{ path[$1] = $2 } END { for (n in path) print n "\t" path[n] }' | sort
+}
+
+WANT_SB=false
+[ -n "$SB_VARS" ] && WANT_SB=true
+FW_CODE='' FW_CODE_FMT='' FW_VARS='' FW_VARS_FMT='' FW_SMM='' FW_DESC=''
+TAB=$(printf '\t')
+# pick_firmware STRICT: the first matching descriptor; STRICT=true also rejects descriptors
+# whose template has keys enrolled (our own varstore replaces it anyway)
+pick_firmware() {
+    while IFS="$TAB" read -r name path; do
+        [ -s "$path" ] || continue  # an empty file hides the name
+        row=$(jq -r --arg arch "$ARCH" --arg glob "$GLOB" --argjson sb "$WANT_SB" --argjson strict "$1" '
+            select((."interface-types" // []) | index("uefi"))
+            | select(any(.targets[]?; .architecture == $arch and any(.machines[]?; test($glob))))
+            | select(.mapping.device == "flash" and ((.mapping.mode // "split") == "split"))
+            | select((((.features // []) | index("secure-boot")) != null) == $sb)
+            | select(($strict | not) or (((.features // []) | index("enrolled-keys")) == null))
+            | [.mapping.executable.filename, (.mapping.executable.format // "raw"),
+               .mapping."nvram-template".filename, (.mapping."nvram-template".format // "raw"),
+               (((.features // []) | index("requires-smm")) != null)] | @tsv' "$path" 2>/dev/null) || continue
+        [ -n "$row" ] || continue
+        IFS="$TAB" read -r code code_fmt vars vars_fmt smm <<EOF
+$row
+EOF
+        [ -f "$code" ] && [ -f "$vars" ] || continue
+        FW_CODE=$code FW_CODE_FMT=$code_fmt FW_VARS=$vars FW_VARS_FMT=$vars_fmt FW_SMM=$smm
+        FW_DESC=$path
+        return 0
+    done <<EOF
+$(descriptors)
+EOF
+    return 1
+}
+if [ -n "$SB_VARS" ]; then
+    pick_firmware true || pick_firmware false || true
+else
+    pick_firmware false || true
+fi
+[ -n "$FW_CODE" ] || die "no UEFI firmware descriptor for $ARCH $MACHINE $([ "$WANT_SB" = true ] && echo with || echo without) Secure Boot (install ovmf)"
+say "firmware: $FW_DESC ($FW_CODE)"
+[ -z "$SB_VARS" ] || VARS=$SB_VARS
+[ -n "$VARS" ] || VARS=$FW_VARS
+[ "$VARS" = "$FW_VARS" ] || FW_VARS_FMT=raw
+case $(dd if="$VARS" bs=3 count=1 2>/dev/null) in QFI) FW_VARS_FMT=qcow2 ;; esac
+
+case $(dd if="$IMAGE" bs=3 count=1 2>/dev/null) in QFI) DISK_FMT=qcow2 ;; *) DISK_FMT=raw ;; esac
+if [ -z "$ACCEL" ]; then
+    if [ -w /dev/kvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
+fi
+case $ACCEL in kvm) CPU=host ;; tcg) CPU=max ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
+[ -n "$LOG" ] || LOG=$IMAGE.serial.log
+[ -n "$EXPECT" ] || EXPECT=$DEFAULT_EXPECT
+
+# --- work directory, cleanup ----------------------------------------------------------------
+if [ "$DRY" = 1 ]; then
+    WORK=${TMPDIR:-/tmp}/boot-uefi.DRYRUN
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/boot-uefi.XXXXXX")
+fi
+QEMU_PID='' SWTPM_PID=''
+# stop a daemon (not our child; swtpm): TERM, up to 10 s, then KILL
+stop_pid() {
+    kill "$1" 2>/dev/null || return 0
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+    kill -9 "$1" 2>/dev/null || true
+}
+# our own background child: TERM, KILL after 10 s, and reap it (a zombie answers kill -0)
+stop_child() {
+    kill "$1" 2>/dev/null
+    (sleep 10; kill -9 "$1" 2>/dev/null) &
+    killer=$!
+    wait "$1" 2>/dev/null
+    kill "$killer" 2>/dev/null
+}
+cleanup() {
+    set +e  # a process that is already gone must not stop the cleanup
+    [ -z "$QEMU_PID" ] || stop_child "$QEMU_PID"
+    [ -z "$SWTPM_PID" ] || stop_pid "$SWTPM_PID"
+    [ "$DRY" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- the QEMU command line (built in "$@") --------------------------------------------------
+set -- "qemu-system-$ARCH"
+if [ "$FW_SMM" = true ]; then
+    set -- "$@" -machine "$MACHINE,smm=on" -global driver=cfi.pflash01,property=secure,value=on
+else
+    set -- "$@" -machine "$MACHINE"
+fi
+set -- "$@" -accel "$ACCEL" -cpu "$CPU" -m "$MEMORY" -smp 2 -nodefaults -no-user-config
+set -- "$@" -drive "if=pflash,unit=0,readonly=on,format=$FW_CODE_FMT,file=$FW_CODE"
+set -- "$@" -drive "if=pflash,unit=1,format=$FW_VARS_FMT,file=$WORK/vars.fd"
+set -- "$@" -drive "if=none,id=disk0,format=$DISK_FMT,file=$IMAGE,snapshot=on"
+set -- "$@" -device virtio-blk-pci,drive=disk0,bootindex=1 -device virtio-rng-pci
+if [ -n "$TIMEOUT" ]; then
+    set -- "$@" -display none -chardev "file,id=con,path=$LOG" -serial chardev:con
+else
+    set -- "$@" -display none -chardev "stdio,id=con,mux=on,signal=off,logfile=$LOG" \
+        -serial chardev:con -mon chardev=con,mode=readline
+fi
+if [ "$CHECK" = 1 ]; then
+    set -- "$@" -smbios type=11,value=io.systemd.credential:dps-composer.check=1
+    if [ "$ARCH" = x86_64 ]; then
+        set -- "$@" -chardev "file,id=check,path=$WORK/check.log" -serial chardev:check
+    else
+        set -- "$@" -chardev "file,id=check,path=$WORK/check.log" -device virtio-serial-pci \
+            -device virtserialport,chardev=check,name=dps-composer.check
+    fi
+fi
+SWTPM_SOCK=$WORK/swtpm.sock
+if [ "$TPM" = 1 ]; then
+    set -- "$@" -chardev "socket,id=chrtpm,path=$SWTPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm \
+        -device "$TPMDEV,tpmdev=tpm0"
+fi
+
+if [ "$DRY" = 1 ]; then
+    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK --daemon"
+    printf '%s' "$1"
+    shift
+    for a in "$@"; do printf ' %s' "$a"; done
+    printf '\n'
+    exit 0
+fi
+
+cp "$VARS" "$WORK/vars.fd"
+: >"$LOG"
+if [ "$TPM" = 1 ]; then
+    command -v swtpm >/dev/null 2>&1 || die "swtpm not found (apt-get install swtpm swtpm-tools)"
+    mkdir -p "$WORK/tpm"
+    : >"$WORK/swtpm_setup.conf"
+    swtpm_setup --tpm2 --tpmstate "$WORK/tpm" --pcr-banks sha256 --config "$WORK/swtpm_setup.conf" \
+        --logfile "$WORK/swtpm_setup.log" >/dev/null || die "swtpm_setup failed (see $WORK/swtpm_setup.log)"
+    swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" --ctrl "type=unixio,path=$SWTPM_SOCK" \
+        --log "file=$WORK/swtpm.log" --pid "file=$WORK/swtpm.pid" --daemon
+    i=0
+    while [ ! -S "$SWTPM_SOCK" ] || [ ! -s "$WORK/swtpm.pid" ]; do
+        i=$((i + 1)); [ $i -le 50 ] || die "swtpm did not create $SWTPM_SOCK"
+        sleep 0.1
+    done
+    SWTPM_PID=$(cat "$WORK/swtpm.pid")
+    say "swtpm: pid $SWTPM_PID"
+fi
+
+say "serial log: $LOG"
+if [ -z "$TIMEOUT" ]; then
+    "$@"
+    exit $?
+fi
+
+"$@" >"$WORK/qemu.log" 2>&1 &
+QEMU_PID=$!
+say "qemu: pid $QEMU_PID, waiting up to $TIMEOUT s for /$EXPECT/"
+start=$(date +%s)
+ESC=$(printf '\033')
+found() {
+    for f in "$WORK/check.log" "$LOG"; do
+        [ -f "$f" ] || continue
+        line=$(tr -d '\r' <"$f" | sed "s/$ESC\[[0-9;=?]*[A-Za-z]//g" | grep -a -E -m 1 -e "$EXPECT" || true)
+        if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
+    done
+    return 1
+}
+while :; do
+    if found; then exit 0; fi
+    if ! kill -0 "$QEMU_PID" 2>/dev/null; then
+        wait "$QEMU_PID" || true
+        QEMU_PID=''
+        found && exit 0
+        say "QEMU exited without /$EXPECT/: $(tail -n 3 "$WORK/qemu.log" | tr '\n' ' ')"
+        exit 1
+    fi
+    if [ $(($(date +%s) - start)) -ge "$TIMEOUT" ]; then
+        say "timeout after $TIMEOUT s without /$EXPECT/ (log: $LOG)"
+        exit 1
+    fi
+    sleep 1
+done

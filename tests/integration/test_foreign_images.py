@@ -1,0 +1,204 @@
+"""Images the composer did not build: `inspect` classifies them offline, `boot` judges them
+through a cloud-init cidata ISO (no manifest, no check unit in the image).
+
+The image: systemd-repart's GPT and ext4 root from an mmdebstrap trixie tree with cloud-init,
+systemd-boot and a UKI (tests/integration/foreign_image.py). systemd-dissect from the tools
+tree is the oracle for which partition is what.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from composer import dps
+from composer.arch import get_arch
+from composer.build import default_cache_dir
+from composer.rootfs.chroot import run_in
+from composer.uki.toolstree import ensure_tools_tree
+
+from .conftest import composer
+from .foreign_image import build_repart_image
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repart-built image as qcow2, alone in its directory (no manifest.json)."""
+    work = tmp_path_factory.mktemp("foreign-build")
+    raw = build_repart_image(default_cache_dir(), work, work / "foreign.raw")
+    out = tmp_path_factory.mktemp("foreign")
+    qcow2 = out / "foreign.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow2)], check=True)
+    raw.unlink()
+    return qcow2
+
+
+def inspect(image: Path) -> tuple[int, dict[str, Any]]:
+    proc = composer("inspect", "--json", str(image), check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def systemd_view(image: Path, tmp: Path) -> dict[str, dict[str, str]]:
+    """Partition UUID -> what systemd (systemd-repart 257, a dry run over the existing table,
+    from the tools tree) calls the partition, plus blkid's file system probe of it."""
+    tree = ensure_tools_tree(default_cache_dir(), get_arch(platform.machine()), tmp / "t.log")
+    raw = tmp / "view.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    (tmp / "empty.d").mkdir()
+    argv = ["systemd-repart", "--dry-run=yes", "--offline=yes", "--json=short"]
+    argv += ["--definitions=/run/img/empty.d", "/run/img/view.raw"]
+    view: dict[str, dict[str, str]] = {}
+    for part in json.loads(run_in(tree, argv, binds=[(tmp, "/run/img")])):
+        probe = subprocess.run(
+            ["blkid", "-p", "-O", str(part["offset"]), "-o", "export", str(raw)],
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout
+        fields = dict(line.split("=", 1) for line in probe.splitlines() if "=" in line)
+        view[part["uuid"]] = {
+            "type": part["type"],
+            "label": part["label"],
+            "fstype": fields["TYPE"],
+        }
+    raw.unlink()
+    return view
+
+
+def test_inspect_classifies_every_partition(foreign: Path, tmp_path: Path) -> None:
+    rc, report = inspect(foreign)
+    assert rc == 0, report["discovery"]
+    parts = report["partitions"]
+    assert [(p["type_name"], p["filesystem"]["type"]) for p in parts] == [
+        ("esp", "vfat"),
+        ("root-x86-64", "ext4"),
+    ]
+    assert [p["label"] for p in parts] == ["esp", "root-x86-64"]  # repart's labels
+    # systemd names every partition the same; blkid finds the same file systems
+    theirs = systemd_view(foreign, tmp_path)
+    assert set(theirs) == {p["uuid"] for p in parts}
+    for p in parts:
+        seen = theirs[p["uuid"]]
+        assert (seen["type"], seen["label"]) == (p["type_name"], p["label"])
+        assert seen["fstype"] == p["filesystem"]["type"]
+    assert report["discovery"] == {"ok": True, "root": 2, "problems": [], "warnings": []}
+    assert report["os_release"]["ID"] == "debian" and report["cloud_init"] is True
+    (uki,) = [b for b in report["efi"] if b["kind"] == "uki"]
+    assert uki["cmdline"] == "console=tty0 console=ttyS0" and uki["signed_by"] == []
+    assert {".linux", ".initrd", ".cmdline", ".osrel", ".uname"} <= set(uki["sections"])
+    assert uki["pcr11"] and len(uki["pcr11"]) == 64
+    assert {b["kind"] for b in report["efi"]} == {"uki", "systemd-boot"}
+
+
+def test_inspect_explains_a_linux_generic_root(foreign: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "generic.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(foreign), str(raw)], check=True)
+    generic = str(dps.by_name("linux-generic").uuid)
+    subprocess.run(["sfdisk", "--quiet", "--part-type", str(raw), "2", generic], check=True)
+    rc, report = inspect(raw)
+    assert rc == 1
+    assert report["partitions"][1]["type_name"] == "linux-generic"
+    (problem,) = report["discovery"]["problems"]
+    assert "no root-x86-64 partition" in problem and "linux-generic" in problem
+    text = composer("inspect", str(raw), check=False).stdout
+    assert "root auto-discovery: NO" in text and "never auto-mounted" in text
+
+
+def test_boot_foreign_image_through_cidata(foreign: Path, tmp_path: Path) -> None:
+    assert not (foreign.parent / "manifest.json").exists()
+    verdict_file = tmp_path / "verdict.json"
+    proc = composer(
+        "boot",
+        str(foreign),
+        "--json",
+        str(verdict_file),
+        "--keep",
+        str(tmp_path / "keep"),
+        "--timeout",
+        "1200",  # cloud-init's stages under TCG; an upper bound, not a wait
+        check=False,
+    )
+    verdict = json.loads(verdict_file.read_text())
+    assert proc.returncode == 0, verdict["checks"]
+    assert verdict["mode"] == "cidata" and verdict["passed"] is True
+    names = {c["name"]: c for c in verdict["checks"]}
+    assert names["root-discovered"]["passed"] and names["no-failed-units"]["passed"]
+    assert verdict["guest"]["root"]["parttype"] == str(dps.by_name("root-x86-64").uuid)
+    assert any("cidata" in n for n in verdict["notes"])
+    # measured boot of an image we did not build: its UKI's PCR 11, predicted by inspect
+    _, report = inspect(foreign)
+    (uki,) = [b for b in report["efi"] if b["kind"] == "uki"]
+    assert verdict["guest"]["tpm"]["pcrs"]["11"].lower() == uki["pcr11"]
+    assert f"PCR 11 equals its (not enforced) prediction {uki['pcr11']}" in verdict["notes"]
+    shutil.rmtree(tmp_path / "keep", ignore_errors=True)
+
+
+def test_inspect_reads_an_xfs_root_with_libguestfs(tmp_path: Path) -> None:
+    """A root file system the offline readers cannot read (xfs) is read with libguestfs."""
+    from composer.disk.fs import copy_into, make_vfat
+    from composer.disk.gpt import GptEntry, write_gpt
+
+    (tmp_path / "os-release").write_text('ID=testos\nPRETTY_NAME="Test OS on XFS"\n')
+    (tmp_path / "fstab").write_text("LABEL=root / xfs defaults 0 1\n")
+    proto = tmp_path / "proto"
+    proto.write_text(
+        "/dev/null\n0 0\nd--755 0 0\n"
+        f"usr d--755 0 0\nlib d--755 0 0\nos-release ---644 0 0 {tmp_path}/os-release\n$\n$\n"
+        f"etc d--755 0 0\nfstab ---644 0 0 {tmp_path}/fstab\n$\n$\n"
+    )
+    mib = 1024 * 1024
+    root = tmp_path / "root.img"
+    root.write_bytes(b"")
+    subprocess.run(["truncate", "-s", f"{400 * mib}", str(root)], check=True)
+    subprocess.run(["mkfs.xfs", "-q", "-L", "root", "-p", str(proto), str(root)], check=True)
+    (tmp_path / "esp").mkdir()
+    esp = tmp_path / "esp.img"
+    make_vfat(esp, 64 * mib, tmp_path / "esp", "12345678", "ESP", tmp_path / "log")
+    disk = tmp_path / "xfs.raw"
+    subprocess.run(["truncate", "-s", f"{470 * mib}", str(disk)], check=True)
+    write_gpt(
+        disk,
+        "9e3bfa0d-9a57-4b5c-8f66-0e0b8d2b6a11",
+        [
+            GptEntry(1, mib, 64 * mib, str(dps.by_name("esp").uuid), str(uuid4()), "esp"),
+            GptEntry(
+                2, 65 * mib, 400 * mib, str(dps.by_name("root-x86-64").uuid), str(uuid4()), "root"
+            ),
+        ],
+    )
+    copy_into(esp, disk, mib)
+    copy_into(root, disk, 65 * mib)
+    rc, report = inspect(disk)
+    assert report["root_read"] == "libguestfs (xfs)"
+    assert report["partitions"][1]["filesystem"]["type"] == "xfs"
+    assert report["os_release"]["PRETTY_NAME"] == "Test OS on XFS"
+    assert rc == 1 and any("/etc/fstab mounts /" in p for p in report["discovery"]["problems"])
+
+
+def test_boot_without_cloud_init_is_judged_from_the_serial_console(
+    default_image: Path, tmp_path: Path
+) -> None:
+    """The default image without its manifest: no cloud-init in it, so no cidata; the verdict
+    comes from the console (login prompt, root mounted) and says so."""
+    image = tmp_path / "no-manifest.qcow2"
+    shutil.copyfile(default_image / "debian-uki-sdboot.qcow2", image)
+    verdict_file = tmp_path / "verdict.json"
+    proc = composer(
+        "boot", str(image), "--json", str(verdict_file), "--timeout", "1200", check=False
+    )
+    verdict = json.loads(verdict_file.read_text())
+    assert proc.returncode == 0, verdict["checks"]
+    assert verdict["mode"] == "serial"
+    assert [c["name"] for c in verdict["checks"]] == ["booted", "root-mounted"]
+    assert all("serial console only" in c["detail"] for c in verdict["checks"])
+    assert "login" in verdict["timings"]
+    assert any("no cloud-init" in n for n in verdict["notes"])

@@ -1,0 +1,185 @@
+"""Measured boot proved on real boots, and the reports CI reads.
+
+One `dps-composer boot -j 2` run boots the default image and a copy whose UKI command line was
+altered after the manifest was written, at the same time, each with its own swtpm and varstore:
+- the default image's live PCR 4, 7 and 11 equal the manifest's predictions (event by event in
+  the firmware log), and it passes;
+- the altered image fails on PCR 11, naming both values and the .cmdline event;
+- neither TPM saw the other's measurements (each image's PCR 11 equals its own UKI's prediction);
+- the JSON and JUnit reports cover both images; JUnit validates against tests/data/junit.xsd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pefile
+import pytest
+import xmlschema
+
+from composer import eventlog
+from composer.disk.fs import MTOOLS_ENV
+from composer.disk.read import read_vfat_file
+from composer.measure import PHASES, predict_uki
+from composer.vm.pcrdiff import first_difference
+
+from .conftest import ROOT, composer, manifest
+
+pytestmark = pytest.mark.integration
+NAME = "debian-uki-sdboot"
+SCHEMA = ROOT / "tests" / "data" / "junit.xsd"
+
+
+def alter_uki_cmdline(raw: Path, m: dict[str, Any], old: bytes, new: bytes) -> bytes:
+    """Patch the UKI's .cmdline section bytes in place on the ESP (same length, no re-signing);
+    returns the altered UKI."""
+    assert len(old) == len(new)
+    offset, path = m["disk"]["partitions"][0]["offset"], m["uki"]["path"]
+    uki = bytearray(read_vfat_file(raw, offset, path))
+    pe = pefile.PE(data=bytes(uki), fast_load=True)
+    (sec,) = [s for s in pe.sections if s.Name.rstrip(b"\0") == b".cmdline"]
+    start = sec.PointerToRawData + bytes(uki[sec.PointerToRawData :]).index(old)
+    assert start < sec.PointerToRawData + sec.SizeOfRawData
+    uki[start : start + len(old)] = new
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "uki.efi"
+        local.write_bytes(uki)
+        subprocess.run(
+            ["mcopy", "-o", "-i", f"{raw}@@{offset}", str(local), f"::/{path}"],
+            check=True,
+            env={**os.environ, **MTOOLS_ENV},
+        )
+    assert read_vfat_file(raw, offset, path) == bytes(uki)
+    return bytes(uki)
+
+
+@pytest.fixture(scope="module")
+def pair(default_image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("measured")
+    altered_dir = work / "altered"
+    altered_dir.mkdir()
+    altered = altered_dir / "altered.raw"
+    shutil.copyfile(default_image / f"{NAME}.raw", altered)
+    shutil.copyfile(default_image / "manifest.json", altered_dir / "manifest.json")
+    uki = alter_uki_cmdline(altered, manifest(default_image), b"console=tty0", b"console=tty1")
+    (work / "altered.efi").write_bytes(uki)
+    proc = composer(
+        "boot",
+        "-j",
+        "2",
+        str(default_image / f"{NAME}.qcow2"),
+        str(altered),
+        "--json",
+        str(work / "verdicts.json"),
+        "--junit",
+        str(work / "report.xml"),
+        "--keep",
+        str(work / "keep"),
+        "--timeout",
+        "1200",  # two TCG guests share the CPUs; an upper bound, not a wait
+        check=False,
+    )
+    doc = json.loads((work / "verdicts.json").read_text())
+    by_name = {i["name"]: i for i in doc["images"]}
+    return {
+        "proc": proc,
+        "doc": doc,
+        "default": by_name[f"{NAME}.qcow2"],
+        "altered": by_name["altered.raw"],
+        "work": work,
+        "manifest": manifest(default_image),
+    }
+
+
+def checks(verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in verdict["checks"]}
+
+
+def live_pcrs(verdict: dict[str, Any]) -> dict[str, str]:
+    return {k: v.lower() for k, v in verdict["guest"]["tpm"]["pcrs"].items()}
+
+
+def log_events(verdict: dict[str, Any]) -> list[eventlog.Event]:
+    return eventlog.parse(eventlog.decode_transport(verdict["guest"]["eventlog"]))
+
+
+def test_exit_code_and_both_images_reported(pair: dict[str, Any]) -> None:
+    assert pair["proc"].returncode == 1  # one image fails
+    assert pair["doc"]["passed"] is False
+    assert [i["passed"] for i in pair["doc"]["images"]] == [True, False]
+    out = pair["proc"].stdout + pair["proc"].stderr
+    assert f"[{NAME}.qcow2]" in out and "[altered.raw]" in out
+
+
+def test_default_image_live_pcrs_equal_predictions(pair: dict[str, Any]) -> None:
+    verdict, m = pair["default"], pair["manifest"]
+    assert verdict["passed"], verdict["checks"]
+    got = checks(verdict)
+    for n in ("4", "7", "11"):
+        assert got[f"pcr-{n}"]["passed"], got[f"pcr-{n}"]
+        assert live_pcrs(verdict)[n] == m["expect"]["pcrs"][n]
+    assert m["expect"]["pcrs"]["11"] == m["pcr11"]["phases"]["sha256"][PHASES[-1]]
+    events = log_events(verdict)
+    for n in (4, 7):
+        predicted = m["measured_boot"]["pcrs"][str(n)]["events"]
+        assert first_difference(predicted, eventlog.for_pcr(events, n)) is None
+    stub = m["measured_boot"]["pcrs"]["11"]["events"]
+    assert first_difference(stub, eventlog.for_pcr(events, 11), prefix_only=True) is None
+    # the log the guest sent replays to the PCRs its TPM reported
+    replayed = eventlog.replay(events)
+    for n in range(8):
+        assert replayed[n] == live_pcrs(verdict)[str(n)], n
+
+
+def test_altered_cmdline_fails_on_pcr11(pair: dict[str, Any]) -> None:
+    verdict, m = pair["altered"], pair["manifest"]
+    assert verdict["passed"] is False
+    got = checks(verdict)
+    pcr11 = got["pcr-11"]
+    assert not pcr11["passed"]
+    live = live_pcrs(verdict)["11"]
+    assert live in pcr11["detail"] and m["expect"]["pcrs"]["11"] in pcr11["detail"]
+    assert ".cmdline" in pcr11["detail"], pcr11["detail"]
+    assert "pcr-11" in pair["proc"].stdout
+    # PCR 4 changes too (the UKI's Authenticode hash); the detail names the UKI event
+    assert not got["pcr-4"]["passed"] and "UKI" in got["pcr-4"]["detail"]
+    # everything else about the boot is fine
+    assert got["root-discovered"]["passed"] and got["pcr-7"]["passed"]
+
+
+def test_no_interference_between_the_two_tpms(pair: dict[str, Any]) -> None:
+    """Each TPM holds exactly its own image's measurements."""
+    altered_uki = pair["work"] / "altered.efi"
+    assert live_pcrs(pair["altered"])["11"] == predict_uki(altered_uki)["sha256"][PHASES[-1]]
+    assert live_pcrs(pair["default"])["11"] == pair["manifest"]["expect"]["pcrs"]["11"]
+    keep = pair["work"] / "keep"
+    assert (keep / f"{NAME}.qcow2" / "serial.log").is_file()
+    assert (keep / "altered.raw" / "serial.log").is_file()
+    # the boots overlapped: the second started before the first ended
+    a, b = pair["default"], pair["altered"]
+    assert a["started"] and b["started"]
+    starts = sorted([a, b], key=lambda v: v["started"])
+    first_end = starts[0]["timings"]["total"]
+    from datetime import datetime
+
+    gap = (
+        datetime.fromisoformat(starts[1]["started"]) - datetime.fromisoformat(starts[0]["started"])
+    ).total_seconds()
+    assert gap < first_end
+
+
+def test_junit_report_and_timings(pair: dict[str, Any]) -> None:
+    xml = (pair["work"] / "report.xml").read_text()
+    xmlschema.XMLSchema(str(SCHEMA)).validate(xml)
+    assert xml.count("<testsuite ") == 2
+    assert 'name="pcr-11"' in xml and "<failure" in xml
+    timings = pair["default"]["timings"]
+    for phase in ("guest-kernel", "guest-initrd", "guest-userspace"):
+        assert timings[phase] > 0, timings
+    assert 'name="timing.guest-userspace"' in xml

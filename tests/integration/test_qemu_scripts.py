@@ -1,0 +1,51 @@
+"""qemu-scripts/boot-uefi.sh boots the default image with OVMF and swtpm, no Python involved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.integration
+NAME = "debian-uki-sdboot"
+
+
+def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    proc = subprocess.run(
+        [
+            "sh",
+            str(ROOT / "qemu-scripts" / "boot-uefi.sh"),
+            str(default_image / f"{NAME}.qcow2"),
+            "--tpm",
+            "--check",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "900",
+            "--expect",
+            "DPS-COMPOSER-CHECK ",
+            "--serial-log",
+            str(log),
+        ],
+        text=True,
+        capture_output=True,
+        timeout=1000,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": str(tmp_path)},
+    )
+    print(proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    payload = json.loads(line.split("DPS-COMPOSER-CHECK ", 1)[1])
+    assert payload["root"]["parttype"] == "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+    assert payload["tpm"]["tpm0"] is True  # the script's swtpm
+    assert "Linux version" in log.read_text(errors="replace")
+    # everything it started is gone: no work directory, no swtpm, no QEMU left behind
+    assert not list(tmp_path.glob("boot-uefi.*"))
+    ps = subprocess.run(["ps", "-eo", "args"], text=True, capture_output=True).stdout
+    assert str(default_image / f"{NAME}.qcow2") not in ps
+    assert str(tmp_path) not in ps  # swtpm's state lived under TMPDIR

@@ -1,0 +1,124 @@
+"""qemu-scripts/boot-uefi.sh --dry-run against fixture firmware descriptor directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "qemu-scripts" / "boot-uefi.sh"
+pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+
+
+def descriptor(
+    d: Path,
+    name: str,
+    code: Path,
+    vars_: Path,
+    features: list[str],
+    machines: list[str] | None = None,
+) -> Path:
+    doc = {
+        "description": name,
+        "interface-types": ["uefi"],
+        "mapping": {
+            "device": "flash",
+            "executable": {"filename": str(code), "format": "raw"},
+            "nvram-template": {"filename": str(vars_), "format": "raw"},
+        },
+        "targets": [{"architecture": "x86_64", "machines": machines or ["pc-q35-*"]}],
+        "features": features,
+    }
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def fw(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    for n in ("code", "code-sb", "vars", "vars-ms", "other-code"):
+        files[n] = tmp_path / f"{n}.fd"
+        files[n].write_bytes(b"\0" * 16)
+    dist, etc = tmp_path / "usr", tmp_path / "etc"
+    descriptor(
+        dist,
+        "40-sb-enrolled.json",
+        files["code-sb"],
+        files["vars-ms"],
+        ["secure-boot", "requires-smm", "enrolled-keys"],
+    )
+    descriptor(dist, "50-sb.json", files["code-sb"], files["vars"], ["secure-boot", "requires-smm"])
+    descriptor(dist, "60-plain.json", files["code"], files["vars"], [])
+    descriptor(dist, "30-i440fx.json", files["other-code"], files["vars"], [], ["pc-i440fx-*"])
+    files["usr"], files["etc"] = dist, etc
+    image = tmp_path / "disk.qcow2"
+    image.write_bytes(b"QFI\xfb" + bytes(60))
+    files["image"] = image
+    return files
+
+
+def run(fw: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--dry-run", "--accel", "tcg"]
+    argv += ["--firmware-dir", str(fw["usr"]), "--firmware-dir", str(fw["etc"]), *args]
+    # a minimal environment (no HOME, no XDG_*): testers' CI jobs may look like that
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return subprocess.run(argv, text=True, capture_output=True, check=False, env=env)
+
+
+def qemu_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return next(ln for ln in proc.stdout.splitlines() if ln.startswith("qemu-system-"))
+
+
+def test_plain_boot_picks_the_non_secure_boot_descriptor(fw: dict[str, Path]) -> None:
+    proc = run(fw, "--timeout", "60")
+    line = qemu_line(proc)
+    assert "60-plain.json" in proc.stderr
+    assert line.startswith("qemu-system-x86_64 -machine q35 -accel tcg -cpu max")
+    assert f"readonly=on,format=raw,file={fw['code']}" in line
+    assert "format=qcow2,file=" + str(fw["image"]) + ",snapshot=on" in line
+    assert "chardev file,id=con,path=" + str(fw["image"]) + ".serial.log" in line
+    assert "tpm" not in line and "smbios" not in line
+
+
+def test_secure_boot_prefers_an_empty_template_and_sets_smm(
+    fw: dict[str, Path], tmp_path: Path
+) -> None:
+    vars_ = tmp_path / "my.vars.fd"
+    vars_.write_bytes(b"\0" * 16)
+    line = qemu_line(run(fw, "--secure-boot", str(vars_)))
+    assert "-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on" in line
+    assert f"file={fw['code-sb']}" in line
+    assert "chardev stdio,id=con,mux=on" in line  # interactive without --timeout
+
+
+def test_tpm_and_check_channel(fw: dict[str, Path]) -> None:
+    proc = run(fw, "--tpm", "--check", "--timeout", "5")
+    line = qemu_line(proc)
+    assert proc.stdout.startswith("swtpm socket --tpm2")
+    assert "-device tpm-crb,tpmdev=tpm0" in line
+    assert "-smbios type=11,value=io.systemd.credential:dps-composer.check=1" in line
+    assert "-chardev file,id=check,path=" in line and line.count("-serial") == 2
+
+
+def test_override_and_hiding_by_file_name(fw: dict[str, Path]) -> None:
+    descriptor(fw["etc"], "60-plain.json", fw["other-code"], fw["vars"], [])
+    assert f"file={fw['other-code']}" in qemu_line(run(fw))
+    (fw["etc"] / "60-plain.json").write_text("")
+    proc = run(fw)
+    assert proc.returncode == 2 and "no UEFI firmware descriptor" in proc.stderr
+
+
+def test_bad_usage(fw: dict[str, Path]) -> None:
+    assert run(fw, "--timeout", "soon").returncode == 2
+    assert run(fw, "--bogus").returncode == 2
+    missing = subprocess.run(
+        ["sh", str(SCRIPT), "/nonexistent.raw"], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "no such image file" in missing.stderr

@@ -1,0 +1,97 @@
+"""Boot reports: the JSON verdicts and JUnit XML (validated against tests/data/junit.xsd)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import xmlschema
+
+from composer.report import junit_xml, verdicts_json
+from composer.vm.run import BootOptions, BootResult, boot_many, unique_names
+from composer.vm.validate import Check, Verdict
+
+SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parents[1] / "data" / "junit.xsd"))
+
+
+def result(name: str, passed: bool, mode: str = "manifest") -> BootResult:
+    checks = [
+        Check("booted", True, "check result received"),
+        Check("pcr-11", passed, "PCR 11 = aa" + ("" if passed else ", expected bb <&>")),
+    ]
+    v = Verdict(
+        passed,
+        checks,
+        timings={"total": 190.5, "guest-kernel": 10.5, "guest-userspace": 100.25},
+        accel="tcg",
+        firmware="/usr/share/qemu/firmware/60-edk2-x86_64.json",
+        serial_tail=["last \x1b line", "reboot: Power down"],
+        notes=["mode: manifest"],
+    )
+    return BootResult(
+        Path(f"/img/{name}"), name, v, Path(f"/img/{name}.boot"), mode, "2026-11-22T05:59:01"
+    )
+
+
+def test_junit_validates_and_counts() -> None:
+    xml = junit_xml([result("a.qcow2", True), result("b.raw", False)], hostname="ci")
+    SCHEMA.validate(xml)
+    root = ET.fromstring(xml)
+    assert root.get("tests") == "4" and root.get("failures") == "1" and root.get("errors") == "0"
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["a.qcow2", "b.raw"]
+    failing = suites[1].find("testcase[@name='pcr-11']/failure")
+    assert failing is not None and "expected bb <&>" in (failing.get("message") or "")
+    props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
+    assert props["timing.guest-kernel"] == "10.500" and props["mode"] == "manifest"
+    assert suites[0].find("testcase[@name='booted']").get("time") == "190.500"  # type: ignore[union-attr]
+
+
+def test_junit_setup_errors_are_errors() -> None:
+    r = BootResult(
+        Path("/x.raw"),
+        "x.raw",
+        Verdict(False, [Check("booted", False, "no such file")]),
+        None,
+        "error",
+        "2026-01-01T00:00:00",
+    )
+    xml = junit_xml([r], hostname="h")
+    SCHEMA.validate(xml)
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
+
+
+def test_schema_rejects_a_broken_report() -> None:
+    xml = junit_xml([result("a", True)], hostname="h").replace(' classname="', ' klass="')
+    with pytest.raises(xmlschema.XMLSchemaValidationError):
+        SCHEMA.validate(xml)
+
+
+def test_json_one_and_several() -> None:
+    one = json.loads(verdicts_json([result("a", True)]))
+    assert (
+        one["passed"] is True and one["image"] == "/img/a" and one["checks"][0]["name"] == "booted"
+    )
+    many = json.loads(verdicts_json([result("a", True), result("b", False)]))
+    assert many["passed"] is False
+    assert [i["name"] for i in many["images"]] == ["a", "b"]
+
+
+def test_unique_names() -> None:
+    images = [Path("/x/d.qcow2"), Path("/y/d.qcow2"), Path("/y/e.raw")]
+    assert unique_names(images) == ["x/d.qcow2", "y/d.qcow2", "e.raw"]
+
+
+def test_boot_many_fails_only_the_bad_images(tmp_path: Path) -> None:
+    """Images that cannot be booted become failing results; nothing is started for them."""
+    missing = [tmp_path / "a.raw", tmp_path / "b.qcow2"]
+    lines: list[str] = []
+    results = boot_many(missing, BootOptions(keep=tmp_path / "keep"), 2, lambda n: lines.append)
+    assert [r.mode for r in results] == ["error", "error"]
+    assert all(not r.verdict.passed for r in results)
+    assert "no such image file" in results[0].verdict.checks[0].detail
+    assert any(line.startswith("error:") for line in lines)
+    SCHEMA.validate(junit_xml(results, hostname="h"))

@@ -1,0 +1,222 @@
+"""uki-virt's pure parts: archive metadata parsing, package metadata and scripts, initrd
+listing, the placed-UKI hand-over, local repository hooks, dnf configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from composer.arch import get_arch
+from composer.blueprint import parse
+from composer.distros import get_distro
+from composer.errors import BlueprintError
+from composer.plan import make_plan
+from composer.repositories import Repository
+from composer.rootfs.apt import _local_repo_hooks
+from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
+from composer.uki import initrd, packages
+from composer.uki.debpkg import control_text
+from composer.uki.image import PlacedUkiError, take_placed_uki
+from composer.uki.kernel import control_field, deb_file_name, image_dependency
+from composer.uki.repo import apt_source, dnf_repo
+from composer.uki.rpmpkg import spec_text
+from composer.uki.virt import UkiVirtConfig, sbat_line, sbat_text
+
+KVER = "6.12.43+deb13-amd64"
+SHIM = "https://github.com/rhboot/shim/blob/main/SBAT.md"
+
+
+def test_image_dependency_of_the_kernel_metapackage() -> None:
+    assert image_dependency(f"linux-image-{KVER} (= 6.12.43-1)") == (KVER, "6.12.43-1")
+    assert image_dependency("foo, linux-image-6.1.0-9-cloud-amd64") == ("6.1.0-9-cloud-amd64", None)
+    assert image_dependency("linux-image-amd64-signed-template, bar") is None
+
+
+def test_control_field_reads_the_first_stanza_only() -> None:
+    text = "Package: a\nDepends: x\n\nPackage: b\nDepends: y\n"
+    assert control_field(text, "Depends") == "x"
+    assert control_field(text, "Version") is None
+
+
+def test_deb_file_name_spells_the_epoch() -> None:
+    assert deb_file_name("libcap2", "1:2.75-10", "amd64") == "libcap2_1%3a2.75-10_amd64.deb"
+
+
+def test_control_text_orders_fields_and_folds_description() -> None:
+    text = control_text(
+        {"Description": "short\nlong line\n\nmore", "Version": "1", "Package": "p", "X-Extra": "e"}
+    )
+    assert text == (
+        "Package: p\nVersion: 1\nDescription: short\n long line\n .\n more\nX-Extra: e\n"
+    )
+
+
+def test_deb_scripts_install_on_configure_and_remove_on_remove_and_purge() -> None:
+    scripts = packages.deb_scripts(KVER)
+    assert f"UKI_VIRT_KVER='{KVER}'" in scripts["postinst"]
+    assert "configure) uki_virt_install" in scripts["postinst"]
+    assert "remove|purge) uki_virt_remove" in scripts["postrm"]
+    assert all(s.startswith("#!/bin/sh\nset -e\n") for s in scripts.values())
+
+
+def test_rpm_spec_is_install_only_with_fedora_scriptlets() -> None:
+    spec = packages.rpm_spec(KVER, "6.12.43-1", "x86_64")
+    assert (spec.name, spec.version, spec.release) == ("kernel-uki-virt", "6.12.43", "1.dps")
+    assert "installonlypkg(kernel)" in spec.provides
+    text = spec_text(spec, [f"/usr/lib/modules/{KVER}/vmlinuz-virt.efi", "%dir /boot/efi"])
+    assert "%posttrans\n" in text and "%preun\n" in text and "uki_virt_install" in text
+    assert f'"/usr/lib/modules/{KVER}/vmlinuz-virt.efi"' in text and "\n%dir /boot/efi\n" in text
+    assert packages.rpm_spec(KVER, "1:2.0", "x86_64").version == "2.0"
+
+
+def test_sbat_line_names_the_kernel() -> None:
+    line = sbat_line(KVER)
+    assert line.startswith(f"uki-virt.dps-composer,1,dps-composer,uki-virt,{KVER},")
+    assert line.endswith("\n") and line.count(",") == 5
+    assert sbat_text(KVER) == f"sbat,1,SBAT Version,sbat,1,{SHIM}\n{line}"
+
+
+def test_config_fingerprint_follows_the_command_line() -> None:
+    arch = get_arch("x86_64")
+    a = UkiVirtConfig.for_arch(arch).fingerprint(arch)
+    b = UkiVirtConfig.for_arch(arch, "console=ttyS0").fingerprint(arch)
+    assert a != b and a == UkiVirtConfig.for_arch(arch).fingerprint(arch)
+    assert UkiVirtConfig.for_arch(arch).usr_type == "8484680c-9521-48c6-9c11-b0720656f69e"
+
+
+def _newc(name: str, data: bytes) -> bytes:
+    fields = [1, 0o100644, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+    header = b"070701" + b"".join(f"{f:08x}".encode() for f in fields)
+    out = header + name.encode() + b"\0"
+    out += b"\0" * (-len(out) % 4) + data
+    return out + b"\0" * (-len(out) % 4)
+
+
+def test_cpio_names_lists_members_and_modules() -> None:
+    archive = _newc("usr/lib/modules/k/virtio_blk.ko.xz", b"x" * 5) + _newc("init", b"#!")
+    archive += _newc("TRAILER!!!", b"") + b"\0" * 8 + _newc("etc/os-release", b"ID=x\n")
+    names = initrd.cpio_names(archive)
+    assert names == ["usr/lib/modules/k/virtio_blk.ko.xz", "init", "etc/os-release"]
+    with pytest.raises(ValueError):
+        initrd.cpio_names(b"garbage" * 20)
+
+
+def _tree_with_placed(tmp_path: Path, esp: str = "efi") -> Path:
+    root = tmp_path / "root"
+    (root / "usr/lib/modules" / KVER).mkdir(parents=True)
+    (root / esp / "EFI/Linux").mkdir(parents=True)
+    (root / esp / f"EFI/Linux/debian-{KVER}.efi").write_bytes(b"MZuki")
+    (root / "var/lib/uki-virt").mkdir(parents=True)
+    (root / f"var/lib/uki-virt/{KVER}").write_text(f"/{esp}/EFI/Linux/debian-{KVER}.efi\n")
+    return root
+
+
+def test_take_placed_uki_moves_it_out_of_the_tree(tmp_path: Path) -> None:
+    root = _tree_with_placed(tmp_path)
+    placed = take_placed_uki(root, tmp_path / "out")
+    assert placed.rel == f"EFI/Linux/debian-{KVER}.efi" and placed.kernel_version == KVER
+    assert placed.path.read_bytes() == b"MZuki"
+    assert (root / "efi").is_dir() and not (root / "efi/EFI").exists()
+
+
+def test_take_placed_uki_from_boot_keeps_the_kernel_files(tmp_path: Path) -> None:
+    root = _tree_with_placed(tmp_path, "boot")
+    (root / f"boot/vmlinuz-{KVER}").write_bytes(b"kernel")
+    assert take_placed_uki(root, tmp_path / "out").esp_dir == "boot"
+    assert (root / f"boot/vmlinuz-{KVER}").exists() and not (root / "boot/EFI").exists()
+
+
+def test_take_placed_uki_without_records_finds_a_distribution_uki(tmp_path: Path) -> None:
+    root = _tree_with_placed(tmp_path, "boot/efi")
+    (root / f"var/lib/uki-virt/{KVER}").unlink()
+    assert take_placed_uki(root, tmp_path / "out").esp_dir == "boot/efi"
+
+
+def test_take_placed_uki_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    with pytest.raises(PlacedUkiError, match="/var/lib/uki-virt"):
+        take_placed_uki(tmp_path / "root", tmp_path / "out")
+
+
+def test_local_repo_hooks_take_the_repository_out_again(tmp_path: Path) -> None:
+    (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"")
+    hooks = _local_repo_hooks([tmp_path])
+    assert hooks[0] == '--setup-hook=mkdir -p "$1"/efi'
+    assert any(str(tmp_path) in h and "sources.list" in h for h in hooks)
+    assert any('"$1"/var/cache/apt/archives/uki-virt_1_amd64.deb' in h for h in hooks)
+    assert _local_repo_hooks([]) == []
+    assert apt_source(tmp_path) == f"deb [trusted=yes] copy:{tmp_path}/ ./"
+    assert dnf_repo(tmp_path)["baseurl"] == f"file://{tmp_path}"
+
+
+def test_dnf_conf_reads_only_the_given_repositories(tmp_path: Path) -> None:
+    repo = Repository(id="local", baseurls=("file:///srv/repo",))
+    conf = dnf_conf([repo], tmp_path, [{"id": "extra", "baseurl": "file:///x", "gpgcheck": "0"}])
+    assert "reposdir=\n" in conf and "install_weak_deps=0" in conf
+    assert "[local]\nname=local\nenabled=1\nbaseurl=file:///srv/repo\ngpgcheck=0\n" in conf
+    assert "[extra]\nbaseurl=file:///x\ngpgcheck=0\n" in conf
+
+
+def test_default_repositories_and_rpm_database() -> None:
+    fedora = default_repositories(get_distro("fedora-41"))
+    assert [r.id for r in fedora] == ["fedora-41-fedora", "fedora-41-updates"]
+    assert fedora[0].dnf_options()["gpgcheck"] == "1"
+    assert dbpath(get_distro("fedora-41")) == "/usr/lib/sysimage/rpm"
+    assert dbpath(get_distro("centos-stream-9")) == "/var/lib/rpm"
+
+
+def test_repository_needs_a_source() -> None:
+    with pytest.raises(ValueError, match="baseurls"):
+        Repository(id="x")
+
+
+def test_fedora_blueprint_takes_repositories_debian_rejects_them() -> None:
+    repos = '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://example.org/r"]\n'
+    plan = make_plan(parse(f'name = "f"\ndistro = "fedora-41"\n{repos}'))
+    assert plan.customizations.repositories[0].baseurls == ("http://example.org/r",)
+    assert "kernel-uki-virt" in plan.packages and "kernel-core" not in plan.packages
+    with pytest.raises(BlueprintError) as info:
+        parse(f'name = "d"\n{repos}')
+    assert info.value.key == "customizations.repositories" and info.value.line == 2
+
+
+def _payload_tree(base: Path, mtime: int) -> Path:
+    import os
+
+    tree = base / "tree"
+    (tree / f"usr/lib/modules/{KVER}").mkdir(parents=True)
+    (tree / f"usr/lib/modules/{KVER}/vmlinuz-virt.efi").write_bytes(b"MZ" + bytes(range(256)))
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (mtime, mtime))
+    return tree
+
+
+def test_deb_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
+    from composer.uki.debpkg import build_deb
+
+    fields = {"Package": "p", "Version": "1:1.0-1", "Architecture": "amd64",
+              "Maintainer": "m <m@x.invalid>", "Description": "d\nlong"}  # fmt: skip
+    debs = []
+    for i, mtime in enumerate((1000, 2_000_000_000)):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        tree = _payload_tree(tmp_path / str(i), mtime)
+        debs.append(build_deb(tree, fields, packages.deb_scripts(KVER), out, epoch=1_700_000_000))
+    assert debs[0].name == "p_1.0-1_amd64.deb"
+    assert debs[0].read_bytes() == debs[1].read_bytes()
+
+
+def test_rpm_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
+    from composer.uki.rpmpkg import build_rpm
+
+    spec = packages.rpm_spec(KVER, "6.12.43-1", "x86_64")
+    rpms = []
+    for i, mtime in enumerate((1000, 2_000_000_000)):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        rpms.append(
+            build_rpm(_payload_tree(tmp_path / str(i), mtime), spec, out, epoch=1_700_000_000)
+        )
+    assert rpms[0].name == "kernel-uki-virt-6.12.43-1.dps.x86_64.rpm"
+    assert rpms[0].read_bytes() == rpms[1].read_bytes()
