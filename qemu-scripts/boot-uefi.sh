@@ -135,7 +135,8 @@ case $(dd if="$IMAGE" bs=3 count=1 2>/dev/null) in QFI) DISK_FMT=qcow2 ;; *) DIS
 if [ -z "$ACCEL" ]; then
     if [ -w /dev/kvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
-case $ACCEL in kvm) CPU=host ;; tcg) CPU=max ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
+# one vCPU under TCG: multi-threaded TCG can crash x86 guests patching their own code (int3)
+case $ACCEL in kvm) CPU=host SMP=2 ;; tcg) CPU=max SMP=1 ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
 [ -n "$LOG" ] || LOG=$IMAGE.serial.log
 [ -n "$EXPECT" ] || EXPECT=$DEFAULT_EXPECT
 
@@ -178,7 +179,7 @@ if [ "$FW_SMM" = true ]; then
 else
     set -- "$@" -machine "$MACHINE"
 fi
-set -- "$@" -accel "$ACCEL" -cpu "$CPU" -m "$MEMORY" -smp 2 -nodefaults -no-user-config
+set -- "$@" -accel "$ACCEL" -cpu "$CPU" -m "$MEMORY" -smp "$SMP" -nodefaults -no-user-config
 set -- "$@" -drive "if=pflash,unit=0,readonly=on,format=$FW_CODE_FMT,file=$FW_CODE"
 set -- "$@" -drive "if=pflash,unit=1,format=$FW_VARS_FMT,file=$WORK/vars.fd"
 set -- "$@" -drive "if=none,id=disk0,format=$DISK_FMT,file=$IMAGE,snapshot=on"

@@ -225,7 +225,7 @@ def boot_image(
     console: Console | None = None,
     writable: bool = False,
     memory: str = "2048M",
-    smp: int = 2,
+    smp: int | None = None,
     extra_qemu_args: Sequence[str] = (),
     watch: Watch = Watch(),
 ) -> Verdict:
@@ -245,6 +245,10 @@ def boot_image(
     fw = _firmware_for(exp, secure_boot, say, enrolled_keys=False if vars_file else None)
     chosen: Accel = resolve_accel(accel, fw)
     say(f"accelerator: {chosen.name} ({chosen.reason})")
+    if smp is None:
+        # One vCPU under TCG: with two, multi-threaded TCG lets one vCPU run code the other
+        # is patching (x86 static keys), and the guest dies with "Oops: int3" during boot.
+        smp = 1 if chosen.name == "tcg" else 2
     work = Path(tempfile.mkdtemp(prefix="dps-composer-boot-"))
     try:
         vars_copy = work / "vars.fd"
