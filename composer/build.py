@@ -20,7 +20,7 @@ from typing import Any
 from composer import dps, measured_boot, output, stage_keys, tools
 from composer.boot.chain import default_keys_dir, stage_boot_chain
 from composer.boot.systemd_boot import uki_file_name
-from composer.cache import ENTRY, StageCache
+from composer.cache import ENTRY, IN_USE_GRACE, StageCache, max_size_from_env
 from composer.disk.fs import Reproducible, copy_into, make_vfat
 from composer.disk.gpt import GptEntry, write_gpt
 from composer.disk.partitions import build_partitions, manifest_entry
@@ -99,6 +99,7 @@ def build(
 ) -> BuildResult:
     """``use_cache=False`` builds every stage afresh and stores nothing (downloaded packages
     and the tools tree are still reused)."""
+    cache_cap = max_size_from_env()  # a bad value fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,10 @@ def build(
     ctx = _Context(plan, work, cache, log, use_cache)
     try:
         result = _run_stages(ctx, staging, stage)
-        return _publish(result, staging, output_dir)
+        published = _publish(result, staging, output_dir)
+        if use_cache and cache_cap is not None:
+            StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
+        return published
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)

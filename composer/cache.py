@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from composer.errors import ComposerError
+from composer.units import parse_size
+
 ENTRY = "entry.json"
+MAX_SIZE_ENV = "DPS_COMPOSER_CACHE_MAX"
+DEFAULT_MAX_SIZE = 10 * 2**30
+# An entry used this recently is never pruned automatically: a concurrent build may be
+# copying out of it.
+IN_USE_GRACE = 300.0
 
 
 def key_of(inputs: Any) -> str:
@@ -128,9 +136,11 @@ class StageCache:
         older_than: float | None = None,
         max_size: int | None = None,
         now: float | None = None,
+        grace: float = 0.0,
     ) -> list[Entry]:
         """Remove entries unused for ``older_than`` seconds, then the least recently used
-        ones until the cache holds at most ``max_size`` bytes; also stale temporaries."""
+        ones until the cache holds at most ``max_size`` bytes, sparing those used in the last
+        ``grace`` seconds; also stale temporaries."""
         now = now or time.time()
         removed: list[Entry] = []
         entries = sorted(self.entries(), key=lambda e: e.last_used)
@@ -142,8 +152,10 @@ class StageCache:
                 keep.append(e)
         if max_size is not None:
             total = sum(e.size for e in keep)
-            while keep and total > max_size:
-                e = keep.pop(0)
+            for e in list(keep):
+                if total <= max_size or now - e.last_used < grace:
+                    break
+                keep.remove(e)
                 total -= e.size
                 removed.append(e)
         for e in removed:
@@ -160,6 +172,21 @@ class StageCache:
                     shutil.rmtree(tmp, ignore_errors=True)
             except OSError:
                 pass
+
+
+def max_size_from_env() -> int | None:
+    """$DPS_COMPOSER_CACHE_MAX ("20 GiB", "500M"; "0" or "unlimited": no cap) or 10 GiB."""
+    value = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_SIZE
+    if value.lower() in ("0", "unlimited", "none"):
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise ComposerError(
+            f"${MAX_SIZE_ENV}={value!r}: {exc}, or 'unlimited' for no cap"
+        ) from None
 
 
 def _remove_entry(path: Path) -> None:

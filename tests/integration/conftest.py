@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,33 @@ def composer(
 def _need_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("integration tests build images and must run as root")
+
+
+class ModuleTmp:
+    """``tmp_path_factory.mktemp`` for module-scoped fixtures whose directories go when the
+    module is done (kept when one of its tests failed): a built image takes about 1 GB, and a
+    whole run's worth kept to the end filled a CI machine's disk."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self.made: list[Path] = []
+
+    def mktemp(self, name: str) -> Path:
+        path = self._factory.mktemp(name)
+        self.made.append(path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def module_tmp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModuleTmp]:
+    tmp = ModuleTmp(tmp_path_factory)
+    failed = request.session.testsfailed
+    yield tmp
+    if request.session.testsfailed == failed:
+        for path in tmp.made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

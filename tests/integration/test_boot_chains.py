@@ -26,7 +26,7 @@ from composer.disk.read import list_vfat_dir, read_vfat_file
 from composer.output import sha256_file
 from composer.pe import sections
 
-from .conftest import ROOT, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest
 
 pytestmark = pytest.mark.integration
 
@@ -73,8 +73,8 @@ def _sbverify(path: Path, cert: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def grub2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(ROOT / f"blueprints/{GRUB2}.toml", tmp_path_factory.mktemp("grub2"))
+def grub2(module_tmp: ModuleTmp) -> Path:
+    return _build(ROOT / f"blueprints/{GRUB2}.toml", module_tmp.mktemp("grub2"))
 
 
 @pytest.fixture(scope="module")
@@ -87,27 +87,27 @@ def grub2_raw(grub2: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def keys(module_tmp: ModuleTmp) -> Path:
     """Keys made by `dps-composer keys generate`, for the uki-direct image."""
-    directory = tmp_path_factory.mktemp("keys") / "sb"
+    directory = module_tmp.mktemp("keys") / "sb"
     composer("keys", "generate", str(directory))
     return directory
 
 
 @pytest.fixture(scope="module")
-def direct(tmp_path_factory: pytest.TempPathFactory, keys: Path) -> Path:
+def direct(module_tmp: ModuleTmp, keys: Path) -> Path:
     """The uki-direct example, signed with ``keys`` (given as [secureboot] keys)."""
     src = (ROOT / f"blueprints/{DIRECT}.toml").read_text()
     assert "sign = true\n" in src
-    bp = tmp_path_factory.mktemp("direct-bp") / f"{DIRECT}.toml"
+    bp = module_tmp.mktemp("direct-bp") / f"{DIRECT}.toml"
     bp.write_text(src.replace("sign = true\n", f'sign = true\nkeys = "{keys}"\n', 1))
-    return _build(bp, tmp_path_factory.mktemp("direct"))
+    return _build(bp, module_tmp.mktemp("direct"))
 
 
 @pytest.fixture(scope="module")
-def sdboot_sb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sdboot_sb(module_tmp: ModuleTmp) -> Path:
     """The signed systemd-boot example as it is (keys: the default directory in the cache)."""
-    return _build(ROOT / f"blueprints/{SDBOOT_SB}.toml", tmp_path_factory.mktemp("sdboot-sb"))
+    return _build(ROOT / f"blueprints/{SDBOOT_SB}.toml", module_tmp.mktemp("sdboot-sb"))
 
 
 # --- grub2 ------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from composer.uki import packages, repo
 from composer.uki.image import take_placed_uki
 from composer.uki.rpmpkg import RpmSpec, build_rpm
 
+from .conftest import ModuleTmp
+
 pytestmark = pytest.mark.integration
 
 KVER = "6.11.4-301.dpstest.x86_64"
@@ -47,8 +49,8 @@ def _plain(name: str, **kw: object) -> RpmSpec:
 
 
 @pytest.fixture(scope="module")
-def rpm_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("rpmrepo")
+def rpm_repo(module_tmp: ModuleTmp) -> Path:
+    base = module_tmp.mktemp("rpmrepo")
     out = base / "repo"
     out.mkdir()
     busybox = shutil.which("busybox")
@@ -85,8 +87,8 @@ def rpm_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(rpm_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("dnfroot")
+def installed(rpm_repo: Path, module_tmp: ModuleTmp) -> Path:
+    work = module_tmp.mktemp("dnfroot")
     root = work / "root"
     dnf.install_tree(
         root,

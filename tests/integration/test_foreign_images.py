@@ -24,18 +24,18 @@ from composer.build import default_cache_dir
 from composer.rootfs.chroot import run_in
 from composer.uki.toolstree import ensure_tools_tree
 
-from .conftest import composer
+from .conftest import ModuleTmp, composer
 from .foreign_image import build_repart_image
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def foreign(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def foreign(module_tmp: ModuleTmp) -> Path:
     """The repart-built image as qcow2, alone in its directory (no manifest.json)."""
-    work = tmp_path_factory.mktemp("foreign-build")
+    work = module_tmp.mktemp("foreign-build")
     raw = build_repart_image(default_cache_dir(), work, work / "foreign.raw")
-    out = tmp_path_factory.mktemp("foreign")
+    out = module_tmp.mktemp("foreign")
     qcow2 = out / "foreign.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow2)], check=True)
     raw.unlink()

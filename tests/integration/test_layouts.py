@@ -22,15 +22,15 @@ from composer import dps
 from composer.disk.gpt import read_gpt
 from composer.disk.read import read_ext4_file
 
-from .conftest import ROOT, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest
 
 pytestmark = pytest.mark.integration
 
 TIMES: dict[str, float] = {}
 
 
-def _build(tmp_path_factory: pytest.TempPathFactory, blueprint: str) -> Path:
-    out = tmp_path_factory.mktemp(blueprint)
+def _build(module_tmp: ModuleTmp, blueprint: str) -> Path:
+    out = module_tmp.mktemp(blueprint)
     start = time.monotonic()
     composer("build", str(ROOT / "blueprints" / f"{blueprint}.toml"), "-o", str(out))
     TIMES[f"build {blueprint}"] = round(time.monotonic() - start, 1)
@@ -38,18 +38,18 @@ def _build(tmp_path_factory: pytest.TempPathFactory, blueprint: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def layout_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(tmp_path_factory, "debian-dps-layout")
+def layout_image(module_tmp: ModuleTmp) -> Path:
+    return _build(module_tmp, "debian-dps-layout")
 
 
 @pytest.fixture(scope="module")
-def erofs_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(tmp_path_factory, "debian-erofs-usr")
+def erofs_image(module_tmp: ModuleTmp) -> Path:
+    return _build(module_tmp, "debian-erofs-usr")
 
 
 @pytest.fixture(scope="module")
-def osbuild_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(tmp_path_factory, "osbuild-example")
+def osbuild_image(module_tmp: ModuleTmp) -> Path:
+    return _build(module_tmp, "osbuild-example")
 
 
 def _boot(image: Path, tmp: Path, label: str) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from composer.measure import BANKS, PHASES, predict_pcr11, predict_uki, uki_sect
 from composer.rootfs.chroot import run_in
 from composer.uki.toolstree import ensure_tools_tree
 
+from .conftest import ModuleTmp
+
 pytestmark = pytest.mark.integration
 
 INSIDE = "/run/dps-measure-test"
@@ -32,8 +34,8 @@ UNAME = "6.1.0-measure-test"
 
 
 @pytest.fixture(scope="module")
-def tools_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    log = tmp_path_factory.mktemp("tools") / "tools.log"
+def tools_tree(module_tmp: ModuleTmp) -> Path:
+    log = module_tmp.mktemp("tools") / "tools.log"
     return ensure_tools_tree(default_cache_dir(), get_arch(platform.machine()), log)
 
 

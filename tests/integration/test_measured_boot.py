@@ -29,7 +29,7 @@ from composer.disk.read import read_vfat_file
 from composer.measure import PHASES, predict_uki
 from composer.vm.pcrdiff import first_difference
 
-from .conftest import ROOT, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest
 
 pytestmark = pytest.mark.integration
 NAME = "debian-uki-sdboot"
@@ -60,8 +60,8 @@ def alter_uki_cmdline(raw: Path, m: dict[str, Any], old: bytes, new: bytes) -> b
 
 
 @pytest.fixture(scope="module")
-def pair(default_image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("measured")
+def pair(default_image: Path, module_tmp: ModuleTmp) -> dict[str, Any]:
+    work = module_tmp.mktemp("measured")
     altered_dir = work / "altered"
     altered_dir.mkdir()
     altered = altered_dir / "altered.raw"

@@ -27,7 +27,7 @@ from composer.uki.image import prepare_repo
 from composer.uki.toolstree import ensure_tools_tree
 from composer.uki.virt import UkiVirtConfig, sbat_line, sbat_text
 
-from .conftest import ROOT, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,8 @@ def _cache() -> Path:
 
 
 @pytest.fixture(scope="module")
-def uki_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("uki-repo")
+def uki_repo(module_tmp: ModuleTmp) -> Path:
+    out = module_tmp.mktemp("uki-repo")
     composer("uki-virt", "build", "--distro", "debian-13", "--cmdline", CMDLINE, "-o", str(out))
     return out
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.cache import StageCache, key_of
+from composer.cache import DEFAULT_MAX_SIZE, StageCache, key_of, max_size_from_env
+from composer.errors import ComposerError
 
 
 def test_key_is_stable_and_order_independent() -> None:
@@ -78,3 +79,34 @@ def test_prune_by_age_and_size(tmp_path: Path) -> None:
     removed = cache.prune(max_size=1)
     assert {e.key for e in removed} == {"k1", "k2"}
     assert list(cache.entries()) == []
+
+
+def test_size_cap_spares_entries_in_use(tmp_path: Path) -> None:
+    """LRU first, but never an entry a concurrent build may be copying out of."""
+    cache = StageCache(tmp_path)
+    for i in range(3):
+        cache.put("s", f"k{i}", lambda d: (d / "f").write_bytes(b"x" * 10000))
+    now = time.time()
+    for i, age in enumerate((3000, 2000, 10)):
+        meta = tmp_path / "stages" / "s" / f"k{i}" / "entry.json"
+        os.utime(meta, (now - age, now - age))
+    removed = cache.prune(max_size=1, grace=600, now=now)
+    assert [e.key for e in removed] == ["k0", "k1"]
+    assert [e.key for e in cache.entries()] == ["k2"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", DEFAULT_MAX_SIZE), ("2 GiB", 2 * 2**30), ("unlimited", None), ("0", None)],
+)
+def test_cap_from_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int | None
+) -> None:
+    monkeypatch.setenv("DPS_COMPOSER_CACHE_MAX", value)
+    assert max_size_from_env() == expected
+
+
+def test_bad_cap_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DPS_COMPOSER_CACHE_MAX", "lots")
+    with pytest.raises(ComposerError, match=r"DPS_COMPOSER_CACHE_MAX='lots'.*GiB"):
+        max_size_from_env()
