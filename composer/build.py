@@ -154,6 +154,10 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
             )
         entry = ctx.lookup("image", image_key)
         if entry is not None:  # nothing changed: the earlier build's outputs
+            # its ingredients stay warm too: the next customization change needs them
+            for name, key in (("root", root_key), ("uki", uki_key)):
+                if key is not None:
+                    StageCache(ctx.cache).get(name, key)
             return _reuse_image(ctx, entry, staging)
     root = work / "root"
     with _timed(ctx, stage, "root tree"):
