@@ -90,7 +90,9 @@ class StageCache:
         try:
             make(tmp)
             now = time.time()
-            meta = {"stage": stage, "key": key, "created": now, "inputs": inputs}
+            # the size is recorded once: pruning after every build must not walk every tree
+            size = _tree_size(tmp)
+            meta = {"stage": stage, "key": key, "created": now, "size": size, "inputs": inputs}
             (tmp / ENTRY).write_text(json.dumps(meta, indent=2, default=str) + "\n")
             try:
                 os.rename(tmp, final)
@@ -127,7 +129,7 @@ class StageCache:
                     path,
                     float(data.get("created", 0)),
                     meta.stat().st_mtime,
-                    _tree_size(path),
+                    int(data["size"]) if "size" in data else _tree_size(path),
                 )
 
     def prune(

@@ -110,3 +110,12 @@ def test_bad_cap_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DPS_COMPOSER_CACHE_MAX", "lots")
     with pytest.raises(ComposerError, match=r"DPS_COMPOSER_CACHE_MAX='lots'.*GiB"):
         max_size_from_env()
+
+
+def test_entry_size_is_recorded_when_made(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    path = cache.put("s", "k", lambda d: (d / "f").write_bytes(b"x" * 100000))
+    (entry,) = cache.entries()
+    assert entry.size >= 100000
+    (path / "f").unlink()  # the recorded size is used, the tree is not walked again
+    assert next(cache.entries()).size == entry.size
