@@ -32,6 +32,7 @@ from composer.rootfs import apt, backend, customize, extras, versions
 from composer.uki import image as uki_image
 from composer.uki.build import Uki, build_uki
 from composer.uki.toolstree import ensure_tools_tree, tools_key
+from composer.workdir import scratch_dir, work_parent
 
 BOOTED_PHASE = PHASES[-1]
 StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
@@ -103,19 +104,18 @@ def build(
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"dps-composer-{plan.name}-", dir=work_root or "/var/tmp"))
-    staging = Path(tempfile.mkdtemp(prefix=f".{plan.name}.partial-", dir=output_dir))
-    log = staging / f"{plan.name}.build.log"
-    ctx = _Context(plan, work, cache, log, use_cache)
-    try:
-        result = _run_stages(ctx, staging, stage)
-        published = _publish(result, staging, output_dir)
-        if use_cache and cache_cap is not None:
-            StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
-        return published
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
+    with scratch_dir(plan.name, work_parent(work_root)) as work:
+        staging = Path(tempfile.mkdtemp(prefix=f".{plan.name}.partial-", dir=output_dir))
+        log = staging / f"{plan.name}.build.log"
+        ctx = _Context(plan, work, cache, log, use_cache)
+        try:
+            result = _run_stages(ctx, staging, stage)
+            published = _publish(result, staging, output_dir)
+            if use_cache and cache_cap is not None:
+                StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
+            return published
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

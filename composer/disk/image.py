@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError
+from composer.workdir import scratch_dir, work_parent
 
 
 def image_format(image: Path) -> str:
@@ -32,11 +31,8 @@ def raw_view(image: Path, work_dir: Path | None = None) -> Iterator[Path]:
     if fmt == "raw":
         yield image
         return
-    tmp = Path(tempfile.mkdtemp(prefix="dps-composer-raw-", dir=work_dir or "/var/tmp"))
-    try:
+    with scratch_dir("raw", work_parent(work_dir)) as tmp:
         raw = tmp / "disk.raw"
         # -S 4k: runs of zeros stay holes, so a mostly empty 2 GiB disk costs little space
         tools.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", "-S", "4k", str(image), str(raw)])
         yield raw
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

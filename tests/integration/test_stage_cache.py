@@ -93,7 +93,11 @@ def _complete_entries(cache: StageCache) -> None:
                 assert (entry / "entry.json").is_file(), f"half-written cache entry {entry}"
 
 
-def test_killed_build_leaves_the_cache_usable(tmp_path: Path) -> None:
+def test_killed_build_leaves_the_cache_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"  # the builds' scratch directories (inherited by the CLI)
+    monkeypatch.setenv("DPS_COMPOSER_WORK_DIR", str(work))
     bp = variant(tmp_path / "extra.toml", "extra", EXTRA)
     proc = start_build(bp, tmp_path / "killed")
     time.sleep(25)  # inside the root tree stage: mmdebstrap is installing packages
@@ -106,6 +110,9 @@ def test_killed_build_leaves_the_cache_usable(tmp_path: Path) -> None:
     assert "total" in listing.stdout
     mounts = Path("/proc/self/mounts").read_text()
     assert "dps-composer-debian-uki-sdboot" not in mounts, "the killed build left mounts"
+    (left,) = work.iterdir()  # SIGKILL: the build could not remove its scratch directory
+    composer("build", str(DEFAULT), "-o", str(tmp_path / "next"))
+    assert not left.exists(), "the next build did not remove the killed build's directory"
 
 
 def test_concurrent_builds_share_one_cache_and_agree(tmp_path: Path) -> None:
