@@ -87,6 +87,8 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
 
 
 def _complete_entries(cache: StageCache) -> None:
+    if not cache.root.is_dir():  # nothing stored yet (the killed build was the first)
+        return
     for stage_dir in cache.root.iterdir():
         for entry in stage_dir.iterdir():
             if not entry.name.startswith("."):
