@@ -23,7 +23,7 @@ ENV = "DPS_COMPOSER_WORK_DIR"
 
 def work_parent(override: Path | None = None) -> Path:
     """Where scratch directories go: ``override``, $DPS_COMPOSER_WORK_DIR or /var/tmp (a
-    build needs about 1.5 GB there; /tmp is often a small tmpfs)."""
+    build needs about 1 GB there; /tmp is often a small tmpfs)."""
     return override or Path(os.environ.get(ENV) or "/var/tmp")
 
 
