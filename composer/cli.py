@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from composer import blueprint as bp_mod
 from composer import install_cli
 from composer.build import StageHook
 from composer.build import build as run_build
 from composer.cache_cli import cache_app
+from composer.cli_support import err, fail, guard, out, say, wrote
 from composer.errors import ComposerError
 from composer.plan import Plan, make_plan
 from composer.uki_cli import uki_app
@@ -28,13 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(exc: ComposerError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _load_plan(path: Path) -> Plan:
@@ -45,10 +38,8 @@ def _load_plan(path: Path) -> Plan:
 @app.command()
 def plan(blueprint: Annotated[Path, typer.Argument(help="Blueprint TOML file")]) -> None:
     """Print the build plan (partitions, UUIDs, packages, boot chain) as JSON."""
-    try:
+    with guard():
         p = _load_plan(blueprint)
-    except ComposerError as exc:
-        _fail(exc)
     sys.stdout.write(p.to_json() + "\n")
 
 
@@ -71,25 +62,22 @@ def build(
 
     Stages whose inputs did not change since an earlier build are taken from the stage cache.
     """
-    try:
+    with guard("interrupted: nothing was written"):
         p = _load_plan(blueprint)
         with _progress() as stage:
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
-    except ComposerError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted: nothing was written[/]")
-        raise typer.Exit(130) from None
     for path in result.outputs:
-        out.print(f"[green]wrote[/] {path}")
-    out.print(f"[green]wrote[/] {result.manifest}")
+        wrote(path)
+    wrote(result.manifest)
     total = sum(result.timings.values())
-    out.print(
-        f"built in {total:.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    say(
+        f"built in {total:.1f} s: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()),
+        console=out,
     )
     cached = [stage for stage, state in result.cache.items() if state == "hit"]
     if cached:
-        out.print("from the stage cache: " + ", ".join(cached))
+        say("from the stage cache: " + ", ".join(cached), console=out)
 
 
 @app.command()
@@ -129,13 +117,14 @@ def boot(
     Images without a manifest.json beside them (built by other tools) get the check through
     a cloud-init NoCloud ISO, or are judged from the serial console when they lack cloud-init.
     """
-    from composer.report import junit_xml, verdicts_json, write_atomic
+    from composer.files import atomic_write
+    from composer.report import junit_xml, verdicts_json
     from composer.vm.run import BootOptions, boot_many, boot_one, unique_names
 
     if accel not in ("auto", "kvm", "tcg"):
-        _fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
+        fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
     if jobs < 1:
-        _fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
+        fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -147,40 +136,28 @@ def boot(
 
     def console_for(name: str) -> Callable[[str], None]:
         prefix = f"[{name}] " if several else ""
-        return lambda line: err.print(f"[dim]{escape(prefix + line)}[/]", highlight=False)
+        return lambda line: say(prefix + line, "dim")
 
-    try:
+    with guard("interrupted: QEMU and swtpm stopped"):
         if several:
             results = boot_many(images, opts, jobs, console_for)
         else:
             image, name = images[0], unique_names(images)[0]
             keep_dir = keep or image.parent / f"{image.name}.boot"
             results = [boot_one(image, name, opts, keep_dir, console_for(name))]
-    except ComposerError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted: QEMU and swtpm stopped[/]")
-        raise typer.Exit(130) from None
     for r in results:
         prefix = f"[{r.name}] " if several else ""
         for check in r.verdict.checks:
-            mark = "[green]PASS[/]" if check.passed else "[bold red]FAIL[/]"
-            out.print(
-                f"{mark} {escape(prefix + check.name)}: {escape(check.detail)}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            mark = ("PASS", "green") if check.passed else ("FAIL", "bold red")
+            out.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
         where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
-        out.print(
-            ("[bold green]PASS[/]" if r.verdict.passed else "[bold red]FAIL[/]")
-            + escape(f" {r.name} [{r.mode}]{where}"),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if json_out is not None:
-        write_atomic(json_out, verdicts_json(results) + "\n")
-    if junit is not None:
-        write_atomic(junit, junit_xml(results))
+        mark = ("PASS", "bold green") if r.verdict.passed else ("FAIL", "bold red")
+        out.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+    with guard():
+        if json_out is not None:
+            atomic_write(json_out, verdicts_json(results) + "\n")
+        if junit is not None:
+            atomic_write(junit, junit_xml(results))
     raise typer.Exit(0 if all(r.verdict.passed for r in results) else 1)
 
 
@@ -200,15 +177,13 @@ def inspect(
     from composer.inspect import inspect_image
     from composer.inspect_view import render
 
-    try:
+    with guard():
         report = inspect_image(image, arch)
-    except ComposerError as exc:
-        _fail(exc)
     if json_out:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         for line in render(report):
-            out.print(escape(line), highlight=False, soft_wrap=True)
+            say(line, console=out)
     raise typer.Exit(0 if report.discovery and report.discovery.ok else 1)
 
 
@@ -255,13 +230,11 @@ def keys_generate(
     """Generate PK, KEK and db (RSA 2048, self-signed X.509, files mode 0600) in DIRECTORY."""
     from composer.boot.secureboot import generate_keys
 
-    try:
+    with guard():
         keys = generate_keys(directory, common_name)
-    except ComposerError as exc:
-        _fail(exc)
     for path in keys.files():
-        out.print(f"[green]wrote[/] {path}", highlight=False)
-    out.print(f"signature owner GUID: {keys.owner}", highlight=False)
+        wrote(path)
+    say(f"signature owner GUID: {keys.owner}", console=out)
 
 
 @contextlib.contextmanager

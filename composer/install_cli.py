@@ -6,16 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from composer.cli_support import err, fail, guard, say, wrote
 from composer.errors import ComposerError
-
-err = Console(stderr=True)
-
-
-def _fail(exc: ComposerError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
+from composer.files import atomic_write
 
 
 def kickstart(
@@ -35,17 +29,14 @@ def kickstart(
     """
     from composer.kickstart import render_file
 
-    try:
+    with guard():
         text = render_file(blueprint, uki_repo=uki_repo)
-    except ComposerError as exc:
-        _fail(exc)
+        if output is not None:
+            atomic_write(output, text)
     if output is None:
         typer.echo(text, nl=False)
         return
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(output)
-    err.print(f"[green]wrote[/] {output}")
+    wrote(output, console=err)
 
 
 def fixup(
@@ -78,8 +69,8 @@ def fixup(
     from composer.fixup.run import fixup_image, fixup_running
 
     if running == (image is not None):
-        _fail(ComposerError("give either IMAGE or --running"))
-    try:
+        fail(ComposerError("give either IMAGE or --running"))
+    with guard():
         if running:
             if output is not None or install is not None:
                 raise ComposerError("-o and --install work on images, not with --running")
@@ -92,13 +83,8 @@ def fixup(
                 loader=loader,
                 dry_run=dry_run,
                 install=install,
-                say=lambda line: err.print(f"[dim]{line}[/]", highlight=False),
+                say=lambda line: say(line, "dim"),
             )
-    except ComposerError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
     for line in plan.lines():  # plain lines, never wrapped: scripts read them
         typer.echo(("would " if dry_run and line.startswith("change:") else "") + line)
     if dry_run and plan.changes:

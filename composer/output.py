@@ -16,6 +16,7 @@ from typing import Any
 
 from composer import tools
 from composer.errors import ComposerError, ToolError
+from composer.files import atomic_path, atomic_write
 
 MiB = 1024 * 1024
 VHD_FOOTER = 512
@@ -106,8 +107,7 @@ def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str =
     """Make ``dest`` in format ``fmt`` from the raw disk ``raw`` (left in place)."""
     if fmt not in FORMATS or fmt == "raw":
         raise ValueError(f"unsupported output format {fmt!r}")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         if fmt == "raw.zst":
             tools.run(["zstd", "-q", "-f", "-T0", "-o", tmp, raw], log=log)
         elif fmt == "raw.xz":
@@ -121,9 +121,6 @@ def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str =
             argv: list[str | os.PathLike[str]] = ["qemu-img", "convert", "-f", "raw"]
             argv += ["-O", driver, *opts, raw, tmp]
             tools.run(argv, log=log)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _xz(raw: Path, out_fd: int, log: Path) -> None:
@@ -257,6 +254,4 @@ def _make_output(
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -8,12 +8,10 @@ system-out, system-err). tests/data/junit.xsd is the schema the tests validate i
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from composer.vm.run import BootResult
@@ -111,9 +109,3 @@ def junit_xml(results: Sequence[BootResult], hostname: str | None = None) -> str
     root.extend(suites)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from composer.arch import ARCHES, get_arch
 from composer.boot.chain import default_keys_dir
 from composer.build import default_cache_dir
+from composer.cli_support import guard, out, say, wrote
 from composer.distros import DISTROS, get_distro
 from composer.errors import ComposerError
 from composer.uki.virt import DEFAULT_CMDLINE, UkiVirtConfig, ensure_uki_virt, publish
@@ -20,8 +20,6 @@ uki_app = typer.Typer(
     help="uki-virt: a generic VM UKI built from the distribution's kernel, as .deb/.rpm.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
-out = Console()
 
 
 @uki_app.command("build")
@@ -47,7 +45,7 @@ def build(
 ) -> None:
     """Build uki-virt-<kver>, uki-virt and kernel-uki-virt into the repository OUTPUT
     (apt flat repository + RPM repodata; earlier kernels there are kept)."""
-    try:
+    with guard():
         if distro not in DISTROS or get_distro(distro).family != "apt":
             apt = [d for d, v in DISTROS.items() if v.family == "apt"]
             raise ComposerError(
@@ -70,14 +68,12 @@ def build(
             get_distro(distro), arch, config, cache=cache, log=log, kernel_release=kernel
         )
         files = publish(result, output, log)
-    except ComposerError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
     for path in files:
-        out.print(f"[green]wrote[/] {path}")
+        wrote(path)
     how = "cached build reused" if result.cached else "built"
-    out.print(
+    say(
         f"{how} in {time.monotonic() - start:.1f} s: kernel {result.kernel.kver} "
         f"({result.kernel.version}), UKI {result.uki_size / 2**20:.1f} MiB, "
-        f"{result.initrd_modules} modules in the initrd"
+        f"{result.initrd_modules} modules in the initrd",
+        console=out,
     )

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from composer import tools
 from composer.errors import ComposerError
+from composer.files import atomic_path
 
 KEY_NAMES = ("PK", "KEK", "db")
 OWNER_FILE = "owner.guid"  # the signature owner GUID recorded with each enrolled certificate
@@ -152,24 +153,10 @@ def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
 
 def sign_pe(path: Path, keys: KeySet, log: Path | None = None) -> None:
     """Sign a PE binary in place with the db key (sbsign), atomically."""
-    tmp = path.with_name(f".{path.name}.signed")
-    try:
-        tools.run(
-            [
-                "sbsign",
-                "--key",
-                keys.key("db"),
-                "--cert",
-                keys.cert("db"),
-                "--output",
-                tmp,
-                path,
-            ],
-            log=log,
-        )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path, path.stat().st_mode & 0o7777) as tmp:
+        argv: list[str | os.PathLike[str]] = ["sbsign", "--key", keys.key("db")]
+        argv += ["--cert", keys.cert("db"), "--output", tmp, "--", path]
+        tools.run(argv, log=log)
 
 
 def verify_pe(path: Path, cert: Path) -> bool:

@@ -4,7 +4,6 @@ virt-fw-vars): a copy of the firmware's nvram template goes in, a new file comes
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from virt.firmware.varstore import autodetect
 
 from composer.boot.secureboot import KEY_NAMES, KeySet
 from composer.errors import ComposerError
+from composer.files import atomic_path
 
 SECTOR = 512  # the HD() device path node counts 512-byte logical blocks
 
@@ -75,12 +75,8 @@ def make_varstore(
         if index is None:
             raise ComposerError(f"{template}: no free Boot#### variable")
         varlist.append_boot_order(index)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         store.write_varstore(str(tmp), varlist)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

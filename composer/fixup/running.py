@@ -8,11 +8,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from composer import dps, tools
 from composer.errors import ComposerError, ToolError
+from composer.files import atomic_write
 from composer.fixup.actions import (
     Action,
     CopyFile,
@@ -188,21 +188,6 @@ def gather(stack: contextlib.ExitStack) -> Facts:
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def apply(facts: Facts, actions: tuple[Action, ...]) -> None:
     """Carry the actions out on this system, in order."""
     for a in actions:
@@ -213,10 +198,10 @@ def apply(facts: Facts, actions: tuple[Action, ...]) -> None:
             tools.run(["sfdisk", *SFDISK_IN_USE, "--part-uuid", facts.disk,
                        str(a.partition.number), a.new])  # fmt: skip
         elif isinstance(a, WriteFile):
-            write_atomic(Path(a.path), a.new.encode(errors="surrogateescape"))
+            atomic_write(Path(a.path), a.new.encode(errors="surrogateescape"), mode=None)
         elif isinstance(a, CopyFile):
             Path(a.dst).parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(Path(a.dst), Path(a.src).read_bytes())
+            atomic_write(Path(a.dst), Path(a.src).read_bytes(), mode=None)
         elif isinstance(a, InstallSystemdBoot):
             tools.run(["bootctl", "install", f"--esp-path={a.esp}"])
         else:  # pragma: no cover - the Action union is closed

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from composer import tools
+from composer.files import atomic_path
 
 # Field order of a binary control file (deb-control(5)); others follow in the given order.
 _ORDER = (
@@ -80,14 +81,10 @@ def build_deb(
     clamp_mtimes(tree, epoch)
     version = fields["Version"].split(":", 1)[-1]  # the file name carries no epoch
     out = out_dir / f"{fields['Package']}_{version}_{fields['Architecture']}.deb"
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         tools.run(
             ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z9", "--build", tree, tmp],
             env={"SOURCE_DATE_EPOCH": str(epoch)},
             log=log,
         )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

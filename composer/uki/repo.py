@@ -4,23 +4,17 @@ repository (repodata/) in one directory, used unsigned ([trusted=yes], gpgcheck=
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 from composer import tools
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from composer.files import atomic_write
 
 
 def index_apt(repo: Path, log: Path | None = None) -> None:
     """Packages, Packages.gz and Release for every .deb in ``repo`` (a flat repository)."""
     packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, log=None).stdout
-    _write_atomic(repo / "Packages", packages)
-    _write_atomic(repo / "Packages.gz", gzip.compress(packages, mtime=0))
+    atomic_write(repo / "Packages", packages)
+    atomic_write(repo / "Packages.gz", gzip.compress(packages, mtime=0))
     release = tools.run(
         [
             "apt-ftparchive",
@@ -35,7 +29,7 @@ def index_apt(repo: Path, log: Path | None = None) -> None:
     kept = [
         ln for ln in release.decode().splitlines(keepends=True) if not ln.endswith(" Release\n")
     ]
-    _write_atomic(repo / "Release", "".join(kept).encode())
+    atomic_write(repo / "Release", "".join(kept).encode())
 
 
 def index_rpm(repo: Path, log: Path | None = None) -> None:

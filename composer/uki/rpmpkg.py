@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from composer import tools
+from composer.files import atomic_path
 from composer.uki.debpkg import clamp_mtimes
 
 
@@ -107,7 +108,6 @@ def build_rpm(
         if len(built) != 1:
             raise FileNotFoundError(f"rpmbuild made {len(built)} packages for {spec.name}")
         out = out_dir / built[0].name
-        tmp_out = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(built[0], tmp_out)
-        os.replace(tmp_out, out)
+        with atomic_path(out) as tmp_out:
+            shutil.copyfile(built[0], tmp_out)
     return out

@@ -20,6 +20,7 @@ from composer import DATA, dps, output
 from composer.arch import Arch
 from composer.boot.secureboot import ensure_keys, sign_pe
 from composer.distros import Distro
+from composer.files import atomic_path
 from composer.uki import initrd, kernel, packages, repo
 from composer.uki.build import build_uki, stage_initrd_extras
 from composer.uki.toolstree import ensure_tools_tree, tools_key
@@ -215,9 +216,8 @@ def publish(build: UkiVirtBuild, dest: Path, log: Path | None = None) -> list[Pa
     copied = []
     for name in build.files:
         target = dest / name
-        tmp = dest / f".{name}.tmp"
-        shutil.copyfile(build.repo / name, tmp)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(build.repo / name, tmp)
         copied.append(target)
     repo.index_apt(dest, log)
     repo.index_rpm(dest, log)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from composer import DATA
+from composer.files import atomic_path
 from composer.inspect import Report, inspect_image
 from composer.vm.serial import SerialEvent, milestone_times
 from composer.vm.validate import Check, Expectations, Verdict, default_root_type
@@ -64,9 +65,8 @@ def make_cidata(dest: Path, script: bytes | None = None, instance_id: str | None
             data = text.encode()
             iso_name = "/" + name.replace("-", "").upper()[:8] + ".;1"
             iso.add_fp(io.BytesIO(data), len(data), iso_name, rr_name=name, joliet_path="/" + name)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        iso.write(str(tmp))
-        tmp.replace(dest)
+        with atomic_path(dest) as tmp:
+            iso.write(str(tmp))
     finally:
         iso.close()
     return dest

@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from composer.errors import ComposerError
+from composer.files import atomic_write
 from composer.tools import output, which
 from composer.vm.firmware import Firmware
 from composer.vm.qemu import QemuProcess, firmware_args
@@ -166,10 +166,7 @@ def store_cached(path: Path, probe: KvmProbe) -> None:
         entries = {}
     entries[_cache_key(probe.kernel, probe.qemu_version)] = {**asdict(probe), "cached": False}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # pid and thread: `boot -j N` may store from several threads of one process at once
-    tmp = path.with_name(path.name + f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(entries, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(entries, indent=2) + "\n")
 
 
 def cached_probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:

@@ -1,0 +1,65 @@
+"""Result files are written under fresh names and never through somebody else's name."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from composer.files import OutputPathError, atomic_path, atomic_write
+
+
+def test_writes_with_the_mode_set_before_the_data(tmp_path: Path) -> None:
+    target = tmp_path / "secret.ks"
+    atomic_write(target, "rootpw --iscrypted $6$x\n", mode=0o600)
+    assert target.read_text() == "rootpw --iscrypted $6$x\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret.ks"]
+
+
+def test_planted_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("host file\n")
+    link = tmp_path / "out.json"
+    link.symlink_to(victim)
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        atomic_write(link, "{}")
+    assert victim.read_text() == "host file\n"
+    assert link.is_symlink()
+
+
+def test_predictable_temporary_name_is_not_used(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("host file\n")
+    (tmp_path / ".out.json.tmp").symlink_to(victim)
+    atomic_write(tmp_path / "out.json", "{}")
+    assert victim.read_text() == "host file\n"
+    assert (tmp_path / "out.json").read_text() == "{}"
+
+
+def test_device_nodes_are_refused() -> None:
+    with pytest.raises(OutputPathError, match="character device"):
+        atomic_write(Path("/dev/null"), "x")
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputPathError, match="does not exist"):
+        atomic_write(tmp_path / "no" / "such" / "file", "x")
+
+
+def test_failure_leaves_no_temporary(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "image.qcow2") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("tool failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_mode_of_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "fstab"
+    target.write_text("old\n")
+    os.chmod(target, 0o640)
+    atomic_write(target, "new\n", mode=None)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert target.read_text() == "new\n"
