@@ -19,6 +19,7 @@ from composer.build import build as run_build
 from composer.cache_cli import cache_app
 from composer.cli_support import err, fail, guard, out, say, wrote
 from composer.errors import ComposerError
+from composer.lifetime import install_signal_handlers
 from composer.plan import Plan, make_plan
 from composer.uki_cli import uki_app
 
@@ -28,6 +29,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _main() -> None:
+    """Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them."""
+    install_signal_handlers()
 
 
 def _load_plan(path: Path) -> Plan:

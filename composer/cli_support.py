@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from composer.errors import ComposerError
+from composer.lifetime import Interrupted
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -37,12 +38,16 @@ def fail(exc: ComposerError) -> NoReturn:
 
 @contextlib.contextmanager
 def guard(interrupted: str = "interrupted") -> Iterator[None]:
-    """The error boundary: a ComposerError becomes its message and exit code, Ctrl-C a
-    one-line note and 130; anything else is a bug and keeps its traceback."""
+    """The error boundary: a ComposerError becomes its message and exit code; Ctrl-C,
+    SIGTERM and SIGHUP a one-line note and 130, 143, 129 (after every clean-up on the way out
+    ran); anything else is a bug and keeps its traceback."""
     try:
         yield
     except ComposerError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        say(interrupted, "yellow")
+        say(f"{interrupted} (SIGINT)", "yellow")
         raise typer.Exit(130) from None
+    except Interrupted as exc:
+        say(f"{interrupted} ({exc})", "yellow")
+        raise typer.Exit(exc.exit_code) from None

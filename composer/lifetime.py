@@ -1,0 +1,67 @@
+"""Signals and child processes: whatever stops the composer, nothing it started lives on.
+
+SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) are turned into an exception in the
+main thread, like Ctrl-C's KeyboardInterrupt, so every ``finally`` and context manager on the
+way out runs: temporaries are removed and children stopped. Children are also asked to die
+with us (``PR_SET_PDEATHSIG``) for the one signal nothing can catch, SIGKILL.
+
+``PR_SET_PDEATHSIG`` fires when the *thread* that started the child exits, not the process
+(prctl(2)): start long-lived children from a thread that outlives them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+HANDLED = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """The process got SIGTERM or SIGHUP; unwinds like KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    # once is enough: a second signal while cleaning up must not abort the clean-up
+    for sig in HANDLED:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread (no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in HANDLED:
+        signal.signal(sig, _raise)
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn`` for subprocess: the child gets ``sig`` when its parent thread dies.
+    If the parent is already gone when the child starts, the child exits at once."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
