@@ -76,7 +76,7 @@ def apply(tree: Path, c: Customizations, log: Path) -> None:
         for group in c.group:
             argv = ["groupadd", "--root", root]
             if group.gid is not None:
-                argv += ["--gid", str(group.gid)]
+                argv.append(f"--gid={group.gid}")
             tools.run([*argv, "--", group.name], log=log)
         for user in c.user:
             _add_user(t, user, log)
@@ -102,15 +102,16 @@ def _set_hosts(t: Tree, hostname: str) -> None:
 
 def _add_user(t: Tree, user: User, log: Path) -> None:
     root = str(t.root)
-    argv = ["useradd", "--root", root, "--create-home", "--shell", user.shell or "/bin/bash"]
+    # option values joined to their option (--opt=value): none can be read as an option
+    argv = ["useradd", "--root", root, "--create-home", f"--shell={user.shell or '/bin/bash'}"]
     if user.description:
-        argv += ["--comment", user.description]
+        argv.append(f"--comment={user.description}")
     if user.home:
-        argv += ["--home-dir", user.home]
+        argv.append(f"--home-dir={user.home}")
     if user.uid is not None:
-        argv += ["--uid", str(user.uid)]
+        argv.append(f"--uid={user.uid}")
     if user.gid is not None:
-        argv += ["--gid", str(user.gid)]
+        argv.append(f"--gid={user.gid}")
     if user.groups:
         missing = [g for g in user.groups if not _has_group(t, g)]
         if missing:
@@ -118,9 +119,9 @@ def _add_user(t: Tree, user: User, log: Path) -> None:
                 f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
                 "in the image; add them under [[customizations.group]]"
             )
-        argv += ["--groups", ",".join(user.groups)]
+        argv.append(f"--groups={','.join(user.groups)}")
     if user.expire_date:
-        argv += ["--expiredate", user.expire_date]
+        argv.append(f"--expiredate={user.expire_date}")
     tools.run([*argv, "--", user.name], log=log)
     if user.password:
         # Through stdin only, never an argument list (the build log records those): a
