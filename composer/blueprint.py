@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -36,6 +38,12 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A blueprint is a few kilobytes (files' data and certificates included); nesting is at
+# most seven levels (customizations.disk.partitions[i].logical_volumes[j].name).
+MAX_BLUEPRINT_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 32
+_TOO_BIG = f"larger than {MAX_BLUEPRINT_BYTES // 1024**2} MiB: not a blueprint"
+_TOO_DEEP = f"nested too deep (more than {MAX_DEPTH} levels of tables and arrays)"
 
 SUPPORTED_DISTROS = tuple(DISTROS)  # what `build` can make (apt: mmdebstrap, dnf: dnf)
 # Accepted by the loader too, for `dps-composer kickstart` (anaconda installs); `plan`/`build`
@@ -239,6 +247,11 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
         raise BlueprintError(
             file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
         ) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        line = _deep_line(text)
+        keys = [path for path, n in key_lines(text) if n <= line]
+        raise BlueprintError(file, line, dotted(keys[-1]) if keys else "", _TOO_DEEP) from None
+    _check_depth(data, text, file)
     try:
         bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:
@@ -338,11 +351,88 @@ def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
     )
 
 
-def load(path: Path) -> Blueprint:
+def read_blueprint(path: Path) -> str:
+    """The text of the blueprint file ``path``: a regular file (a FIFO would block, a device
+    never ends) of at most MAX_BLUEPRINT_BYTES, in UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise BlueprintError(str(path), None, "", f"is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > MAX_BLUEPRINT_BYTES:
+            raise BlueprintError(str(path), None, "", _TOO_BIG)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped since the stat
+                raise BlueprintError(str(path), None, "", "is not a regular file")
+            raw = fh.read(MAX_BLUEPRINT_BYTES + 1)
     except OSError as exc:
         raise BlueprintError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_BLUEPRINT_BYTES:
+        raise BlueprintError(str(path), None, "", _TOO_BIG)
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BlueprintError(str(path), None, "", "not UTF-8 text") from None
-    return parse(text, str(path))
+
+
+def load(path: Path) -> Blueprint:
+    return parse(read_blueprint(path), str(path))
+
+
+def located(err: BlueprintError, text: str) -> BlueprintError:
+    """``err`` with the line of its key in ``text`` when it was raised without one."""
+    if err.line is not None or not err.key:
+        return err
+    loc = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", err.key))
+    return BlueprintError(err.file, _line(text, loc), err.key, err.message)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_depth(data: dict[str, Any], text: str, file: str) -> None:
+    """Tables and arrays nested deeper than MAX_DEPTH: a clear error, before any recursive
+    code (validation, _tuplify) meets them."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            raise BlueprintError(
+                file, _line(text, loc[:MAX_DEPTH]), dotted(loc[:MAX_DEPTH]), _TOO_DEEP
+            )
+        if isinstance(value, dict):
+            stack += [(v, (*loc, k)) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, (*loc, i)) for i, v in enumerate(value)]
+
+
+def _deep_line(text: str) -> int:
+    """The line where brackets and braces (outside strings) first nest deeper than
+    MAX_DEPTH; 1 if that cannot be told."""
+    depth, quote = 0, ""
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        for ch in line:
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                break
+            elif ch in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return lineno
+            elif ch in "]}":
+                depth -= 1
+        quote = ""
+    return 1

@@ -20,12 +20,13 @@ from composer.cache_cli import cache_app
 from composer.cli_support import err, fail, guard, out, say, wrote
 from composer.errors import ComposerError
 from composer.lifetime import install_signal_handlers
-from composer.plan import Plan, make_plan
+from composer.plan import Plan, plan_text
 from composer.uki_cli import uki_app
 
 app = typer.Typer(
     help="Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts are printed as written: "[image]" is not markup
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -38,8 +39,7 @@ def _main() -> None:
 
 
 def _load_plan(path: Path) -> Plan:
-    blueprint = bp_mod.load(path)
-    return make_plan(blueprint, str(path))
+    return plan_text(bp_mod.read_blueprint(path), str(path))
 
 
 @app.command()
@@ -219,7 +219,9 @@ def _manifest_varstore(image: Path) -> Path | None:
     return path
 
 
-keys_app = typer.Typer(help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")
