@@ -27,6 +27,7 @@ from composer.bp_packages import Container, EnabledModule, Package, PackageGroup
 from composer.customizations import Customizations
 from composer.distros import DISTROS
 from composer.errors import BlueprintError
+from composer.files import file_kind
 from composer.layout import Layout, LayoutError
 from composer.layout import compute as compute_layout
 from composer.tomlpos import dotted, key_lines, line_of
@@ -357,7 +358,7 @@ def read_blueprint(path: Path) -> str:
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            raise BlueprintError(str(path), None, "", f"is {_kind(st.st_mode)}, not a regular file")
+            raise BlueprintError(str(path), None, "", f"is {file_kind(st.st_mode)}, not a regular file")
         if st.st_size > MAX_BLUEPRINT_BYTES:
             raise BlueprintError(str(path), None, "", _TOO_BIG)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -385,19 +386,6 @@ def located(err: BlueprintError, text: str) -> BlueprintError:
         return err
     loc = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", err.key))
     return BlueprintError(err.file, _line(text, loc), err.key, err.message)
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _check_depth(data: dict[str, Any], text: str, file: str) -> None:

@@ -36,13 +36,14 @@ def check_target(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        kind = _kind(st.st_mode)
+        kind = file_kind(st.st_mode)
         raise OutputPathError(
             f"{path}: exists and is {kind}, not a regular file; refusing to replace it"
         )
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a directory', … for messages about a path that is not a regular file."""
     for test, name in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
