@@ -358,7 +358,9 @@ def read_blueprint(path: Path) -> str:
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            raise BlueprintError(str(path), None, "", f"is {file_kind(st.st_mode)}, not a regular file")
+            raise BlueprintError(
+                str(path), None, "", f"is {file_kind(st.st_mode)}, not a regular file"
+            )
         if st.st_size > MAX_BLUEPRINT_BYTES:
             raise BlueprintError(str(path), None, "", _TOO_BIG)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)

@@ -132,6 +132,8 @@ def boot(
         fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
     if jobs < 1:
         fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
+    with guard():  # before minutes of booting: reports that could not be written, bad --vars
+        _check_boot_inputs(json_out, junit, vars_file)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -192,6 +194,21 @@ def inspect(
         for line in render(report):
             say(line, console=out)
     raise typer.Exit(0 if report.discovery and report.discovery.ok else 1)
+
+
+def _check_boot_inputs(json_out: Path | None, junit: Path | None, vars_file: Path | None) -> None:
+    from composer.disk.imagefile import ImageFileError, detect_format
+    from composer.files import check_target
+
+    for target in (json_out, junit):
+        if target is not None:
+            check_target(target)
+    if vars_file is not None:
+        fmt = detect_format(vars_file)
+        if fmt != "raw":
+            raise ImageFileError(
+                f"--vars {vars_file}: a {fmt} image; a varstore is a raw file (as OVMF_VARS*.fd)"
+            )
 
 
 def _manifest_timeout(image: Path) -> float:

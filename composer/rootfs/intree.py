@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from composer.errors import ComposerError
+from composer.files import replace_at
 from composer.rootfs.resolve import first_link, open_in_root
 
 Owner = tuple[int, int]
@@ -228,19 +228,7 @@ class Tree:
             st = _lstat_at(dfd, name)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise InTreeError(f"{path} is a directory in the image")
-            tmp = f".{name[:200]}.{secrets.token_hex(8)}.tmp"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    _own(fh.fileno(), owner)
-                    os.fchmod(fh.fileno(), mode)
-                    fh.write(blob)
-                os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
-                raise
+            replace_at(dfd, name, blob, mode, owner)
 
     def write_through(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         """Write the regular file ``path`` leads to (a link is followed inside the tree, a

@@ -4,8 +4,6 @@ Anything else is a clear error, never a hang or a traceback."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,7 @@ from composer.blueprint import MAX_BLUEPRINT_BYTES, MAX_DEPTH, load, parse
 from composer.errors import BlueprintError
 from composer.plan import plan_text
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "composer.cli", *args],
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-    )
+from .cli_run import cli
 
 
 def test_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
