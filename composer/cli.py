@@ -14,7 +14,7 @@ from rich.text import Text
 
 from composer import blueprint as bp_mod
 from composer import install_cli
-from composer.build import StageHook
+from composer.build import StageHook, default_cache_dir
 from composer.build import build as run_build
 from composer.cache_cli import cache_app
 from composer.cli_support import err, fail, guard, out, say, wrote
@@ -76,6 +76,10 @@ def build(
     for path in result.outputs:
         wrote(path)
     wrote(result.manifest)
+    with guard():
+        for user, path in _write_generated_passwords(p, output, cache_dir or default_cache_dir()):
+            wrote(path)
+            say(f"log in as {user}: the password is in {path} (mode 0600)", console=out)
     total = sum(result.timings.values())
     say(
         f"built in {total:.1f} s: "
@@ -194,6 +198,17 @@ def inspect(
         for line in render(report):
             say(line, console=out)
     raise typer.Exit(0 if report.discovery and report.discovery.ok else 1)
+
+
+def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple[str, Path]]:
+    """OUTPUT/NAME.USER.password of every user with generate_password (cache_secret.py)."""
+    from composer.cache_secret import cache_secret, write_password_file
+
+    users = [u.name for u in p.customizations.user if u.generate_password]
+    if not users:
+        return []
+    secret = cache_secret(cache)
+    return [(user, write_password_file(output, secret, p.name, user)) for user in users]
 
 
 def _check_boot_inputs(json_out: Path | None, junit: Path | None, vars_file: Path | None) -> None:

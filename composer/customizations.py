@@ -11,7 +11,7 @@ import datetime
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from composer.disk_customizations import Disk, Filesystem
 from composer.fs_customizations import AbsPath, Directory, File, ImagePath
@@ -104,6 +104,9 @@ class User(_Model):
     gid: int | None = None
     expiredate: int | None = None  # days since 1970-01-01
     force_password_reset: bool = False
+    # dps-composer extension: a password the build derives from its cache's secret and writes
+    # to OUTPUT/NAME.USER.password (0600); see composer/cache_secret.py
+    generate_password: bool = False
 
     @field_validator("name")
     @classmethod
@@ -136,6 +139,12 @@ class User(_Model):
         if v is not None and not 0 <= v <= 2932896:  # up to 9999-12-31
             raise ValueError(f"{v}: days since 1970-01-01, between 0 and 2932896")
         return v
+
+    @model_validator(mode="after")
+    def _one_password(self) -> User:
+        if self.generate_password and self.password is not None:
+            raise ValueError("give either password or generate_password = true, not both")
+        return self
 
     @property
     def plain_password(self) -> bool:
@@ -300,12 +309,17 @@ class Customizations(_Model):
         return v
 
     def masked_dump(self) -> dict[str, Any]:
-        """JSON-ready dump with every plain-text password replaced (for plan output)."""
+        """JSON-ready dump with every password replaced (plain text and crypt hashes: a
+        hash can be cracked offline), for plan output and anything else that is shown."""
         data = self.model_dump(mode="json", by_alias=True)
         for user in data.get("user") or []:
             pw = user.get("password")
-            if pw is not None and not is_crypt_hash(pw):
-                user["password"] = "<plain text: hashed at build time>"
+            if pw is not None:
+                user["password"] = (
+                    "<crypt hash: not shown>"
+                    if is_crypt_hash(pw)
+                    else "<plain text: hashed at build time, not shown>"
+                )
         return data
 
     def extra_packages(self) -> tuple[str, ...]:

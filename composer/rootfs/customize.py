@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 from composer import DATA, tools
+from composer.cache_secret import generated_hash
 from composer.customizations import Customizations, User
 from composer.errors import ComposerError
 from composer.rootfs.intree import InTreeError, Tree
@@ -63,7 +64,9 @@ def install_check_unit(tree: Path) -> None:
         t.symlink(f"{wants}/{CHECK_UNIT}", f"/usr/lib/systemd/system/{CHECK_UNIT}")
 
 
-def apply(tree: Path, c: Customizations, log: Path) -> None:
+def apply(
+    tree: Path, c: Customizations, log: Path, *, secret: bytes | None = None, image: str = ""
+) -> None:
     """Host name, groups, users, SSH keys, time zone, services. The shadow tools run with
     ``--root`` (they chroot(2) into the tree) and ``--`` before the name; systemctl
     ``--root`` resolves inside the tree too. Every blueprint value in an argument list has
@@ -79,7 +82,7 @@ def apply(tree: Path, c: Customizations, log: Path) -> None:
                 argv.append(f"--gid={group.gid}")
             tools.run([*argv, "--", group.name], log=log)
         for user in c.user:
-            _add_user(t, user, log)
+            _add_user(t, user, log, _password_hash(user, secret, image))
         for key in c.sshkey:
             _add_key(t, key.user, key.key)
         if c.timezone.timezone:
@@ -100,7 +103,18 @@ def _set_hosts(t: Tree, hostname: str) -> None:
     t.write("/etc/hosts", "\n".join(lines) + "\n")
 
 
-def _add_user(t: Tree, user: User, log: Path) -> None:
+def _password_hash(user: User, secret: bytes | None, image: str) -> str | None:
+    """The crypt hash a user gets without giving one (generate_password), else None."""
+    if not user.generate_password:
+        return None
+    if secret is None:
+        raise ComposerError(
+            f"customizations.user '{user.name}': generate_password needs the build's cache"
+        )
+    return generated_hash(secret, image, user.name)
+
+
+def _add_user(t: Tree, user: User, log: Path, generated: str | None = None) -> None:
     root = str(t.root)
     # option values joined to their option (--opt=value): none can be read as an option
     argv = ["useradd", "--root", root, "--create-home", f"--shell={user.shell or '/bin/bash'}"]
@@ -123,14 +137,13 @@ def _add_user(t: Tree, user: User, log: Path) -> None:
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
     tools.run([*argv, "--", user.name], log=log)
-    if user.password:
+    password = user.password or generated
+    if password:
         # Through stdin only, never an argument list (the build log records those): a
         # crypt(3) hash as it is (chpasswd -e), plain text hashed here by chpasswd.
-        method = ["--encrypted"] if not user.plain_password else ["--crypt-method", "YESCRYPT"]
-        tools.run(
-            ["chpasswd", "--root", root, *method],
-            input=f"{user.name}:{user.password}\n".encode(),
-        )
+        plain = password == user.password and user.plain_password
+        method = ["--crypt-method", "YESCRYPT"] if plain else ["--encrypted"]
+        tools.run(["chpasswd", "--root", root, *method], input=f"{user.name}:{password}\n".encode())
     if user.force_password_reset:
         tools.run(["chage", "--root", root, "--lastday", "0", "--", user.name], log=log)
     if user.key:

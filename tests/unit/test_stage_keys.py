@@ -10,6 +10,8 @@ from composer.blueprint import parse
 from composer.plan import Plan, make_plan
 from composer.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
 
+SECRET = b"k" * 32
+
 BASE = """
 name = "k"
 distro = "debian-13"
@@ -29,7 +31,7 @@ def keys(p: Plan, index: str = "i1", repo: Path | None = None) -> tuple[str, str
         p, index=index, pins={}, local_repos=[repo] if repo else [], tools="t", epoch=1
     )
     uki = stage_keys.uki_key(p, root=root, usr_type="u", tools="t")
-    return root, uki, stage_keys.image_key(p, root=root, uki=uki, keys=None)
+    return root, uki, stage_keys.image_key(p, root=root, uki=uki, keys=None, secret=SECRET)
 
 
 def test_same_plan_same_keys() -> None:
@@ -70,9 +72,9 @@ def test_password_change_misses_the_image() -> None:
 def test_secure_boot_keys_are_in_the_image_key(tmp_path: Path) -> None:
     p = plan()
     (tmp_path / "db.crt").write_text("one")
-    a = stage_keys.image_key(p, root="r", uki="u", keys=tmp_path)
+    a = stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET)
     (tmp_path / "db.crt").write_text("two")
-    assert stage_keys.image_key(p, root="r", uki="u", keys=tmp_path) != a
+    assert stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET) != a
 
 
 def test_tree_digest_sees_modes_and_links(tmp_path: Path) -> None:
