@@ -91,13 +91,16 @@ def test_index_urls() -> None:
 
 
 def test_unreadable_index_turns_the_cache_off(tmp_path: Path) -> None:
-    from composer.rootfs.versions import archive_index_digest
+    from composer.rootfs.versions import IndexSignatureError, archive_index_digest
 
     digest, why = archive_index_digest([(tmp_path / "nope").as_uri()])
     assert digest is None and "nope" in why
-    (tmp_path / "InRelease").write_text("Date: Sat, 01 Nov 2025 10:00:00 UTC\n")
-    digest, why = archive_index_digest([(tmp_path / "InRelease").as_uri()])
+    (tmp_path / "repomd.xml").write_text("<repomd/>\n")
+    digest, why = archive_index_digest([(tmp_path / "repomd.xml").as_uri()])
     assert digest is not None and why == ""
+    (tmp_path / "InRelease").write_text("Date: Sat, 01 Nov 2025 10:00:00 UTC\n")
+    with pytest.raises(IndexSignatureError):  # an unsigned InRelease decides nothing
+        archive_index_digest([(tmp_path / "InRelease").as_uri()])
 
 
 def test_source_date_epoch_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
