@@ -239,3 +239,26 @@ def test_compressed_and_missing_images(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo.raw")
     with pytest.raises(ImageFileError, match="no such image file"):  # never opened
         detect_format(tmp_path / "fifo.raw")
+
+
+@needs_qemu_img
+def test_boot_command_refuses_an_image_with_a_manifest_too(tmp_path: Path) -> None:
+    """An image beside a manifest.json (built by the composer, or claiming to be) reaches
+    QEMU's command line without inspect: the drive arguments check it themselves."""
+    from composer.arch import get_arch
+    from composer.vm.firmware import select_firmware
+    from composer.vm.qemu import QemuConfig, build_command
+
+    image = qcow2_backing(tmp_path)
+    arch = get_arch("x86_64")
+    try:
+        fw = select_firmware(arch, arch.machine, secure_boot=False)
+    except ComposerError:
+        pytest.skip("no OVMF firmware descriptor")
+    cfg = QemuConfig(
+        firmware=fw, vars_copy=tmp_path / "vars.fd", accel_args=(), console_log=tmp_path / "c",
+        check_log=tmp_path / "k", image=image,
+    )  # fmt: skip
+    with pytest.raises(ImageFileError, match="backing file"):
+        build_command("qemu-system-x86_64", cfg)
+    assert not (tmp_path / "overlay.qcow2").exists()
