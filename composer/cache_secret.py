@@ -88,18 +88,30 @@ def generated_hash(secret: bytes, image: str, user: str) -> str:
     return crypt_hash(generated_password(secret, image, user), salt)
 
 
-def crypt_hash(password: str, salt: bytes) -> str:
-    """crypt(3) yescrypt (``$y$``) of ``password`` with the salt bytes given (libxcrypt)."""
+def _libcrypt() -> ctypes.CDLL:
     lib = ctypes.CDLL("libcrypt.so.1")
     lib.crypt_gensalt.restype = ctypes.c_char_p
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
     lib.crypt.restype = ctypes.c_char_p
     lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(b"$y$", 0, salt, len(salt))
-    hashed = lib.crypt(password.encode(), setting) if setting else None
+    return lib
+
+
+def crypt(password: str, setting: str) -> str:
+    """crypt(3) (libxcrypt) of ``password`` with ``setting`` (``$y$…$salt``, or a whole
+    hash: then equal to it exactly when the password is right)."""
+    hashed = _libcrypt().crypt(password.encode(), setting.encode())
     if not hashed or hashed.startswith(b"*"):
-        raise SecretError("libcrypt could not make a yescrypt hash (is libcrypt1 installed?)")
+        raise SecretError("libcrypt could not hash the password (is libcrypt1 installed?)")
     return str(hashed.decode())
+
+
+def crypt_hash(password: str, salt: bytes) -> str:
+    """The yescrypt (``$y$``) hash of ``password`` with the salt bytes given."""
+    setting = _libcrypt().crypt_gensalt(b"$y$", 0, salt, len(salt))
+    if not setting:
+        raise SecretError("libcrypt could not make a yescrypt salt (is libcrypt1 installed?)")
+    return crypt(password, setting.decode())
 
 
 def password_file(output_dir: Path, image: str, user: str) -> Path:
