@@ -137,7 +137,8 @@ def boot(
     if jobs < 1:
         fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
     with guard():  # before minutes of booting: reports that could not be written, bad --vars
-        _check_boot_inputs(json_out, junit, vars_file)
+        keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
+        _check_boot_inputs(json_out, junit, vars_file, keeps)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -211,13 +212,17 @@ def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple
     return [(user, write_password_file(output, secret, p.name, user)) for user in users]
 
 
-def _check_boot_inputs(json_out: Path | None, junit: Path | None, vars_file: Path | None) -> None:
+def _check_boot_inputs(
+    json_out: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
+) -> None:
     from composer.disk.imagefile import ImageFileError, detect_format
-    from composer.files import check_target
+    from composer.files import check_dir_target, check_target
 
     for target in (json_out, junit):
         if target is not None:
             check_target(target)
+    for keep_dir in keeps:
+        check_dir_target(keep_dir)
     if vars_file is not None:
         fmt = detect_format(vars_file)
         if fmt != "raw":

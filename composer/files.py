@@ -101,6 +101,19 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = 0o644) -> Non
         fh.write(blob)
 
 
+def check_dir_target(path: Path) -> None:
+    """Refuse an output directory that exists as anything but a directory (a link too)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(
+            f"{path}: exists and is {file_kind(st.st_mode)}, not a directory; refusing to "
+            "write into it"
+        )
+
+
 def _open_dir(path: Path) -> int:
     """A descriptor of the directory ``path``, made (0755) if missing; a link or anything
     but a directory there is refused, never followed."""
@@ -110,11 +123,8 @@ def _open_dir(path: Path) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
-        st = os.lstat(path)
-        raise OutputPathError(
-            f"{path}: exists and is {file_kind(st.st_mode)}, not a directory; refusing to "
-            "write into it"
-        ) from None
+        check_dir_target(path)
+        raise
 
 
 def _write_at(dir_fd: int, name: str, blob: bytes, mode: int, where: Path) -> None:

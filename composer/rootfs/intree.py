@@ -123,10 +123,8 @@ class Tree:
         try:
             with self.opened(path, os.O_PATH) as fd:
                 return os.fstat(fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
+        except OSError as exc:  # ELOOP: a link loop; EXDEV: a magic link (/proc/self/…)
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
                 return None
             raise
 

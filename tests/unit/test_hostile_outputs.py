@@ -179,3 +179,12 @@ def test_kickstart_with_a_password_is_private(tmp_path: Path) -> None:
     proc = cli("kickstart", bp, "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert "--password=" in out.read_text() and stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_default_keep_dir_link_is_refused_before_booting(tmp_path: Path, image: Path) -> None:
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    (tmp_path / "disk.raw.boot").symlink_to(victims)  # planted beside the image
+    _refused(cli("boot", image), "symbolic link")  # exits at once: no QEMU ran
+    _refused(cli("boot", image, "--keep", tmp_path / "disk.raw.boot"), "symbolic link")
+    assert list(victims.iterdir()) == []
