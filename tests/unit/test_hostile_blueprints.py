@@ -74,6 +74,15 @@ REFUSED: list[tuple[str, str, str]] = [
     ('version = "1.0\\n"', "version", "control"),
     ('[secureboot]\nsign = true\nkeys = "k\\u0007"', "secureboot.keys", "control"),
     ('[customizations.locale]\nkeyboard = "-us"', "customizations.locale.keyboard", "keymap"),
+    ('[customizations.locale]\nlanguages = ["en_US.UTF-8\\nLANG=x"]', "customizations.locale.languages", "locale"),
+    ('[customizations]\nhostname = "-h"', "customizations.hostname", "host name"),
+    ('[customizations]\nhostname = "a\\nb"', "customizations.hostname", "host name"),
+    ('[customizations.kernel]\nname = "-x"', "customizations.kernel.name", "kernel package"),
+    ('[[customizations.files]]\npath = "/etc/x"\nuser = "-u"', "customizations.files[0].user", "user/group name"),
+    ('[[customizations.files]]\npath = "/etc/x"\nmode = "4755"', "customizations.files[0].mode", "octal"),
+    ('[[customizations.disk.partitions]]\nmountpoint = "/data"\npart_label = "a\\"b"', "customizations.disk.partitions[0].part_label", "GPT"),
+    ('[image]\nmachine_id = "../../etc"', "image.machine_id", "machine ID"),
+    ('[[customizations.repositories]]\nid = "x"\nbaseurls = ["https://a\\nb"]\ngpgcheck = false', "customizations.repositories[0].baseurls", "control"),
 ]  # fmt: skip
 
 ACCEPTED = [
