@@ -12,8 +12,8 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from composer import blueprint as bp_mod
 from composer import install_cli
+from composer.bp_text import read_blueprint
 from composer.build import StageHook, default_cache_dir
 from composer.build import build as run_build
 from composer.cache_cli import cache_app
@@ -39,7 +39,7 @@ def _main() -> None:
 
 
 def _load_plan(path: Path) -> Plan:
-    return plan_text(bp_mod.read_blueprint(path), str(path))
+    return plan_text(read_blueprint(path), str(path))
 
 
 @app.command()

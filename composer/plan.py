@@ -15,7 +15,8 @@ from pathlib import PurePath
 from typing import Any
 
 from composer.arch import Arch, get_arch
-from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of, located, parse
+from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of, parse
+from composer.bp_text import located
 from composer.customizations import Customizations
 from composer.distros import Distro, get_distro
 from composer.errors import BlueprintError

@@ -11,7 +11,8 @@ import pytest
 import typer
 import typer.main
 
-from composer.blueprint import MAX_BLUEPRINT_BYTES, MAX_DEPTH, load, parse
+from composer.blueprint import load, parse
+from composer.bp_text import MAX_BLUEPRINT_BYTES, MAX_DEPTH
 from composer.errors import BlueprintError
 from composer.plan import plan_text
 

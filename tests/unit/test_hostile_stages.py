@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from composer.blueprint import parse
-from composer.customizations import Customizations, Locale, SshKey, Timezone
+from composer.customizations import Customizations, Locale, SshKey, Timezone, User
 from composer.disk.partitions import split_subtrees
 from composer.errors import ComposerError
 from composer.fs_customizations import Directory, File
@@ -63,6 +63,15 @@ def _keys(*users: str) -> Stage:
     return run
 
 
+def _users(tree: Path, work: Path) -> None:
+    """useradd --root (a chroot) makes the homes; the composer then adds the keys."""
+    users = tuple(
+        User(name=n, home=h, key="ssh-ed25519 AAAAattacker", groups=("sudo",))
+        for n, h in (("u1", "/srv/u1"), ("u2", "/opt/u2"), ("u3", "/mnt/u3"))
+    )
+    customize.apply(tree, Customizations(user=users), work / "log", secret=b"s" * 32, image="x")
+
+
 def _customize(c: Customizations) -> Stage:
     return lambda tree, work: customize.apply(tree, c, work / "log")
 
@@ -104,6 +113,7 @@ CASES: dict[str, Stage] = {
     "files that are links out of the tree": _files("/etc/hosts", "/etc/resolv.conf"),
     "directories through links": _dirs("/srv/d/e", "/opt/d", "/var/run/d", "/mnt"),
     "ssh keys for homes through links": _keys("victim", "runner", "climber"),
+    "users with homes through links (useradd --root)": _users,
     "host name into a linked /etc/hosts": _customize(Customizations(hostname="h1")),
     "time zone through a linked zoneinfo": _customize(
         Customizations(timezone=Timezone(timezone="Europe/Berlin"))
