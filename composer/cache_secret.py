@@ -17,12 +17,14 @@ writes it to ``OUTPUT/NAME.USER.password`` (mode 0600).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import hmac
 import os
 import stat
 import string
+import tempfile
 from pathlib import Path
 
 from composer.errors import ComposerError
@@ -41,16 +43,22 @@ class SecretError(ComposerError):
 
 
 def cache_secret(cache: Path) -> bytes:
-    """The cache's secret key (made on first use: O_EXCL, 0600; a racing build reads the
-    winner's)."""
+    """The cache's secret key, made on first use: written whole under a fresh name (0600)
+    and linked into place, so a build racing this one reads either nothing or all of it
+    (and then the winner's)."""
     path = cache / SECRET_FILE
     cache.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(os.urandom(SECRET_BYTES))
+    if not os.path.lexists(path):
+        fd, tmp = tempfile.mkstemp(prefix=".secret-", dir=cache)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(SECRET_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return _read_secret(path)
 
 

@@ -142,3 +142,11 @@ def test_kickstart_refuses_generate_password(tmp_path: Path) -> None:
     )
     proc = cli("kickstart", bp)
     assert proc.returncode == 2 and "generate_password" in proc.stderr, proc.stderr
+
+
+def test_racing_builds_share_one_whole_secret(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: cache_secret(tmp_path / "c"), range(32)))
+    assert len(secrets) == 1 and [p.name for p in (tmp_path / "c").iterdir()] == ["secret.key"]
