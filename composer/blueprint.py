@@ -22,13 +22,21 @@ from pydantic import (
 
 from composer.arch import ARCHES
 from composer.bp_packages import Container, EnabledModule, Package, PackageGroup
+from composer.bp_text import (
+    check_depth,
+    read_blueprint,
+    too_deep,
+)
+from composer.bp_text import line_for as _line
 from composer.customizations import Customizations
 from composer.distros import DISTROS
 from composer.errors import BlueprintError
 from composer.layout import Layout, LayoutError
 from composer.layout import compute as compute_layout
-from composer.tomlpos import dotted, key_lines, line_of
+from composer.tomlpos import dotted
+from composer.tree_layout import crossed_link
 from composer.units import parse_duration, parse_size
+from composer.value_checks import no_control
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -50,9 +58,12 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+OneLine = Annotated[str, AfterValidator(no_control)]  # reaches a file or a command line
+
+
 class Boot(Model):
     loader: Loader = "systemd-boot"
-    cmdline: str = "console=tty0 console=ttyS0"
+    cmdline: OneLine = "console=tty0 console=ttyS0"
     # Menu timeout in seconds; default 0 for systemd-boot, 1 for grub2 (its menu shows on serial).
     timeout: int | None = Field(default=None, ge=0, le=600)
 
@@ -69,7 +80,7 @@ class Boot(Model):
 
 class SecureBoot(Model):
     sign: bool = False
-    keys: str | None = None  # key directory (PK, KEK, db); relative to the blueprint file
+    keys: OneLine | None = None  # key directory (PK, KEK, db); relative to the blueprint file
 
     @model_validator(mode="after")
     def _keys_need_sign(self) -> SecureBoot:
@@ -132,8 +143,8 @@ def _reject_containers(v: tuple[Container, ...]) -> tuple[Container, ...]:
 
 class Blueprint(Model):
     name: str
-    description: str = ""
-    version: str = "0.0.1"
+    description: str = ""  # free text: only ever written escaped (JSON, kickstart comments)
+    version: OneLine = "0.0.1"
     distro: str = "debian-13"
     architecture: str = "x86_64"
     packages: tuple[Package, ...] = ()
@@ -234,6 +245,9 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
         raise BlueprintError(
             file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
         ) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise too_deep(text, file) from None
+    check_depth(data, text, file)
     try:
         bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:
@@ -251,7 +265,33 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
     except LayoutError as exc:
         raise BlueprintError(file, _line(text, exc.key), dotted(exc.key), exc.message) from None
     _check_kernel(bp, text, file)
+    _check_mountpoints(bp, text, file)
     return bp
+
+
+def _check_mountpoints(bp: Blueprint, text: str, file: str) -> None:
+    """A mount point may not cross a directory link of the target's tree (/var/run -> /run):
+    the build splits the tree at real directories only (composer/tree_layout.py)."""
+    c = bp.customizations
+    entries: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("customizations", "filesystem", i), f.mountpoint) for i, f in enumerate(c.filesystem)
+    ]
+    if c.disk is not None:
+        entries += [
+            (("customizations", "disk", "partitions", i), p.mountpoint)
+            for i, p in enumerate(c.disk.partitions)
+        ]
+    for key, mountpoint in entries:
+        link = crossed_link(bp.distro, mountpoint) if mountpoint else None
+        if link is not None:
+            loc = (*key, "mountpoint")
+            raise BlueprintError(
+                file,
+                _line(text, loc),
+                dotted(loc),
+                f"{mountpoint} crosses the link {link} of {bp.distro}'s root tree; a mount "
+                "point must be a real directory: use the link's target",
+            )
 
 
 def _check_kernel(bp: Blueprint, text: str, file: str) -> None:
@@ -282,15 +322,6 @@ def _check_repositories(bp: Blueprint, text: str, file: str) -> None:
         )
 
 
-def _line(text: str, loc: tuple[str | int, ...]) -> int:
-    """The line of ``loc``, else of the first key below it ([a.b.c] for a.b), else 1."""
-    found = line_of(text, loc)
-    if found is not None:
-        return found
-    deeper = [n for path, n in key_lines(text) if path[: len(loc)] == tuple(loc)]
-    return min(deeper) if deeper else 1
-
-
 def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
     """The partition layout of a blueprint (pure; raises LayoutError naming a key path)."""
     c = bp.customizations
@@ -308,10 +339,4 @@ def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
 
 
 def load(path: Path) -> Blueprint:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BlueprintError(str(path), None, "", f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BlueprintError(str(path), None, "", "not UTF-8 text") from None
-    return parse(text, str(path))
+    return parse(read_blueprint(path), str(path))

@@ -31,7 +31,7 @@ class Package(_Model):
     def _version(cls, v: str) -> str:
         if v in ("*", ""):
             return "*"
-        if not _VERSION_GLOB.match(v):
+        if not _VERSION_GLOB.match(v) or v.startswith("-"):
             raise ValueError(
                 f"version {v!r}: use a Debian version or a glob of one ('*', '1.36.*', '3.4-?')"
             )

@@ -21,6 +21,7 @@ from composer import dps, measured_boot, output, stage_keys, tools
 from composer.boot.chain import default_keys_dir, stage_boot_chain
 from composer.boot.systemd_boot import uki_file_name
 from composer.cache import ENTRY, IN_USE_GRACE, StageCache, max_size_from_env
+from composer.cache_secret import cache_secret
 from composer.disk.fs import Reproducible, copy_into, make_vfat
 from composer.disk.gpt import GptEntry, write_gpt
 from composer.disk.partitions import build_partitions, manifest_entry
@@ -151,6 +152,7 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
                 root=root_key,
                 uki=uki_key or root_key,  # uki-virt: the root tree holds the UKI
                 keys=keys if plan.secureboot_sign else None,
+                secret=cache_secret(ctx.cache),  # passwords go in blinded
             )
         entry = ctx.lookup("image", image_key)
         if entry is not None:  # nothing changed: the earlier build's outputs
@@ -256,7 +258,8 @@ def _image_stages(
     arch = plan.arch
     with _timed(ctx, stage, "customize"):
         customize.prepare_system(root)
-        customize.apply(root, plan.customizations, ctx.log)
+        secret = cache_secret(ctx.cache)  # generated passwords derive from it
+        customize.apply(root, plan.customizations, ctx.log, secret=secret, image=plan.name)
         extras.apply(root, plan, ctx.log)
         customize.install_check_unit(root)
         packages = backend.installed_packages(plan, root)

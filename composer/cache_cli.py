@@ -13,7 +13,9 @@ from rich.table import Table
 from composer.cache import StageCache
 from composer.units import human_size, parse_duration, parse_size
 
-cache_app = typer.Typer(help="Inspect and prune the stage cache.", no_args_is_help=True)
+cache_app = typer.Typer(
+    help="Inspect and prune the stage cache.", no_args_is_help=True, rich_markup_mode=None
+)
 CacheDir = Annotated[
     Path | None,
     typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),

@@ -12,20 +12,21 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from composer import blueprint as bp_mod
 from composer import install_cli
-from composer.build import StageHook
+from composer.bp_text import read_blueprint
+from composer.build import StageHook, default_cache_dir
 from composer.build import build as run_build
 from composer.cache_cli import cache_app
 from composer.cli_support import err, fail, guard, out, say, wrote
 from composer.errors import ComposerError
 from composer.lifetime import install_signal_handlers
-from composer.plan import Plan, make_plan
+from composer.plan import Plan, plan_text
 from composer.uki_cli import uki_app
 
 app = typer.Typer(
     help="Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help texts are printed as written: "[image]" is not markup
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -38,8 +39,7 @@ def _main() -> None:
 
 
 def _load_plan(path: Path) -> Plan:
-    blueprint = bp_mod.load(path)
-    return make_plan(blueprint, str(path))
+    return plan_text(read_blueprint(path), str(path))
 
 
 @app.command()
@@ -76,6 +76,10 @@ def build(
     for path in result.outputs:
         wrote(path)
     wrote(result.manifest)
+    with guard():
+        for user, path in _write_generated_passwords(p, output, cache_dir or default_cache_dir()):
+            wrote(path)
+            say(f"log in as {user}: the password is in {path} (mode 0600)", console=out)
     total = sum(result.timings.values())
     say(
         f"built in {total:.1f} s: "
@@ -132,6 +136,9 @@ def boot(
         fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
     if jobs < 1:
         fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
+    with guard():  # before minutes of booting: reports that could not be written, bad --vars
+        keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
+        _check_boot_inputs(json_out, junit, vars_file, keeps)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -194,6 +201,36 @@ def inspect(
     raise typer.Exit(0 if report.discovery and report.discovery.ok else 1)
 
 
+def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple[str, Path]]:
+    """OUTPUT/NAME.USER.password of every user with generate_password (cache_secret.py)."""
+    from composer.cache_secret import cache_secret, write_password_file
+
+    users = [u.name for u in p.customizations.user if u.generate_password]
+    if not users:
+        return []
+    secret = cache_secret(cache)
+    return [(user, write_password_file(output, secret, p.name, user)) for user in users]
+
+
+def _check_boot_inputs(
+    json_out: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
+) -> None:
+    from composer.disk.imagefile import ImageFileError, detect_format
+    from composer.files import check_dir_target, check_target
+
+    for target in (json_out, junit):
+        if target is not None:
+            check_target(target)
+    for keep_dir in keeps:
+        check_dir_target(keep_dir)
+    if vars_file is not None:
+        fmt = detect_format(vars_file)
+        if fmt != "raw":
+            raise ImageFileError(
+                f"--vars {vars_file}: a {fmt} image; a varstore is a raw file (as OVMF_VARS*.fd)"
+            )
+
+
 def _manifest_timeout(image: Path) -> float:
     import json
 
@@ -219,7 +256,9 @@ def _manifest_varstore(image: Path) -> Path | None:
     return path
 
 
-keys_app = typer.Typer(help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")

@@ -11,16 +11,16 @@ import datetime
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
 
 from composer.disk_customizations import Disk, Filesystem
-from composer.fs_customizations import AbsPath, Directory, File
+from composer.fs_customizations import AbsPath, Directory, File, ImagePath
 from composer.repositories import Repository
+from composer.value_checks import control_char, no_control, not_option, unit_name
 
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _CRYPT = re.compile(r"^\$(1|5|6|y|gy|7|2[abxy]?)\$[./A-Za-z0-9$=,]+$")
-_UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
 _KERNEL_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(_[A-Za-z0-9]{2,3})?(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?$")
 
@@ -42,13 +42,27 @@ def _unsupported(reason: str, allowed: tuple[Any, ...] = ()) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _unit(v: str) -> str:
-    if not _UNIT.match(v):
-        raise ValueError(f"{v!r} is not a systemd unit name")
+Unit = Annotated[str, AfterValidator(unit_name)]
+
+
+def _group_name(v: str) -> str:
+    if not _USER.match(v):
+        raise ValueError(f"{v!r} is not a valid group name (lower case, digits, _ and -)")
     return v
 
 
-Unit = Annotated[str, AfterValidator(_unit)]
+def _one_line(v: str) -> str:
+    """Free text for a line of a passwd-style file: no control characters, no ':'."""
+    no_control(v)
+    if ":" in v:
+        raise ValueError(f"{v!r}: ':' separates the fields of /etc/passwd; not allowed here")
+    return v
+
+
+def _key_line(v: str) -> str:
+    """One OpenSSH public key: a line of authorized_keys (surrounding white space is fine)."""
+    no_control(v.strip())
+    return v
 
 
 class Kernel(_Model):
@@ -68,6 +82,7 @@ class Kernel(_Model):
     @field_validator("append")
     @classmethod
     def _no_root(cls, v: str) -> str:
+        no_control(v)
         for word in v.split():
             if word.startswith(("root=", "mount.usr=", "rootflags=")):
                 raise ValueError(
@@ -79,16 +94,19 @@ class Kernel(_Model):
 
 class User(_Model):
     name: str
-    description: str = ""
+    description: Annotated[str, AfterValidator(_one_line)] = ""
     password: str | None = None  # a crypt(3) hash, or plain text hashed at build time
-    key: str | None = None
-    home: AbsPath | None = None
-    shell: AbsPath | None = None
-    groups: tuple[str, ...] = ()
+    key: Annotated[str, AfterValidator(_key_line)] | None = None
+    home: Annotated[ImagePath, AfterValidator(_one_line)] | None = None
+    shell: Annotated[AbsPath, AfterValidator(_one_line)] | None = None
+    groups: tuple[Annotated[str, AfterValidator(_group_name)], ...] = ()
     uid: int | None = None
     gid: int | None = None
     expiredate: int | None = None  # days since 1970-01-01
     force_password_reset: bool = False
+    # dps-composer extension: a password the build derives from its cache's secret and writes
+    # to OUTPUT/NAME.USER.password (0600); see composer/cache_secret.py
+    generate_password: bool = False
 
     @field_validator("name")
     @classmethod
@@ -102,8 +120,10 @@ class User(_Model):
     def _password(cls, v: str | None) -> str | None:
         if v == "":
             return None  # osbuild: an empty password means none
-        if v is not None and ("\n" in v or ":" in v and not is_crypt_hash(v)):
-            raise ValueError("a plain password cannot contain ':' or a newline")
+        if v is not None and control_char(v) is not None:
+            raise ValueError("a password cannot hold control characters (the value is not shown)")
+        if v is not None and ":" in v and not is_crypt_hash(v):
+            raise ValueError("a plain password cannot contain ':'")
         return v
 
     @field_validator("uid", "gid")
@@ -120,6 +140,12 @@ class User(_Model):
             raise ValueError(f"{v}: days since 1970-01-01, between 0 and 2932896")
         return v
 
+    @model_validator(mode="after")
+    def _one_password(self) -> User:
+        if self.generate_password and self.password is not None:
+            raise ValueError("give either password or generate_password = true, not both")
+        return self
+
     @property
     def plain_password(self) -> bool:
         return self.password is not None and not is_crypt_hash(self.password)
@@ -132,32 +158,39 @@ class User(_Model):
 
 
 class Group(_Model):
-    name: str
+    name: Annotated[str, AfterValidator(_group_name)]
     gid: int | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _USER.match(v):
-            raise ValueError(f"{v!r} is not a valid group name")
-        return v
 
 
 class SshKey(_Model):
     user: str
-    key: str
+    key: Annotated[str, AfterValidator(_key_line)]
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not _USER.match(v):
+            raise ValueError(f"{v!r} is not a valid user name (lower case, digits, _ and -)")
+        return v
+
+
+def _ntp_server(v: str) -> str:
+    no_control(v)
+    if any(c.isspace() for c in v):
+        raise ValueError(f"{v!r}: one host name or address per entry, no white space")
+    return not_option(v, "server")
 
 
 class Timezone(_Model):
     timezone: str | None = None
-    ntpservers: tuple[str, ...] = ()
+    ntpservers: tuple[Annotated[str, AfterValidator(_ntp_server)], ...] = ()
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str | None) -> str | None:
         if v is not None and (".." in v or v.startswith("/") or not v.strip()):
             raise ValueError(f"{v!r} is not a time zone name such as 'Europe/Berlin'")
-        return v
+        return v if v is None else no_control(v)
 
 
 class Locale(_Model):
@@ -175,7 +208,7 @@ class Locale(_Model):
     @field_validator("keyboard")
     @classmethod
     def _keyboard(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9_.-]+$", v):
+        if v is not None and not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$", v):
             raise ValueError(f"{v!r} is not a keymap name such as 'us' or 'de-latin1'")
         return v
 
@@ -276,12 +309,17 @@ class Customizations(_Model):
         return v
 
     def masked_dump(self) -> dict[str, Any]:
-        """JSON-ready dump with every plain-text password replaced (for plan output)."""
+        """JSON-ready dump with every password replaced (plain text and crypt hashes: a
+        hash can be cracked offline), for plan output and anything else that is shown."""
         data = self.model_dump(mode="json", by_alias=True)
         for user in data.get("user") or []:
             pw = user.get("password")
-            if pw is not None and not is_crypt_hash(pw):
-                user["password"] = "<plain text: hashed at build time>"
+            if pw is not None:
+                user["password"] = (
+                    "<crypt hash: not shown>"
+                    if is_crypt_hash(pw)
+                    else "<plain text: hashed at build time, not shown>"
+                )
         return data
 
     def extra_packages(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, fie
 
 from composer import dps
 from composer.units import parse_size
+from composer.value_checks import control_char, no_control
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 FsType = Literal["ext4", "xfs", "btrfs", "vfat", "swap", "erofs"]
@@ -36,8 +37,8 @@ def _mountpoint(v: str | None) -> str | None:
         return v
     if not v.startswith("/") or any(p in (".", "..") for p in v.split("/")) or "//" in v:
         raise ValueError(f"{v!r} must be an absolute, normalised path (or empty for swap)")
-    if re.search(r"\s", v):
-        raise ValueError(f"{v!r}: mount points cannot contain white space")
+    if re.search(r"\s", v) or control_char(v) is not None:
+        raise ValueError(f"{v!r}: mount points cannot contain white space or control characters")
     v = v.rstrip("/") or "/"
     for bad in FORBIDDEN_MOUNTPOINTS:
         if v == bad or v.startswith(bad + "/"):
@@ -97,11 +98,14 @@ class Filesystem(_Model):
     minsize: Size = 0
 
 
+Label = Annotated[str, AfterValidator(no_control)]  # a file-system label (mkfs -L/-n)
+
+
 class LogicalVolume(_Model):
     name: str = ""
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: str = ""
+    label: Label = ""
     fs_type: str = ""
 
 
@@ -114,7 +118,7 @@ class Partition(_Model):
     type: Literal["plain", "lvm", "btrfs"] = "plain"
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: str = ""
+    label: Label = ""
     fs_type: FsType | None = None
     part_type: Annotated[str, AfterValidator(_part_type)] = ""
     part_label: str = ""

@@ -36,13 +36,14 @@ def check_target(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        kind = _kind(st.st_mode)
+        kind = file_kind(st.st_mode)
         raise OutputPathError(
             f"{path}: exists and is {kind}, not a regular file; refusing to replace it"
         )
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a directory', … for messages about a path that is not a regular file."""
     for test, name in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
@@ -98,3 +99,92 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = 0o644) -> Non
     blob = data.encode() if isinstance(data, str) else data
     with atomic_path(path, mode) as tmp, open(tmp, "wb") as fh:
         fh.write(blob)
+
+
+def check_dir_target(path: Path) -> None:
+    """Refuse an output directory that exists as anything but a directory (a link too)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputPathError(
+            f"{path}: exists and is {file_kind(st.st_mode)}, not a directory; refusing to "
+            "write into it"
+        )
+
+
+def _open_dir(path: Path) -> int:
+    """A descriptor of the directory ``path``, made (0755) if missing; a link or anything
+    but a directory there is refused, never followed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o755)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        check_dir_target(path)
+        raise
+
+
+def _write_at(dir_fd: int, name: str, blob: bytes, mode: int, where: Path) -> None:
+    """``name`` in the directory ``dir_fd``: a fresh O_EXCL temporary renamed over it; an
+    existing entry that is not a regular file is refused."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(
+            f"{where / name}: exists and is {file_kind(st.st_mode)}, not a regular file; "
+            "refusing to replace it"
+        )
+    replace_at(dir_fd, name, blob, mode)
+
+
+def replace_at(
+    dir_fd: int, name: str, blob: bytes, mode: int, owner: tuple[int, int] | None = None
+) -> None:
+    """Create or replace ``name`` in the directory ``dir_fd``: a fresh temporary (O_EXCL,
+    O_NOFOLLOW) owned and moded before a byte is written, then renamed over ``name`` (a link
+    there is replaced, never followed). ``owner`` is set only when it differs."""
+    tmp = f".{name[:200]}.{os.urandom(8).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            st = os.fstat(fh.fileno())
+            if owner is not None and (st.st_uid, st.st_gid) != owner:
+                os.fchown(fh.fileno(), *owner)
+            os.fchmod(fh.fileno(), mode)
+            fh.write(blob)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+def copy_into_dir(
+    src: Path, dest: Path, *, skip: tuple[str, ...] = (), extra: dict[str, str] | None = None
+) -> None:
+    """Copy the regular files below ``src`` into the directory ``dest`` (made if missing),
+    plus ``extra`` (name -> text). ``dest`` and every sub-directory are opened without
+    following links and every file is written as :func:`_write_at` does, so a link planted
+    in ``dest`` (or as ``dest``) is refused, never written through. Names ending in one of
+    ``skip`` are left out, as are sockets, FIFOs and links in ``src``."""
+    fd = _open_dir(dest)
+    try:
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            if entry.name.endswith(skip):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                copy_into_dir(Path(entry.path), dest / entry.name, skip=skip)
+            elif entry.is_file(follow_symlinks=False):
+                mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                with open(entry.path, "rb") as fh:
+                    _write_at(fd, entry.name, fh.read(), mode, dest)
+        for name, text in (extra or {}).items():
+            _write_at(fd, name, text.encode(), 0o644, dest)
+    finally:
+        os.close(fd)

@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
+from composer.tree_layout import hidden_at_boot
+from composer.value_checks import no_control
+
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
 # Paths the composer itself owns: set them through their own keys.
@@ -28,12 +31,22 @@ class _Model(BaseModel):
 def _abs_path(v: str) -> str:
     if not v.startswith("/") or any(p in ("..", ".") for p in v.split("/")) or "//" in v:
         raise ValueError(f"{v!r} must be an absolute, normalised path (no '.', '..' or '//')")
-    if len(v) < 2 or "\0" in v or "\n" in v:
+    if len(v) < 2:
         raise ValueError(f"{v!r} is not a usable path")
-    return v.rstrip("/")
+    return no_control(v).rstrip("/")
+
+
+def _image_path(v: str) -> str:
+    """A file or directory the booted system must see (not below /run, /tmp, ...)."""
+    hidden = hidden_at_boot(v)
+    if hidden is not None:
+        raise ValueError(hidden)
+    return v
 
 
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
+# a path in the image that must still be there when it boots
+ImagePath = Annotated[str, AfterValidator(_abs_path), AfterValidator(_image_path)]
 
 
 def _owner(v: Any) -> Any:
@@ -61,7 +74,7 @@ Mode = Annotated[str | None, AfterValidator(_mode)]
 
 
 class File(_Model):
-    path: AbsPath
+    path: ImagePath
     mode: Mode = None
     user: Owner = None
     group: Owner = None
@@ -76,7 +89,7 @@ class File(_Model):
 
 
 class Directory(_Model):
-    path: AbsPath
+    path: ImagePath
     mode: Mode = None
     user: Owner = None
     group: Owner = None

@@ -18,7 +18,8 @@ from composer import dps, pe
 from composer.discovery import Discovery, judge_discovery
 from composer.disk import guest
 from composer.disk.gpt import read_gpt
-from composer.disk.image import image_format, raw_view
+from composer.disk.image import raw_view
+from composer.disk.imagefile import detect_format
 from composer.disk.probe import FsInfo, probe
 from composer.disk.read import list_vfat_tree, read_ext4_file, read_vfat_file
 from composer.errors import ComposerError, ToolError
@@ -217,7 +218,7 @@ def inspect_image(image: Path, arch: str | None = None) -> Report:
     """Everything `inspect` reports; ``arch`` (DPS token or alias) defaults to the EFI binaries'."""
     if not image.is_file():
         raise ComposerError(f"{image}: no such image file")
-    report = Report(str(image), image_format(image))
+    report = Report(str(image), detect_format(image))
     with raw_view(image) as raw:
         try:
             report.disk_guid, report.partitions = _partitions(raw)

@@ -31,12 +31,23 @@ def kickstart(
 
     with guard():
         text = render_file(blueprint, uki_repo=uki_repo)
-        if output is not None:
-            atomic_write(output, text)
+        if output is not None:  # a password (even a hash) is for the owner's eyes only
+            atomic_write(output, text, mode=0o600 if carries_password(text) else 0o644)
     if output is None:
         typer.echo(text, nl=False)
         return
     wrote(output, console=err)
+
+
+def carries_password(kickstart: str) -> bool:
+    """Whether a kickstart sets a password (``user ... --password=`` or ``rootpw`` with one)."""
+    for line in kickstart.splitlines():
+        words = line.split()
+        if words[:1] == ["user"] and any(w.startswith("--password") for w in words):
+            return True
+        if words[:1] == ["rootpw"] and not {"--lock"} >= set(words[1:]):
+            return True
+    return False
 
 
 def fixup(

@@ -15,7 +15,8 @@ from pathlib import PurePath
 from typing import Any
 
 from composer.arch import Arch, get_arch
-from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of
+from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of, parse
+from composer.bp_text import located
 from composer.customizations import Customizations
 from composer.distros import Distro, get_distro
 from composer.errors import BlueprintError
@@ -179,3 +180,12 @@ def _keys_dir(keys: str | None, file: str) -> str | None:
     if path.is_absolute() or file.startswith("<"):
         return str(path)
     return str(PurePath(file).parent / path)
+
+
+def plan_text(text: str, file: str = "<blueprint>") -> Plan:
+    """The plan of blueprint text; every refusal names the file, the line and the key."""
+    bp = parse(text, file)
+    try:
+        return make_plan(bp, file)
+    except BlueprintError as err:
+        raise located(err, text) from None

@@ -18,6 +18,7 @@ from typing import Any
 
 from composer import DATA
 from composer.cache import file_digest, key_of
+from composer.cache_secret import blind
 from composer.plan import Plan
 
 PACKAGE_ROOT = DATA.parent
@@ -110,15 +111,27 @@ def uki_key(plan: Plan, *, root: str, usr_type: str, tools: str) -> str:
     )
 
 
-def image_key(plan: Plan, *, root: str, uki: str, keys: Path | None) -> str:
+def image_key(plan: Plan, *, root: str, uki: str, keys: Path | None, secret: bytes) -> str:
     """Everything after the root tree: customizations, boot chain, file systems, disk,
-    output formats, Secure Boot keys."""
+    output formats, Secure Boot keys. Passwords go in blinded with the cache's ``secret``
+    (composer/cache_secret.py), and so does a mark of the secret itself: the passwords a
+    build generates from it change with it."""
     return key_of(
         {
             "stage": "image",
             "root": root,
             "uki": uki,
-            "plan": _plain(plan),
+            "plan": blinded_plan(plan, secret),
             "keys": tree_digest(keys) if keys is not None and keys.is_dir() else None,
+            "secret": blind(secret, "image key"),
         }
     )
+
+
+def blinded_plan(plan: Plan, secret: bytes) -> Any:
+    """The plan as a cache key holds it: no secret in recoverable form."""
+    data = _plain(plan)
+    for user in data["customizations"].get("user") or []:
+        if user.get("password") is not None:
+            user["password"] = blind(secret, user["password"])
+    return data

@@ -19,6 +19,7 @@ from composer.uki.virt import DEFAULT_CMDLINE, UkiVirtConfig, ensure_uki_virt, p
 uki_app = typer.Typer(
     help="uki-virt: a generic VM UKI built from the distribution's kernel, as .deb/.rpm.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

@@ -6,8 +6,10 @@
 # Firmware comes from the QEMU firmware descriptors (docs/interop/firmware.json), read with jq:
 # the union of /usr/share/qemu/firmware, /etc/qemu/firmware and $XDG_CONFIG_HOME/qemu/firmware by
 # file name (later directories override, an empty file hides), sorted, first match wins.
-# The image is never written (snapshot=on); the varstore is a private copy; swtpm, QEMU and the
-# work directory are removed on exit, Ctrl-C included.
+# The image is never written (writes go to a throw-away qcow2 overlay); the varstore is a private
+# copy; swtpm, QEMU and the work directory are removed on exit, Ctrl-C included. Drives are
+# JSON block nodes made with jq: a path is one JSON string (a ',' in it is not an option), the
+# format is given (never probed), and a qcow2's backing file is not followed ("backing": null).
 #
 # Without --timeout the console is interactive on this terminal (Ctrl-A X quits) and logged.
 # With --timeout S the VM runs headless; the script waits for --expect (default: a login
@@ -173,16 +175,27 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- the QEMU command line (built in "$@") --------------------------------------------------
+# blockdev NODE DRIVER FILE READ-ONLY [EXTRA-JSON]: one -blockdev argument
+blockdev() {
+    jq -cn --arg n "$1" --arg d "$2" --arg f "$3" --argjson ro "$4" --argjson x "${5:-null}" \
+        '{"node-name": $n, driver: $d, "read-only": $ro,
+          file: {driver: "file", filename: $f, "read-only": $ro}} + ($x // {})'
+}
+NO_BACKING=null
+[ "$DISK_FMT" != qcow2 ] || NO_BACKING='{"backing": null}'
 set -- "qemu-system-$ARCH"
 if [ "$FW_SMM" = true ]; then
-    set -- "$@" -machine "$MACHINE,smm=on" -global driver=cfi.pflash01,property=secure,value=on
+    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1,smm=on" \
+        -global driver=cfi.pflash01,property=secure,value=on
 else
-    set -- "$@" -machine "$MACHINE"
+    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1"
 fi
 set -- "$@" -accel "$ACCEL" -cpu "$CPU" -m "$MEMORY" -smp "$SMP" -nodefaults -no-user-config
-set -- "$@" -drive "if=pflash,unit=0,readonly=on,format=$FW_CODE_FMT,file=$FW_CODE"
-set -- "$@" -drive "if=pflash,unit=1,format=$FW_VARS_FMT,file=$WORK/vars.fd"
-set -- "$@" -drive "if=none,id=disk0,format=$DISK_FMT,file=$IMAGE,snapshot=on"
+set -- "$@" -blockdev "$(blockdev pflash0 "$FW_CODE_FMT" "$FW_CODE" true)"
+set -- "$@" -blockdev "$(blockdev pflash1 "$FW_VARS_FMT" "$WORK/vars.fd" false)"
+set -- "$@" -blockdev "$(blockdev disk0-base "$DISK_FMT" "$IMAGE" true "$NO_BACKING")"
+set -- "$@" -blockdev "$(blockdev disk0 qcow2 "$WORK/overlay.qcow2" false \
+    '{"backing": "disk0-base", "cache": {"no-flush": true}}')"
 set -- "$@" -device virtio-blk-pci,drive=disk0,bootindex=1 -device virtio-rng-pci
 if [ -n "$TIMEOUT" ]; then
     set -- "$@" -display none -chardev "file,id=con,path=$LOG" -serial chardev:con
@@ -215,6 +228,10 @@ if [ "$DRY" = 1 ]; then
 fi
 
 cp "$VARS" "$WORK/vars.fd"
+# the overlay the guest writes to: as big as the image, recording no backing file itself
+SIZE=$(qemu-img info --output=json "json:$(blockdev img "$DISK_FMT" "$IMAGE" true "$NO_BACKING")" |
+    jq '."virtual-size"') || die "qemu-img cannot read $IMAGE"
+qemu-img create -q -f qcow2 "$WORK/overlay.qcow2" "$SIZE" || die "qemu-img create failed"
 : >"$LOG"
 if [ "$TPM" = 1 ]; then
     command -v swtpm >/dev/null 2>&1 || die "swtpm not found (apt-get install swtpm swtpm-tools)"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.boot.grub import stage_grub
-from composer.boot.secureboot import KeySet, ensure_keys, sign_pe
+from composer.boot.secureboot import KeySet, ensure_keys, load_keys, sign_pe
 from composer.boot.systemd_boot import stage_systemd_boot
 from composer.boot.uki_direct import boot_option, stage_uki_direct
 from composer.boot.varstore import BootOption, make_varstore, read_varstore
@@ -22,6 +22,15 @@ from composer.vm.firmware import Firmware, select_firmware
 
 def default_keys_dir(cache: Path) -> Path:
     return cache / "keys" / "secureboot"
+
+
+def secureboot_keys(plan: Plan, cache: Path) -> tuple[KeySet, bool]:
+    """The keys a signed image uses: the blueprint's directory, which must exist and be
+    complete (a typo must not silently sign with throw-away keys), else the default
+    directory in the cache, generated the first time. (keys, generated)"""
+    if plan.secureboot_keys:
+        return load_keys(Path(plan.secureboot_keys)), False
+    return ensure_keys(default_keys_dir(cache))
 
 
 @dataclass
@@ -92,8 +101,8 @@ def stage_boot_chain(
     keys: KeySet | None = None
     generated = False
     if plan.secureboot_sign:
-        keys_dir = Path(plan.secureboot_keys) if plan.secureboot_keys else default_keys_dir(cache)
-        keys, generated = ensure_keys(keys_dir)
+        keys, generated = secureboot_keys(plan, cache)
+        keys_dir = keys.directory
         with open(log, "a") as fh:
             fh.write(
                 f"# Secure Boot keys: {keys_dir} ({'generated' if generated else 'existing'})\n"

@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ VALID_DAYS = 3650
 
 
 class SecureBootKeyError(ComposerError):
-    """A key directory that cannot be used (missing, partial, unreadable)."""
+    """A key directory that cannot be used (missing, partial, unreadable, not private)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,10 @@ def _self_signed(common_name: str) -> tuple[bytes, bytes]:
 
 
 def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
-    """New PK, KEK and db in ``directory`` (created 0700); refuses to overwrite any key file."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
+    """New PK, KEK and db in ``directory``: created 0700 when missing; an existing directory
+    is used only if it is ours and nobody else can read or write it (its mode is never
+    changed), and no key file in it is overwritten."""
+    _private_directory(directory)
     taken = [p.name for n in KEY_NAMES for p in (directory / f"{n}.key", directory / f"{n}.crt")]
     existing = [n for n in [*taken, OWNER_FILE] if (directory / n).exists()]
     if existing:
@@ -105,8 +109,32 @@ def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
     return KeySet(directory, owner)
 
 
+def _private_directory(directory: Path) -> None:
+    """Make ``directory`` (0700), or check that the existing one is private to us."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o700)
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SecureBootKeyError(f"{directory}: exists and is not a directory")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise SecureBootKeyError(
+            f"{directory}: mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}: private "
+            "keys need a directory only you can use; give a new directory (it is made 0700) "
+            f"or make this one yours with mode 0700 (chmod 700 {directory})"
+        )
+
+
 def load_keys(directory: Path) -> KeySet:
-    """The key set in ``directory``; names every missing file."""
+    """The key set in ``directory``; names every missing file (a missing directory too)."""
+    if not directory.is_dir():
+        raise SecureBootKeyError(
+            f"{directory}: no such key directory (make one with: dps-composer keys generate "
+            f"{directory}, or leave [secureboot] keys out for the default keys)"
+        )
     missing = [
         p.name
         for n in KEY_NAMES
@@ -128,20 +156,21 @@ def load_keys(directory: Path) -> KeySet:
 
 
 def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
-    """Load the keys in ``directory``, generating them when it holds none. (keys, generated)
+    """The default key directory: loaded, or generated when it does not exist (or is empty).
+    (keys, generated)
 
-    A missing directory is made whole beside it and renamed into place, so two builds that
-    share a cache never see half a key set; the one that loses the race uses the winner's."""
-    if directory.is_dir() and not any(directory.iterdir()):
-        return generate_keys(directory), True
-    if directory.exists():
+    The keys are made whole in a fresh 0700 directory beside it and renamed into place, so
+    two builds that share a cache never see half a key set; the one that loses the race
+    uses the winner's. A key directory a blueprint names is never generated: see
+    :func:`load_keys`."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         return load_keys(directory), False
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         generate_keys(tmp)
         try:
-            os.rename(tmp, directory)
+            os.rename(tmp, directory)  # also replaces an empty directory
         except OSError:
             if not directory.is_dir():
                 raise

@@ -9,6 +9,7 @@ The root partition gets what remains. The ESP is made by the boot-chain stage.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,33 +19,52 @@ from composer.disk.mkfs import make_filesystem
 from composer.errors import ComposerError
 from composer.layout import PartitionPlan
 from composer.plan import Plan
+from composer.rootfs.intree import InTreeError, Tree
 
 
 def split_subtrees(root: Path, parts: Sequence[PartitionPlan], work: Path) -> dict[int, Path]:
-    """Move the content under each partition's mount point into its own directory."""
+    """Move the content under each partition's mount point into its own directory.
+
+    A mount point is a real directory of the tree, reached without any symbolic link: a path
+    that crosses one (``/var/run/x`` in a Debian tree) is refused, and every move is a
+    renameat(2) between descriptors, so nothing outside the tree is ever moved."""
     work.mkdir(parents=True, exist_ok=True)
     trees: dict[int, Path] = {}
     mounted = [p for p in parts if p.mountpoint not in ("/", "swap") and p.designator != "esp"]
-    for p in sorted(mounted, key=lambda p: p.mountpoint.count("/"), reverse=True):
-        src = root / p.mountpoint.lstrip("/")
-        dest = work / f"part{p.number}"
-        dest.mkdir()
-        if src.is_symlink() or (src.exists() and not src.is_dir()):
-            raise ComposerError(
-                f"partition {p.number}: {p.mountpoint} is not a directory in the image "
-                f"({'a symlink' if src.is_symlink() else 'a file'}); it cannot be a mount point"
-            )
-        if src.is_dir():
-            st = src.stat()
-            os.chown(dest, st.st_uid, st.st_gid)
-            dest.chmod(st.st_mode & 0o7777)
-            for child in src.iterdir():
-                os.rename(child, dest / child.name)
-        else:
-            src.mkdir(mode=0o755, parents=True)
-            dest.chmod(0o755)
-        trees[p.number] = dest
+    with Tree(root) as t:
+        for p in sorted(mounted, key=lambda p: p.mountpoint.count("/"), reverse=True):
+            dest = work / f"part{p.number}"
+            dest.mkdir()
+            src = _open_mount_point(t, p)
+            dest_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                st = os.fstat(src)
+                os.fchown(dest_fd, st.st_uid, st.st_gid)
+                os.fchmod(dest_fd, stat.S_IMODE(st.st_mode))
+                for name in os.listdir(src):
+                    os.rename(name, name, src_dir_fd=src, dst_dir_fd=dest_fd)
+            finally:
+                os.close(dest_fd)
+                os.close(src)
+            trees[p.number] = dest
     return trees
+
+
+def _open_mount_point(t: Tree, p: PartitionPlan) -> int:
+    """A descriptor of the mount point's directory (made 0755 when missing)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    try:
+        try:
+            return t.open(p.mountpoint, flags, no_symlinks=True)
+        except FileNotFoundError:
+            t.makedirs(p.mountpoint, no_symlinks=True)
+            return t.open(p.mountpoint, flags, no_symlinks=True)
+    except (OSError, InTreeError) as exc:
+        link = t.first_link(p.mountpoint)
+        why = f"it crosses the symbolic link {link}" if link else f"not a directory ({exc})"
+        raise ComposerError(
+            f"partition {p.number}: {p.mountpoint} cannot be a mount point in the image: {why}"
+        ) from None
 
 
 def build_partitions(

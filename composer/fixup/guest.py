@@ -12,11 +12,11 @@ from typing import Any
 
 from composer import dps
 from composer.disk.guest import new_handle
+from composer.disk.imagefile import detect_format
 from composer.errors import ComposerError
 from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType, SetUuid, WriteFile
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, efi_arch, machine_id, os_release_id
-from composer.vm.qemu import detect_format
 
 GuestFS = Any  # guestfs.GuestFS: the module ships no type information
 
@@ -27,10 +27,13 @@ class GuestError(ComposerError):
 
 @contextlib.contextmanager
 def open_image(image: Path, *, readonly: bool, network: bool = False) -> Iterator[GuestFS]:
-    """A launched libguestfs handle on ``image``; closed on every path."""
+    """A launched libguestfs handle on ``image``; closed on every path. libguestfs (QEMU)
+    would follow a backing file or a VMDK extent: such images are refused before it opens
+    anything, and the format is given, never probed."""
+    fmt = detect_format(image)
     g = new_handle()
     try:
-        g.add_drive_opts(str(image), format=detect_format(image), readonly=readonly)
+        g.add_drive_opts(str(image.absolute()), format=fmt, readonly=readonly)
         g.set_network(network)
         g.launch()
         yield g

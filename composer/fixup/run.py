@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from composer import tools
+from composer.disk.imagefile import detect_format
 from composer.errors import ComposerError
+from composer.files import atomic_path
 from composer.fixup import guest, running
 from composer.fixup.actions import FixupPlan
 from composer.fixup.facts import LOADERS
@@ -44,31 +47,23 @@ def fixup_image(
     install: Path | None = None,
     say: Say = lambda _: None,
 ) -> FixupPlan:
-    """Fix ``image`` in place, or a copy of it at ``output`` (written atomically)."""
+    """Fix ``image`` in place, or a copy of it at ``output`` (a fresh temporary beside it,
+    renamed into place when done: composer/files.py). An image that names other files
+    (backing file, VMDK extents) is refused before anything opens it."""
     _check_loader(loader)
     if not image.is_file():
         raise ComposerError(f"{image}: no such image file")
     if dry_run and (output is not None or install is not None):
         raise ComposerError("--dry-run changes nothing: it cannot be combined with -o or --install")
-    target = image
-    partial: Path | None = None
-    if output is not None:
-        if output.resolve() == image.resolve():
-            raise ComposerError(
-                f"-o {output}: that is the image itself; leave -o out to fix in place"
-            )
-        partial = output.with_name(f".{output.name}.partial")
+    detect_format(image)
+    if output is None:
+        return _fix(image, loader=loader, dry_run=dry_run, install=install, say=say)
+    if output.absolute() == image.absolute() or (output.exists() and output.samefile(image)):
+        raise ComposerError(f"-o {output}: that is the image itself; leave -o out to fix in place")
+    with atomic_path(output, stat.S_IMODE(image.stat().st_mode)) as copy:
         say(f"copying {image} -> {output}")
-        tools.run(["cp", "--sparse=always", "--reflink=auto", str(image), str(partial)])
-        target = partial
-    try:
-        plan = _fix(target, loader=loader, dry_run=dry_run, install=install, say=say)
-        if partial is not None and output is not None:
-            os.replace(partial, output)
-        return plan
-    finally:
-        if partial is not None and partial.exists():
-            partial.unlink()
+        tools.run(["cp", "--sparse=always", "--reflink=auto", "--", image, copy])
+        return _fix(copy, loader=loader, dry_run=dry_run, install=install, say=say)
 
 
 def _fix(image: Path, *, loader: str, dry_run: bool, install: Path | None, say: Say) -> FixupPlan:

@@ -54,6 +54,8 @@ def _users(bp: Blueprint) -> list[dict[str, Any]]:
     users = []
     for i, u in enumerate(bp.customizations.user):
         key = f"customizations.user[{i}]"
+        if u.generate_password:  # derived from a build cache's secret: no build here
+            raise KickstartError(f"{key}.generate_password: only `build` can generate passwords")
         pw = u.password
         users.append(
             {

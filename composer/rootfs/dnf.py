@@ -17,6 +17,7 @@ from composer.arch import Arch
 from composer.distros import Distro
 from composer.errors import ComposerError
 from composer.repositories import Repository
+from composer.value_checks import control_char
 
 FEDORA_METALINK = (
     "https://mirrors.fedoraproject.org/metalink?repo={repo}-$releasever&arch=$basearch"
@@ -53,9 +54,13 @@ def dbpath(distro: Distro) -> str:
 
 
 def dnf_conf(
-    repos: Sequence[Repository], cachedir: Path, extra: Sequence[Mapping[str, str]] = ()
+    repos: Sequence[Repository],
+    cachedir: Path,
+    extra: Sequence[Mapping[str, str]] = (),
+    inline_keys: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """A dnf.conf that reads no repository but these (``extra``: raw sections with an id)."""
+    """A dnf.conf that reads no repository but these (``extra``: raw sections with an id;
+    ``inline_keys``: repository id -> file:// URLs of its armored keys, written out)."""
     lines = [
         "[main]",
         "reposdir=",
@@ -67,13 +72,29 @@ def dnf_conf(
         "skip_if_unavailable=0",
         "",
     ]
-    sections = [(r.id, r.dnf_options()) for r in repos if r.enabled]
+    keys = inline_keys or {}
+    sections = [(r.id, r.dnf_options(keys.get(r.id, ()))) for r in repos if r.enabled]
     sections += [(s["id"], {k: v for k, v in s.items() if k != "id"}) for s in extra]
     for repo_id, opts in sections:
         lines.append(f"[{repo_id}]")
         lines += [f"{k}={v}" for k, v in opts.items()]
         lines.append("")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if any(control_char(line) for line in text.split("\n")):  # the models refuse them first
+        raise DnfError("dnf.conf: a value holds a control character")
+    return text
+
+
+def write_inline_keys(repos: Sequence[Repository], directory: Path) -> dict[str, list[str]]:
+    """The armored keys blueprints give inline, as files dnf can read: id -> file:// URLs."""
+    found: dict[str, list[str]] = {}
+    for r in repos:
+        for i, key in enumerate(r.inline_keys):
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"{r.id}-{i}.asc"
+            path.write_text(key.strip() + "\n")
+            found.setdefault(r.id, []).append(f"file://{path.resolve()}")
+    return found
 
 
 def install_tree(
@@ -99,7 +120,8 @@ def install_tree(
     cachedir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dnf-conf-") as tmp:
         conf = Path(tmp) / "dnf.conf"
-        conf.write_text(dnf_conf(repos, cachedir.resolve(), local_repos))
+        inline = write_inline_keys(repos, Path(tmp) / "keys")
+        conf.write_text(dnf_conf(repos, cachedir.resolve(), local_repos, inline))
         (Path(tmp) / ".rpmmacros").write_text(f"%_dbpath {dbpath(distro)}\n")
         tools.run(
             [
@@ -111,6 +133,7 @@ def install_tree(
                 f"--releasever={distro.suite}",
                 "--setopt=install_weak_deps=False",
                 "install",
+                "--",  # package names are checked never to start with '-'; belt and braces
                 *packages,
             ],
             env={"HOME": tmp, "LC_ALL": "C.UTF-8"}

@@ -5,7 +5,8 @@ partition at first boot."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from composer import DATA
@@ -14,8 +15,9 @@ from composer.errors import ComposerError
 from composer.fs_customizations import Directory, File
 from composer.plan import Plan
 from composer.rootfs.chroot import run_in
+from composer.rootfs.intree import InTreeError, Tree
 
-REPART_ROOT = "usr/lib/repart.d/50-dps-composer-root.conf"
+REPART_ROOT = "/usr/lib/repart.d/50-dps-composer-root.conf"
 REPART_TEXT = (
     "# dps-composer: the root partition is the last on the disk; at boot systemd-repart\n"
     "# grows it into the free space a bigger disk gives it, and systemd-growfs-root grows\n"
@@ -26,50 +28,63 @@ REPART_TEXT = (
 
 def apply(tree: Path, plan: Plan, log: Path) -> None:
     c: Customizations = plan.customizations
-    for d in c.directories:
-        make_directory(tree, d)
-    for f in c.files:
-        write_file(tree, f)
-    set_locale(tree, c.locale, log)
-    if c.timezone.ntpservers:
-        servers = " ".join(c.timezone.ntpservers)
-        _write(
-            tree / "etc/systemd/timesyncd.conf.d/50-dps-composer.conf", f"[Time]\nNTP={servers}\n"
-        )
-    add_ca_certs(tree, c.cacerts, log)
-    if plan.machine_id:
-        _write(tree / "etc/machine-id", plan.machine_id + "\n", 0o444)
-    if plan.fstab:
-        with open(tree / "etc/fstab", "a") as fh:
-            fh.write("# Partitions DPS does not discover (linux-generic or no-auto):\n")
-            fh.write("".join(line + "\n" for line in plan.fstab))
-    if plan.grow_root:
-        _write(tree / REPART_ROOT, REPART_TEXT)
-    timeouts = DATA / "initrd/50-dps-composer-timeouts.conf"  # the initrd has the same
-    _write(tree / "usr/lib/systemd/system.conf.d/50-dps-composer.conf", timeouts.read_text())
+    with Tree(tree) as t:
+        for i, d in enumerate(c.directories):
+            with _key(f"customizations.directories[{i}]"):
+                make_directory(t, d)
+        for i, f in enumerate(c.files):
+            with _key(f"customizations.files[{i}]"):
+                write_file(t, f)
+        set_locale(t, c.locale, log)
+        if c.timezone.ntpservers:
+            servers = " ".join(c.timezone.ntpservers)
+            t.write(
+                "/etc/systemd/timesyncd.conf.d/50-dps-composer.conf", f"[Time]\nNTP={servers}\n"
+            )
+        add_ca_certs(t, c.cacerts, log)
+        if plan.machine_id:
+            t.write("/etc/machine-id", plan.machine_id + "\n", 0o444)
+        if plan.fstab:
+            fstab = t.read_text("/etc/fstab", default="")
+            lines = "".join(line + "\n" for line in plan.fstab)
+            t.write(
+                "/etc/fstab",
+                f"{fstab}# Partitions DPS does not discover (linux-generic or no-auto):\n{lines}",
+            )
+        if plan.grow_root:
+            t.write(REPART_ROOT, REPART_TEXT)
+        timeouts = DATA / "initrd/50-dps-composer-timeouts.conf"  # the initrd has the same
+        t.write("/usr/lib/systemd/system.conf.d/50-dps-composer.conf", timeouts.read_text())
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
+@contextlib.contextmanager
+def _key(key: str) -> Iterator[None]:
+    """An image-tree error names the blueprint key it came from."""
+    try:
+        yield
+    except InTreeError as exc:
+        raise InTreeError(f"{key}: {exc}") from None
 
 
-def _ids(tree: Path, table: str) -> dict[str, int]:
+def _tree(tree: Tree | Path) -> contextlib.AbstractContextManager[Tree]:
+    return contextlib.nullcontext(tree) if isinstance(tree, Tree) else Tree(tree)
+
+
+def _ids(t: Tree, table: str) -> dict[str, int]:
     out = {}
-    for line in (tree / "etc" / table).read_text().splitlines():
+    for line in t.read_text(f"/etc/{table}", default="").splitlines():
         fields = line.split(":")
         if len(fields) > 2 and fields[2].isdigit():
             out[fields[0]] = int(fields[2])
     return out
 
 
-def _owner(tree: Path, value: str | int | None, table: str, what: str) -> int:
+def _owner(t: Tree, value: str | int | None, table: str, what: str) -> int:
     if value is None:
         return 0
     if isinstance(value, int):
         return value
-    ids = _ids(tree, table)
+    ids = _ids(t, table)
     if value not in ids:
         raise ComposerError(
             f"customizations.{what}: {table} has no '{value}' in the image "
@@ -78,86 +93,68 @@ def _owner(tree: Path, value: str | int | None, table: str, what: str) -> int:
     return ids[value]
 
 
-def _inside(tree: Path, path: str, what: str) -> Path:
-    target = tree / path.lstrip("/")
-    parent = target.parent.resolve()
-    if not parent.is_relative_to(tree.resolve()) and parent.exists():
-        raise ComposerError(f"customizations.{what}: {path} leads outside the image tree")
-    return target
+def _owners(t: Tree, item: Directory | File, what: str) -> tuple[int, int]:
+    return _owner(t, item.user, "passwd", what), _owner(t, item.group, "group", what)
 
 
-def make_directory(tree: Path, d: Directory) -> None:
-    target = _inside(tree, d.path, "directories")
-    if not target.parent.is_dir() and not d.ensure_parents:
-        raise ComposerError(
-            f"customizations.directories: the parent of {d.path} does not exist; "
-            "set ensure_parents = true"
-        )
-    target.mkdir(parents=True, exist_ok=True)
-    os.chown(target, _owner(tree, d.user, "passwd", "directories"),
-             _owner(tree, d.group, "group", "directories"))  # fmt: skip
-    target.chmod(int(d.mode, 8) if d.mode else 0o755)
+def make_directory(tree: Tree | Path, d: Directory) -> None:
+    """The directory at ``d.path`` inside the tree (links on the way followed inside it)."""
+    with _tree(tree) as t:
+        parent = d.path.rsplit("/", 1)[0] or "/"
+        if not t.is_dir(parent) and not d.ensure_parents:
+            raise ComposerError(
+                f"customizations.directories: the parent of {d.path} does not exist; "
+                "set ensure_parents = true"
+            )
+        owner = _owners(t, d, "directories")
+        t.makedirs(d.path)
+        t.set_mode(d.path, int(d.mode, 8) if d.mode else 0o755, owner)
 
 
-def write_file(tree: Path, f: File) -> None:
-    target = _inside(tree, f.path, "files")
-    if target.is_dir():
-        raise ComposerError(f"customizations.files: {f.path} is a directory in the image")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    target.write_text(f.data)
-    os.chown(target, _owner(tree, f.user, "passwd", "files"),
-             _owner(tree, f.group, "group", "files"))  # fmt: skip
-    target.chmod(int(f.mode, 8) if f.mode else 0o644)
+def write_file(tree: Tree | Path, f: File) -> None:
+    """The file at ``f.path`` inside the tree; a link there is replaced, not written through."""
+    with _tree(tree) as t:
+        owner = _owners(t, f, "files")
+        t.write(f.path, f.data, int(f.mode, 8) if f.mode else 0o644, owner)
 
 
-def set_locale(tree: Path, locale: Locale, log: Path) -> None:
-    if locale.languages:
-        lang = locale.languages[0]
-        wanted = [x for x in locale.languages if x.split(".")[0] not in ("C", "POSIX")]
-        if wanted:
-            supported = tree / "usr/share/i18n/SUPPORTED"
-            known = supported.read_text().splitlines() if supported.exists() else []
-            lines = []
-            for name in wanted:
-                match = next((k for k in known if k.split()[0] == name), None)
-                if match is None:
-                    raise ComposerError(
-                        f"customizations.locale.languages: {name!r} is not a locale glibc "
-                        "supports (see /usr/share/i18n/SUPPORTED), e.g. 'en_US.UTF-8'"
-                    )
-                lines.append(match)
-            _write(tree / "etc/locale.gen", "\n".join(lines) + "\n")
-            run_in(tree, ["locale-gen"], log=log)
-        set_variable(tree, "etc/locale.conf", "LANG", lang)
-        set_variable(tree, "etc/default/locale", "LANG", lang)
-    if locale.keyboard:
-        set_variable(tree, "etc/vconsole.conf", "KEYMAP", locale.keyboard)
+def set_locale(tree: Tree | Path, locale: Locale, log: Path) -> None:
+    with _tree(tree) as t:
+        if locale.languages:
+            lang = locale.languages[0]
+            wanted = [x for x in locale.languages if x.split(".")[0] not in ("C", "POSIX")]
+            if wanted:
+                known = t.read_text("/usr/share/i18n/SUPPORTED", default="").splitlines()
+                lines = []
+                for name in wanted:
+                    match = next((k for k in known if k.split()[:1] == [name]), None)
+                    if match is None:
+                        raise ComposerError(
+                            f"customizations.locale.languages: {name!r} is not a locale glibc "
+                            "supports (see /usr/share/i18n/SUPPORTED), e.g. 'en_US.UTF-8'"
+                        )
+                    lines.append(match)
+                t.write("/etc/locale.gen", "\n".join(lines) + "\n")
+                run_in(t.root, ["locale-gen"], log=log)
+            set_variable(t, "/etc/locale.conf", "LANG", lang)
+            set_variable(t, "/etc/default/locale", "LANG", lang)
+        if locale.keyboard:
+            set_variable(t, "/etc/vconsole.conf", "KEYMAP", locale.keyboard)
 
 
-def _inside_tree(tree: Path, rel: str) -> Path:
-    """``rel`` with symlinks resolved as inside the tree (Debian links /etc/vconsole.conf to
-    default/keyboard and /etc/default/locale to ../locale.conf)."""
-    path = tree / rel
-    for _ in range(8):
-        if not path.is_symlink():
-            return path
-        target = os.readlink(path)
-        path = tree / target.lstrip("/") if target.startswith("/") else path.parent / target
-    raise ComposerError(f"{rel}: too many levels of symbolic links in the image")
+def set_variable(t: Tree, path: str, key: str, value: str) -> None:
+    """Set ``KEY=value`` in a shell-style settings file, keeping its other lines; a link
+    (Debian links /etc/vconsole.conf to default/keyboard and /etc/default/locale to
+    ../locale.conf) is followed inside the tree."""
+    text = t.read_text(path) if t.is_file(path) else ""
+    kept = [ln for ln in text.splitlines() if not ln.strip().startswith(f"{key}=")]
+    t.write_through(path, "\n".join([*kept, f"{key}={value}"]) + "\n")
 
 
-def set_variable(tree: Path, rel: str, key: str, value: str) -> None:
-    """Set ``KEY=value`` in a shell-style settings file, keeping its other lines."""
-    path = _inside_tree(tree, rel)
-    lines = path.read_text().splitlines() if path.is_file() else []
-    kept = [ln for ln in lines if not ln.strip().startswith(f"{key}=")]
-    _write(path, "\n".join([*kept, f"{key}={value}"]) + "\n")
-
-
-def add_ca_certs(tree: Path, ca: CaCerts, log: Path) -> None:
+def add_ca_certs(tree: Tree | Path, ca: CaCerts, log: Path) -> None:
     if not ca.pem_certs:
         return
-    for i, pem in enumerate(ca.pem_certs):
-        _write(tree / f"usr/local/share/ca-certificates/dps-composer-{i}.crt", pem.strip() + "\n")
-    run_in(tree, ["update-ca-certificates"], log=log)
+    with _tree(tree) as t:
+        for i, pem in enumerate(ca.pem_certs):
+            t.write(f"/usr/local/share/ca-certificates/dps-composer-{i}.crt", pem.strip() + "\n")
+        run_in(t.root, ["update-ca-certificates"], log=log)

@@ -1,4 +1,6 @@
-"""Package version globs ("1.36.*") resolved against the archive, then pinned name=version.
+"""Package version globs ("1.36.*") resolved against the archive, then pinned name=version;
+and the archive's index (InRelease), verified with the archive keyring (gpgv) before its
+``Date:`` and digest decide SOURCE_DATE_EPOCH and the cache keys.
 
 The host's apt reads the target suite's package index into a private state directory (kept
 in the cache, so later builds only fetch what changed); `apt-cache madison` lists the
@@ -11,6 +13,7 @@ import email.utils
 import fnmatch
 import functools
 import hashlib
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from composer import tools
 from composer.arch import Arch
-from composer.errors import ComposerError
+from composer.errors import ComposerError, ToolError
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
@@ -114,14 +117,48 @@ def _fetch(url: str, timeout: float = 30) -> bytes:
         return data
 
 
+class IndexSignatureError(ComposerError):
+    """The archive's InRelease is not signed by a key of the archive keyring."""
+
+    exit_code = 3
+
+
+def verify_inrelease(data: bytes, url: str, keyring: str = KEYRING) -> bytes:
+    """The signed part of an InRelease file, once gpgv verified its signature with the
+    archive keyring. Text around the clear-signed message is not covered by the signature,
+    so, as apt does, a file with any is refused."""
+    body = data.strip()
+    if not (
+        body.startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
+        and body.endswith(b"-----END PGP SIGNATURE-----")
+    ):
+        raise IndexSignatureError(f"{url}: not a clear-signed InRelease (or text outside it)")
+    with tempfile.TemporaryDirectory(prefix="inrelease-") as tmp:
+        src, signed = Path(tmp) / "InRelease", Path(tmp) / "signed"
+        src.write_bytes(data)
+        try:
+            tools.run(["gpgv", "--keyring", keyring, "--output", signed, "--", src])
+        except ToolError as exc:
+            raise IndexSignatureError(
+                f"{url}: the signature does not verify with {keyring}; refusing to use this "
+                f"archive index\n{exc.stderr_tail}"
+            ) from None
+        return signed.read_bytes()
+
+
 @functools.cache
 def _index_file(url: str) -> bytes:
-    """Once per process: a build asks for the same index for several stages."""
-    return _fetch(url)
+    """Once per process: a build asks for the same index for several stages. An apt
+    InRelease is returned only as far as its signature covers it."""
+    data = _fetch(url)
+    if url.endswith("/InRelease"):
+        return verify_inrelease(data, url)
+    return data
 
 
 def release_epoch(mirror: str, suite: str) -> int | None:
-    """The ``Date:`` of the suite's InRelease as a Unix time (None if it cannot be read)."""
+    """The ``Date:`` of the suite's (verified) InRelease as a Unix time (None if it cannot
+    be read)."""
     try:
         text = _index_file(f"{mirror.rstrip('/')}/dists/{suite}/InRelease").decode(errors="replace")
     except (OSError, urllib.error.URLError, ValueError):
@@ -136,7 +173,8 @@ def release_epoch(mirror: str, suite: str) -> int | None:
 
 
 def archive_index_digest(urls: Sequence[str]) -> tuple[str | None, str]:
-    """(digest of the index files, reason when they cannot be read: then nothing is cached)."""
+    """(digest of the index files, reason when they cannot be read: then nothing is cached).
+    An InRelease whose signature does not verify stops the build (IndexSignatureError)."""
     if not urls:
         return None, "the package sources have no index the composer can read"
     h = hashlib.sha256()

@@ -3,17 +3,17 @@ from, and afterwards the UKI its install scripts put on the (staged) ESP of the 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from composer.errors import ComposerError
 from composer.plan import Plan
+from composer.rootfs.intree import Tree
 from composer.uki.packages import PACKAGE, RPM_PACKAGE
 from composer.uki.virt import UkiVirtBuild, UkiVirtConfig, ensure_uki_virt
 
 ESP_DIRS = ("efi", "boot/efi", "boot")  # where the install scripts look, in that order
-STATE_DIR = "var/lib/uki-virt"
+STATE_DIR = "/var/lib/uki-virt"
 
 
 class PlacedUkiError(ComposerError):
@@ -48,58 +48,57 @@ def prepare_repo(plan: Plan, cache: Path, log: Path) -> UkiVirtBuild | None:
     )
 
 
-def _recorded(root: Path) -> list[tuple[str, str]]:
+def _recorded(t: Tree) -> list[tuple[str, str]]:
     """(kernel release, what the install script recorded) for every uki-virt kernel."""
-    state = root / STATE_DIR
-    if not state.is_dir():
-        return []
-    return sorted((p.name, p.read_text().strip()) for p in state.iterdir() if p.is_file())
+    found = []
+    for name in t.listdir(STATE_DIR):
+        if t.is_file(f"{STATE_DIR}/{name}"):
+            found.append((name, t.read_text(f"{STATE_DIR}/{name}").strip()))
+    return sorted(found)
 
 
-def _found_on_esp(root: Path) -> list[tuple[str, str]]:
+def _found_on_esp(t: Tree) -> list[tuple[str, str]]:
     """(kernel release, /path) of UKIs on a staged ESP that no record names (install scripts
     of a distribution's own kernel-uki-virt, e.g. Fedora's)."""
     found = []
+    modules = t.listdir("/usr/lib/modules")
     for esp in ESP_DIRS:
-        for uki in sorted((root / esp / "EFI/Linux").glob("*.efi")):
-            kvers = [
-                m.name for m in (root / "usr/lib/modules").glob("*") if uki.stem.endswith(m.name)
-            ]
+        for name in t.listdir(f"/{esp}/EFI/Linux"):
+            if not name.endswith(".efi") or not t.is_file(f"/{esp}/EFI/Linux/{name}"):
+                continue
+            kvers = [m for m in modules if name.removesuffix(".efi").endswith(m)]
             if kvers:
-                found.append((max(kvers, key=len), f"/{esp}/EFI/Linux/{uki.name}"))
+                found.append((max(kvers, key=len), f"/{esp}/EFI/Linux/{name}"))
     return found
 
 
 def take_placed_uki(root: Path, dest: Path) -> PlacedUki:
     """Move the newest kernel's UKI that the package scripts copied to the tree's ESP
     directory out of the tree into ``dest`` (it goes onto the ESP image; the root file
-    system keeps an empty mount point)."""
-    placed = _recorded(root) or _found_on_esp(root)
-    if not placed:
-        raise PlacedUkiError(
-            f"the blueprint lists {PACKAGE}, but its install scripts put no UKI on the ESP: "
-            f"nothing recorded in /{STATE_DIR} and no EFI/Linux/*.efi under "
-            + ", ".join(f"/{d}" for d in ESP_DIRS)
-        )
-    kver, where = placed[-1]
-    if where == "kernel-install":
-        raise PlacedUkiError(
-            f"{PACKAGE} {kver} was installed with kernel-install (a mounted ESP was found in "
-            "the build root), so the composer cannot tell which file it wrote"
-        )
-    target = PurePosixPath(where)
-    esp = next((d for d in ESP_DIRS if target.is_relative_to(f"/{d}/EFI")), None)
-    if esp is None or not (root / where.lstrip("/")).is_file():
-        raise PlacedUkiError(f"{PACKAGE} {kver}: the recorded ESP copy {where} is not there")
-    rel = target.relative_to(f"/{esp}").as_posix()
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / target.name
-    shutil.copyfile(root / where.lstrip("/"), path)
-    _empty_esp(root / esp)
+    system keeps an empty mount point). The recorded path is read inside the tree."""
+    with Tree(root) as t:
+        placed = _recorded(t) or _found_on_esp(t)
+        if not placed:
+            raise PlacedUkiError(
+                f"the blueprint lists {PACKAGE}, but its install scripts put no UKI on the ESP: "
+                f"nothing recorded in /{STATE_DIR} and no EFI/Linux/*.efi under "
+                + ", ".join(f"/{d}" for d in ESP_DIRS)
+            )
+        kver, where = placed[-1]
+        if where == "kernel-install":
+            raise PlacedUkiError(
+                f"{PACKAGE} {kver} was installed with kernel-install (a mounted ESP was found "
+                "in the build root), so the composer cannot tell which file it wrote"
+            )
+        target = PurePosixPath(where)
+        esp = next((d for d in ESP_DIRS if target.is_relative_to(f"/{d}/EFI")), None)
+        if esp is None or ".." in target.parts or not t.is_file(where):
+            raise PlacedUkiError(f"{PACKAGE} {kver}: the recorded ESP copy {where!r} is not there")
+        rel = target.relative_to(f"/{esp}").as_posix()
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / target.name
+        t.copy_out(where, path)
+        # what the scripts wrote below the ESP mount point (EFI/) goes to the ESP image
+        # instead; the mount point stays, as the package left it otherwise
+        t.rmtree(f"/{esp}/EFI")
     return PlacedUki(path, rel, kver, esp)
-
-
-def _empty_esp(esp: Path) -> None:
-    """What the scripts wrote below the ESP mount point of the root tree (EFI/) goes to the
-    ESP image instead; the mount point stays, as the package left it otherwise."""
-    shutil.rmtree(esp / "EFI", ignore_errors=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from composer.arch import get_arch
 from composer.errors import ComposerError
+from composer.files import copy_into_dir
 from composer.tools import which
 from composer.vm.firmware import Firmware, select_firmware
 from composer.vm.kvm import Accel, resolve_accel
@@ -162,10 +163,10 @@ def _firmware_for(
 
 
 def _keep(work: Path, keep_dir: Path, verdict: Verdict) -> None:
-    keep_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(work, keep_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
+    """The work files beside the image: never through a link planted there (files.py)."""
     verdict.serial_log = keep_dir / "serial.log"
-    (keep_dir / "verdict.json").write_text(verdict.to_json() + "\n")
+    extra = {"verdict.json": verdict.to_json() + "\n"}
+    copy_into_dir(work, keep_dir, skip=(".sock", "overlay.qcow2"), extra=extra)
 
 
 @dataclass(frozen=True)

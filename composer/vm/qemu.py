@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,67 +10,46 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-from composer.errors import ComposerError
+from composer import tools
+from composer.disk.imagefile import ImageFileError, blockdev, detect_format, virtual_size
 from composer.vm.firmware import Firmware
 
 CHECK_CREDENTIAL = "dps-composer.check"
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 
 
-# Leading magic -> QEMU format driver. A fixed VHD has its "conectix" footer at the end only.
-_MAGIC = (
-    (b"QFI\xfb", "qcow2"),
-    (b"KDMV", "vmdk"),  # monolithicSparse / streamOptimized
-    (b"# Disk DescriptorFile", "vmdk"),
-    (b"vhdxfile", "vhdx"),
-    (b"conectix", "vpc"),  # dynamic VHD: a copy of the footer leads
-)
-_COMPRESSED = ((b"\x28\xb5\x2f\xfd", "zstd", "zstd -d"), (b"\xfd7zXZ\x00", "xz", "xz -d"))
-
-
-def detect_format(path: Path) -> str:
-    """The QEMU format driver for a disk image, from its magic: qcow2, vmdk, vhdx, vpc (VHD,
-    dynamic or fixed), else raw. A compressed raw image (zstd, xz) is refused: QEMU cannot boot
-    it as it is."""
-    with open(path, "rb") as fh:
-        head = fh.read(32)
-        size = fh.seek(0, os.SEEK_END)
-        tail = b""
-        if size >= 512:
-            fh.seek(size - 512)
-            tail = fh.read(8)
-    for magic, fmt in _MAGIC:
-        if head.startswith(magic):
-            return fmt
-    if tail == b"conectix":
-        return "vpc"
-    for magic, kind, undo in _COMPRESSED:
-        if head.startswith(magic):
-            raise ComposerError(
-                f"{path.name} is {kind}-compressed: decompress it first ({undo} {path.name})"
-            )
-    return "raw"
-
-
 def machine_args(firmware: Firmware) -> list[str]:
+    """The machine, its flash from the block nodes "pflash0" (code) and "pflash1" (vars)."""
+    machine = f"{firmware.machine},pflash0=pflash0,pflash1=pflash1"
     if firmware.requires_smm:
         return [
             "-machine",
-            f"{firmware.machine},smm=on",
+            f"{machine},smm=on",
             "-global",
             "driver=cfi.pflash01,property=secure,value=on",
         ]
-    return ["-machine", firmware.machine]
+    return ["-machine", machine]
+
+
+def _blockdev(opts: dict[str, Any]) -> list[str]:
+    return ["-blockdev", json.dumps(opts)]
 
 
 def firmware_args(firmware: Firmware, vars_copy: Path) -> list[str]:
-    """Machine type plus split flash: read-only code (unit 0), a private varstore copy (unit 1)."""
-    code = f"if=pflash,unit=0,readonly=on,format={firmware.code_format},file={firmware.code}"
+    """Machine type plus split flash: read-only code, a private varstore copy. The varstore
+    must be in the format the firmware's descriptor names (raw for Debian's OVMF) and name
+    no other file; both are given as JSON block nodes, so no path is ever re-parsed."""
     vars_fmt = detect_format(vars_copy) if vars_copy.exists() else firmware.vars_format
-    nvram = f"if=pflash,unit=1,format={vars_fmt},file={vars_copy}"
-    return [*machine_args(firmware), "-drive", code, "-drive", nvram]
+    if vars_fmt != firmware.vars_format:
+        raise ImageFileError(
+            f"the varstore is {vars_fmt}, but {firmware.descriptor.name} takes a "
+            f"{firmware.vars_format} varstore: give a {firmware.vars_format} file"
+        )
+    code = blockdev(firmware.code, firmware.code_format, node="pflash0", read_only=True)
+    nvram = blockdev(vars_copy, vars_fmt, node="pflash1")
+    return [*machine_args(firmware), *_blockdev(code), *_blockdev(nvram)]
 
 
 @dataclass(frozen=True)
@@ -88,11 +68,21 @@ class QemuConfig:
     extra: Sequence[str] = ()
 
 
-def _disk_args(image: Path, snapshot: bool) -> list[str]:
-    drive = f"if=none,id=disk0,file={image},format={detect_format(image)}"
-    if snapshot:  # writes go to a throw-away overlay: no need to flush them
-        drive += ",snapshot=on,cache=unsafe"
-    return ["-drive", drive, "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
+def _disk_args(image: Path, snapshot: bool, work: Path) -> list[str]:
+    """The disk as JSON block nodes. Read-only boots write to a throw-away qcow2 overlay in
+    ``work`` that records no backing file: its backing is the image's node, by name."""
+    fmt = detect_format(image)
+    base = blockdev(image, fmt, node="disk0" if not snapshot else "disk0-base", read_only=snapshot)
+    args = _blockdev(base)
+    if snapshot:  # writes go to the overlay; no need to flush them
+        overlay = work / "overlay.qcow2"
+        overlay.unlink(missing_ok=True)
+        size = virtual_size(image, fmt)
+        tools.run(["qemu-img", "create", "-q", "-f", "qcow2", overlay, str(size)])
+        top = blockdev(overlay, "qcow2", node="disk0")
+        top.update({"backing": "disk0-base", "cache": {"no-flush": True}})
+        args += _blockdev(top)
+    return [*args, "-device", "virtio-blk-pci,drive=disk0,bootindex=1"]
 
 
 def _serial_args(cfg: QemuConfig) -> list[str]:
@@ -116,7 +106,7 @@ def build_command(qemu: str, cfg: QemuConfig) -> list[str]:
         argv += ["-smbios", f"type=11,value=io.systemd.credential:{name}={value}"]
     argv += ["-device", "virtio-rng-pci"]
     if cfg.image is not None:
-        argv += _disk_args(cfg.image, cfg.snapshot)
+        argv += _disk_args(cfg.image, cfg.snapshot, cfg.vars_copy.parent)
     argv += [*cfg.tpm_args, *cfg.extra]
     return argv
 

@@ -95,7 +95,9 @@ def installed(rpm_repo: Path, module_tmp: ModuleTmp) -> Path:
         distro=get_distro("fedora-41"),
         arch=get_arch("x86_64"),
         packages=["kernel-uki-virt"],
-        repositories=[Repository(id="local-test", baseurls=(f"file://{rpm_repo}",))],
+        repositories=[
+            Repository(id="local-test", baseurls=(f"file://{rpm_repo}",), gpgcheck=False)
+        ],
         cache=work / "cache",
         log=work / "dnf.log",
     )

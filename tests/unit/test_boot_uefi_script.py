@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,13 +77,43 @@ def qemu_line(proc: subprocess.CompletedProcess[str]) -> str:
     return next(ln for ln in proc.stdout.splitlines() if ln.startswith("qemu-system-"))
 
 
+def blockdevs(line: str) -> list[dict[str, Any]]:
+    """The JSON of every -blockdev in a printed command line (compact JSON: no spaces)."""
+    words = line.split(" ")
+    return [json.loads(words[i + 1]) for i, w in enumerate(words) if w == "-blockdev"]
+
+
+def test_image_path_with_commas_stays_one_value(fw: dict[str, Path], tmp_path: Path) -> None:
+    odd = tmp_path / "a,file=x,b.qcow2"
+    odd.write_bytes(fw["image"].read_bytes())
+    argv = [
+        "sh",
+        str(SCRIPT),
+        str(odd),
+        "--dry-run",
+        "--accel",
+        "tcg",
+        "--firmware-dir",
+        str(fw["usr"]),
+    ]
+    proc = subprocess.run(argv, text=True, capture_output=True, check=False)
+    nodes = {n["node-name"]: n for n in blockdevs(qemu_line(proc))}
+    assert nodes["disk0-base"]["file"]["filename"] == str(odd)
+
+
 def test_plain_boot_picks_the_non_secure_boot_descriptor(fw: dict[str, Path]) -> None:
     proc = run(fw, "--timeout", "60")
     line = qemu_line(proc)
     assert "60-plain.json" in proc.stderr
-    assert line.startswith("qemu-system-x86_64 -machine q35 -accel tcg -cpu max")
-    assert f"readonly=on,format=raw,file={fw['code']}" in line
-    assert "format=qcow2,file=" + str(fw["image"]) + ",snapshot=on" in line
+    assert line.startswith(
+        "qemu-system-x86_64 -machine q35,pflash0=pflash0,pflash1=pflash1 -accel tcg -cpu max"
+    )
+    nodes = {n["node-name"]: n for n in blockdevs(line)}
+    assert nodes["pflash0"]["file"]["filename"] == str(fw["code"]) and nodes["pflash0"]["read-only"]
+    base, top = nodes["disk0-base"], nodes["disk0"]
+    assert base["driver"] == "qcow2" and base["backing"] is None and base["read-only"]
+    assert base["file"]["filename"] == str(fw["image"]) and top["backing"] == "disk0-base"
+    assert "-drive" not in line
     assert "chardev file,id=con,path=" + str(fw["image"]) + ".serial.log" in line
     assert "tpm" not in line and "smbios" not in line
 
@@ -93,8 +124,8 @@ def test_secure_boot_prefers_an_empty_template_and_sets_smm(
     vars_ = tmp_path / "my.vars.fd"
     vars_.write_bytes(b"\0" * 16)
     line = qemu_line(run(fw, "--secure-boot", str(vars_)))
-    assert "-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on" in line
-    assert f"file={fw['code-sb']}" in line
+    assert "-machine q35,pflash0=pflash0,pflash1=pflash1,smm=on -global driver=cfi.pflash01" in line
+    assert f'"filename":"{fw["code-sb"]}"' in line
     assert "chardev stdio,id=con,mux=on" in line  # interactive without --timeout
 
 
@@ -109,7 +140,7 @@ def test_tpm_and_check_channel(fw: dict[str, Path]) -> None:
 
 def test_override_and_hiding_by_file_name(fw: dict[str, Path]) -> None:
     descriptor(fw["etc"], "60-plain.json", fw["other-code"], fw["vars"], [])
-    assert f"file={fw['other-code']}" in qemu_line(run(fw))
+    assert f'"filename":"{fw["other-code"]}"' in qemu_line(run(fw))
     (fw["etc"] / "60-plain.json").write_text("")
     proc = run(fw)
     assert proc.returncode == 2 and "no UEFI firmware descriptor" in proc.stderr

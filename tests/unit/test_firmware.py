@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 
 from composer.arch import get_arch
+from composer.errors import ComposerError
 from composer.vm.firmware import (
     FirmwareNotFound,
     find_firmware,
@@ -17,7 +20,7 @@ from composer.vm.firmware import (
     machine_matches,
     select_firmware,
 )
-from composer.vm.qemu import QemuConfig, build_command
+from composer.vm.qemu import QemuConfig, build_command, firmware_args
 
 X86 = get_arch("x86_64")
 
@@ -184,10 +187,11 @@ def test_machine_matches(machine: str, globs: list[str], ok: bool) -> None:
     assert machine_matches(machine, globs) is ok
 
 
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
 def test_qemu_command_for_secure_boot_firmware(debian_like: Path, tmp_path: Path) -> None:
     fw = select_firmware(X86, "q35", secure_boot=True, dirs=[debian_like])
-    image = tmp_path / "disk.qcow2"
-    image.write_bytes(b"QFI\xfb" + b"\0" * 60)
+    image = tmp_path / "disk,file=x.qcow2"  # a comma in a path is no longer an option
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", image, "1M"], check=True)
     cfg = QemuConfig(
         firmware=fw,
         vars_copy=tmp_path / "vars.fd",
@@ -199,16 +203,42 @@ def test_qemu_command_for_secure_boot_firmware(debian_like: Path, tmp_path: Path
     )
     argv = build_command("qemu-system-x86_64", cfg)
     joined = " ".join(argv)
-    assert argv[argv.index("-machine") + 1] == "q35,smm=on"
+    assert argv[argv.index("-machine") + 1] == "q35,pflash0=pflash0,pflash1=pflash1,smm=on"
     assert "driver=cfi.pflash01,property=secure,value=on" in argv
-    assert f"if=pflash,unit=0,readonly=on,format=raw,file={fw.code}" in argv
-    assert f"if=pflash,unit=1,format=raw,file={tmp_path / 'vars.fd'}" in argv
-    assert "format=qcow2,snapshot=on" in joined and "virtio-blk-pci,drive=disk0" in joined
+    nodes = {
+        n["node-name"]: n
+        for n in (json.loads(argv[i + 1]) for i, a in enumerate(argv) if a == "-blockdev")
+    }
+    assert nodes["pflash0"]["file"]["filename"] == str(fw.code) and nodes["pflash0"]["read-only"]
+    assert nodes["pflash1"]["file"]["filename"] == str(tmp_path / "vars.fd")
+    assert nodes["pflash1"]["driver"] == "raw" and not nodes["pflash1"]["read-only"]
+    # read-only boot: the image read-only, a throw-away overlay on top naming it by node
+    base, top = nodes["disk0-base"], nodes["disk0"]
+    assert base["file"]["filename"] == str(image) and base["read-only"] and base["backing"] is None
+    assert top["backing"] == "disk0-base" and top["file"]["filename"] == str(
+        tmp_path / "overlay.qcow2"
+    )
+    info = subprocess.run(["qemu-img", "info", "--output=json", tmp_path / "overlay.qcow2"],
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    assert "backing-filename" not in info  # the overlay records no path
+    assert "-drive" not in argv and "virtio-blk-pci,drive=disk0,bootindex=1" in argv
     assert "type=11,value=io.systemd.credential:dps-composer.check=1" in argv
     assert joined.count("-serial chardev:") == 2  # ttyS0 console, ttyS1 check channel
     assert {"-nodefaults", "-no-reboot"} <= set(argv) and argv[-1] == "tpm-crb,tpmdev=tpm0"
 
     plain = select_firmware(X86, "q35", secure_boot=False, dirs=[debian_like])
     argv = build_command("qemu", replace(cfg, firmware=plain, snapshot=False))
-    assert argv[argv.index("-machine") + 1] == "q35" and "smm=on" not in " ".join(argv)
-    assert "snapshot=on" not in " ".join(argv)
+    assert argv[argv.index("-machine") + 1] == "q35,pflash0=pflash0,pflash1=pflash1"
+    nodes = {
+        n["node-name"]: n
+        for n in (json.loads(argv[i + 1]) for i, a in enumerate(argv) if a == "-blockdev")
+    }
+    assert "disk0-base" not in nodes and not nodes["disk0"]["read-only"]
+
+
+def test_varstore_in_another_format_is_refused(debian_like: Path, tmp_path: Path) -> None:
+    fw = select_firmware(X86, "q35", secure_boot=False, dirs=[debian_like])
+    vars_copy = tmp_path / "vars.fd"
+    vars_copy.write_bytes(b"QFI\xfb" + b"\0" * 200)  # claims qcow2 (and is truncated)
+    with pytest.raises(ComposerError):
+        firmware_args(fw, vars_copy)

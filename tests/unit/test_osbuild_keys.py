@@ -33,7 +33,7 @@ REJECTED = [
         "Ignition",
     ),
     (
-        '[[customizations.repositories]]\nid = "x"\nbaseurls = ["http://x"]',
+        '[[customizations.repositories]]\nid = "x"\nbaseurls = ["http://x"]\ngpgcheck = false',
         "customizations.repositories",
         "apt",
     ),

@@ -10,6 +10,8 @@ from composer.blueprint import parse
 from composer.plan import Plan, make_plan
 from composer.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
 
+SECRET = b"k" * 32
+
 BASE = """
 name = "k"
 distro = "debian-13"
@@ -29,7 +31,7 @@ def keys(p: Plan, index: str = "i1", repo: Path | None = None) -> tuple[str, str
         p, index=index, pins={}, local_repos=[repo] if repo else [], tools="t", epoch=1
     )
     uki = stage_keys.uki_key(p, root=root, usr_type="u", tools="t")
-    return root, uki, stage_keys.image_key(p, root=root, uki=uki, keys=None)
+    return root, uki, stage_keys.image_key(p, root=root, uki=uki, keys=None, secret=SECRET)
 
 
 def test_same_plan_same_keys() -> None:
@@ -70,9 +72,9 @@ def test_password_change_misses_the_image() -> None:
 def test_secure_boot_keys_are_in_the_image_key(tmp_path: Path) -> None:
     p = plan()
     (tmp_path / "db.crt").write_text("one")
-    a = stage_keys.image_key(p, root="r", uki="u", keys=tmp_path)
+    a = stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET)
     (tmp_path / "db.crt").write_text("two")
-    assert stage_keys.image_key(p, root="r", uki="u", keys=tmp_path) != a
+    assert stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET) != a
 
 
 def test_tree_digest_sees_modes_and_links(tmp_path: Path) -> None:
@@ -89,13 +91,16 @@ def test_index_urls() -> None:
 
 
 def test_unreadable_index_turns_the_cache_off(tmp_path: Path) -> None:
-    from composer.rootfs.versions import archive_index_digest
+    from composer.rootfs.versions import IndexSignatureError, archive_index_digest
 
     digest, why = archive_index_digest([(tmp_path / "nope").as_uri()])
     assert digest is None and "nope" in why
-    (tmp_path / "InRelease").write_text("Date: Sat, 01 Nov 2025 10:00:00 UTC\n")
-    digest, why = archive_index_digest([(tmp_path / "InRelease").as_uri()])
+    (tmp_path / "repomd.xml").write_text("<repomd/>\n")
+    digest, why = archive_index_digest([(tmp_path / "repomd.xml").as_uri()])
     assert digest is not None and why == ""
+    (tmp_path / "InRelease").write_text("Date: Sat, 01 Nov 2025 10:00:00 UTC\n")
+    with pytest.raises(IndexSignatureError):  # an unsigned InRelease decides nothing
+        archive_index_digest([(tmp_path / "InRelease").as_uri()])
 
 
 def test_source_date_epoch_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,7 +151,7 @@ def test_local_repo_hooks_take_the_repository_out_again(tmp_path: Path) -> None:
 
 
 def test_dnf_conf_reads_only_the_given_repositories(tmp_path: Path) -> None:
-    repo = Repository(id="local", baseurls=("file:///srv/repo",))
+    repo = Repository(id="local", baseurls=("file:///srv/repo",), gpgcheck=False)
     conf = dnf_conf([repo], tmp_path, [{"id": "extra", "baseurl": "file:///x", "gpgcheck": "0"}])
     assert "reposdir=\n" in conf and "install_weak_deps=0" in conf
     assert "[local]\nname=local\nenabled=1\nbaseurl=file:///srv/repo\ngpgcheck=0\n" in conf
@@ -172,7 +172,10 @@ def test_repository_needs_a_source() -> None:
 
 
 def test_fedora_blueprint_takes_repositories_debian_rejects_them() -> None:
-    repos = '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://example.org/r"]\n'
+    repos = (
+        '[[customizations.repositories]]\nid = "r"\nbaseurls = ["http://example.org/r"]\n'
+        'gpgkeys = ["https://example.org/r/RPM-GPG-KEY"]\n'
+    )
     plan = make_plan(parse(f'name = "f"\ndistro = "fedora-41"\n{repos}'))
     assert plan.customizations.repositories[0].baseurls == ("http://example.org/r",)
     assert "kernel-uki-virt" in plan.packages and "kernel-core" not in plan.packages
