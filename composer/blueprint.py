@@ -9,11 +9,11 @@ from typing import Annotated, Any, Literal, get_args
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -24,8 +24,8 @@ from composer.arch import ARCHES
 from composer.bp_packages import Container, EnabledModule, Package, PackageGroup
 from composer.customizations import Customizations
 from composer.distros import DISTROS
-from composer.errors import BlueprintError
-from composer.layout import Layout, LayoutError
+from composer.errors import BlueprintError, Problem
+from composer.layout import Layout, LayoutErrors
 from composer.layout import compute as compute_layout
 from composer.tomlpos import dotted, key_lines, line_of
 from composer.units import parse_duration, parse_size
@@ -109,46 +109,39 @@ class Validate(Model):
     tpm: bool = True
 
 
-def _reject_enabled_modules(v: tuple[EnabledModule, ...]) -> tuple[EnabledModule, ...]:
-    if v:
-        raise ValueError("not supported for Debian targets: module streams are a dnf concept")
-    return v
+DEFAULT_DISTRO = "debian-13"
 
 
-def _reject_groups(v: tuple[PackageGroup, ...]) -> tuple[PackageGroup, ...]:
-    if v:
-        raise ValueError(
-            "not supported for Debian targets: package groups are a dnf/comps concept; list the "
-            "packages (or a Debian task-* metapackage) under [[packages]]"
-        )
-    return v
-
-
-def _reject_containers(v: tuple[Container, ...]) -> tuple[Container, ...]:
-    if v:
-        raise ValueError("not supported: embedding container images is not implemented")
-    return v
+def _default_distro(v: Any) -> Any:
+    # osbuild: an empty distro is the default distribution (osbuild/blueprint
+    # pkg/blueprint/blueprint.go: `distro` is omitempty; the image builder picks its default)
+    return DEFAULT_DISTRO if v == "" else v
 
 
 class Blueprint(Model):
     name: str
     description: str = ""
     version: str = "0.0.1"
-    distro: str = "debian-13"
+    distro: Annotated[str, BeforeValidator(_default_distro)] = DEFAULT_DISTRO
     architecture: str = "x86_64"
     packages: tuple[Package, ...] = ()
     modules: tuple[Package, ...] = ()  # osbuild resolves these as packages, and so do we
-    enabled_modules: Annotated[
-        tuple[EnabledModule, ...], AfterValidator(_reject_enabled_modules)
-    ] = ()
-    groups: Annotated[tuple[PackageGroup, ...], AfterValidator(_reject_groups)] = ()
-    containers: Annotated[tuple[Container, ...], AfterValidator(_reject_containers)] = ()
+    enabled_modules: tuple[EnabledModule, ...] = ()  # which targets take them: keytable.py
+    groups: tuple[PackageGroup, ...] = ()
+    containers: tuple[Container, ...] = ()
     minimal: bool = False  # osbuild: no weak dependencies; Debian images never get Recommends
     customizations: Customizations = Customizations()
     boot: Boot = Boot()
     secureboot: SecureBoot = SecureBoot()
     image: Image = Image()
     validate_: Validate = Field(default=Validate(), alias="validate")
+    # where it was read from: errors found after parsing still name the file and the line
+    _file: str = PrivateAttr(default="<blueprint>")
+    _text: str = PrivateAttr(default="")
+
+    def error(self, problems: list[Problem]) -> BlueprintError:
+        """One error naming every problem with its file, line, key and reason."""
+        return located(self._file, self._text, problems)
 
     @field_validator("name")
     @classmethod
@@ -226,7 +219,7 @@ def _loc(err: dict[str, Any]) -> tuple[str | int, ...]:
 
 
 def parse(text: str, file: str = "<blueprint>") -> Blueprint:
-    """Parse and validate blueprint TOML text; errors name file, line and key path."""
+    """Parse and validate blueprint TOML text; every error names file, line, key and reason."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -237,49 +230,32 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
     try:
         bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        loc = _loc(dict(first))
-        message = _describe(dict(first))
-        if len(errors) > 1:
-            others = "; ".join(dotted(_loc(dict(e))) for e in errors[1:6])
-            message += f" (also: {others})"
-        raise BlueprintError(file, _line(text, loc), dotted(loc), message) from None
-    _check_repositories(bp, text, file)
+        problems = [Problem(dotted(_loc(dict(e))), _describe(dict(e))) for e in exc.errors()]
+        raise located(file, text, problems) from None
+    bp._file, bp._text = file, text
     try:
         layout_of(bp)
-    except LayoutError as exc:
-        raise BlueprintError(file, _line(text, exc.key), dotted(exc.key), exc.message) from None
-    _check_kernel(bp, text, file)
+    except LayoutErrors as exc:
+        raise bp.error([Problem(dotted(e.key), e.message) for e in exc.errors]) from None
     return bp
 
 
-def _check_kernel(bp: Blueprint, text: str, file: str) -> None:
-    """customizations.kernel.name names a kernel package of the target's package manager."""
-    name = bp.customizations.kernel.name
-    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
-    if name and family == "apt" and not re.match(r"^linux-image-[a-z0-9][a-z0-9.+-]*$", name):
-        loc = ("customizations", "kernel", "name")
-        raise BlueprintError(
-            file,
-            _line(text, loc),
-            dotted(loc),
-            f"{name!r}: Debian kernels are linux-image-* packages (e.g. linux-image-cloud-amd64)",
-        )
+def located(file: str, text: str, problems: list[Problem]) -> BlueprintError:
+    """A BlueprintError for ``problems`` (keys without lines), each with its line in ``text``;
+    the same key is named once."""
+    seen: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        line = _line(text, _parse_dotted(p.key)) if text else None
+        seen.setdefault((p.key, p.message), Problem(p.key, p.message, line))
+    first, *others = sorted(seen.values(), key=lambda p: p.line or 0)
+    return BlueprintError(file, first.line, first.key, first.message, others)
 
 
-def _check_repositories(bp: Blueprint, text: str, file: str) -> None:
-    """[[customizations.repositories]] are dnf repositories: only dnf targets take them."""
-    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
-    if bp.customizations.repositories and family != "dnf":
-        loc = ("customizations", "repositories")
-        raise BlueprintError(
-            file,
-            _line(text, loc),
-            dotted(loc),
-            f"not supported for {bp.distro}: these are dnf/yum repository definitions; the apt "
-            "target uses the distribution's archive",
-        )
+def _parse_dotted(key: str) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
 
 
 def _line(text: str, loc: tuple[str | int, ...]) -> int:
@@ -292,7 +268,7 @@ def _line(text: str, loc: tuple[str | int, ...]) -> int:
 
 
 def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
-    """The partition layout of a blueprint (pure; raises LayoutError naming a key path)."""
+    """The partition layout of a blueprint (pure; raises LayoutErrors naming key paths)."""
     c = bp.customizations
     return compute_layout(
         disk=c.disk,
@@ -304,6 +280,8 @@ def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
         name=bp.name,
         version=bp.version,
         machine_id=bp.image.machine_id,
+        size_given="size" in bp.image.model_fields_set,
+        formats=bp.image.formats,
     )
 
 
@@ -314,4 +292,31 @@ def load(path: Path) -> Blueprint:
         raise BlueprintError(str(path), None, "", f"cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise BlueprintError(str(path), None, "", "not UTF-8 text") from None
-    return parse(text, str(path))
+    return _read_uris(parse(text, str(path)))
+
+
+def _read_uris(bp: Blueprint) -> Blueprint:
+    """[[customizations.files]] ``uri`` (file:/// on this host, as osbuild) read into ``data``:
+    the plan carries the content, so the build and its cache key see it."""
+    files = list(bp.customizations.files)
+    problems = []
+    for i, f in enumerate(files):
+        if not f.uri:
+            continue
+        source = Path(f.uri.removeprefix("file://"))
+        try:
+            data = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            key = f"customizations.files[{i}].uri"
+            problems.append(Problem(key, f"cannot read {source}: {why}"))
+            continue
+        files[i] = f.model_copy(update={"data": data, "uri": ""})
+    if problems:
+        raise bp.error(problems)
+    if files == list(bp.customizations.files):
+        return bp
+    c = bp.customizations.model_copy(update={"files": tuple(files)})
+    out = bp.model_copy(update={"customizations": c})
+    out._file, out._text = bp._file, bp._text
+    return out

@@ -16,13 +16,17 @@ from composer.units import parse_size
 Size = Annotated[int, BeforeValidator(parse_size)]
 FsType = Literal["ext4", "xfs", "btrfs", "vfat", "swap", "erofs"]
 DPS_FLAGS = ("no-auto", "read-only", "grow-fs")
-# Where a separate partition cannot work: the system needs these on the root file system.
+# Where a separate partition cannot work: the system needs these on the root file system, or
+# they are symbolic links into /run. osbuild's list (osbuild/images pkg/policies/policies.go,
+# MountpointPolicies), plus what the composer's own layout needs (/usr/lib, ...); /var/lib/...
+# is valid, as in osbuild.
 FORBIDDEN_MOUNTPOINTS = (
     "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/dev", "/proc", "/sys", "/run",
-    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/var/lib", "/var/lib/dpkg",
-    "/efi/EFI", "/lost+found",
+    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/var/run", "/var/lock",
+    "/sysroot", "/efi/EFI", "/lost+found",
 )  # fmt: skip
 _GPT_NAME = re.compile(r'^[^"\\\x00-\x1f]{1,36}$')
+SECTOR_SIZE = 512  # the GPT the composer writes (sfdisk), and what QEMU presents
 
 
 class _Model(BaseModel):
@@ -90,6 +94,20 @@ def _uuid(v: str) -> str:
         raise ValueError(f"{v!r} is not a UUID") from None
 
 
+def _fs_label(v: str) -> str:
+    if any(not ch.isprintable() for ch in v):
+        raise ValueError(
+            f"{v!r}: a file-system label cannot hold control characters or line breaks "
+            "(fstab and /dev/disk/by-label names could not carry them)"
+        )
+    if v.strip() != v or "/" in v:
+        raise ValueError(f"{v!r}: a file-system label has no leading/trailing space and no '/'")
+    return v
+
+
+FsLabel = Annotated[str, AfterValidator(_fs_label)]
+
+
 class Filesystem(_Model):
     """The older ``[[customizations.filesystem]]``: a mount point and its minimum size."""
 
@@ -101,7 +119,7 @@ class LogicalVolume(_Model):
     name: str = ""
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: str = ""
+    label: FsLabel = ""
     fs_type: str = ""
 
 
@@ -114,7 +132,7 @@ class Partition(_Model):
     type: Literal["plain", "lvm", "btrfs"] = "plain"
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: str = ""
+    label: FsLabel = ""
     fs_type: FsType | None = None
     part_type: Annotated[str, AfterValidator(_part_type)] = ""
     part_label: str = ""
@@ -145,8 +163,12 @@ class Partition(_Model):
     @field_validator("part_label")
     @classmethod
     def _part_label(cls, v: str) -> str:
-        if v and not _GPT_NAME.match(v):
-            raise ValueError(f"{v!r}: a GPT partition name has 1-36 characters, no quotes")
+        # 36 UTF-16 code units (osbuild/blueprint pkg/blueprint/disk_customizations.go)
+        if v and (not _GPT_NAME.match(v) or len(v.encode("utf-16-le")) > 72):
+            raise ValueError(
+                f"{v!r}: a GPT partition name has 1-36 UTF-16 characters, no quotes, no "
+                "control characters"
+            )
         return v
 
 
@@ -154,6 +176,18 @@ class Disk(_Model):
     type: Literal["gpt", "dos"] = "gpt"
     minsize: Size = 0
     partitions: tuple[Partition, ...] = ()
+    start_offset: Size = 0  # where the first partition may start (rounded up to 1 MiB)
+    sector_size: int = SECTOR_SIZE
+
+    @field_validator("sector_size")
+    @classmethod
+    def _sector_size(cls, v: int) -> int:
+        if v != SECTOR_SIZE:
+            raise ValueError(
+                f"{v}: the composer writes GPT disks with {SECTOR_SIZE}-byte sectors (sfdisk, "
+                f"and QEMU presents {SECTOR_SIZE}-byte sectors); leave sector_size out"
+            )
+        return v
 
     @field_validator("type")
     @classmethod

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    field_validator,
+    model_validator,
+)
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _MODE = re.compile(r"^0?[0-7]{3}$")
@@ -66,6 +73,23 @@ class File(_Model):
     user: Owner = None
     group: Owner = None
     data: str = ""
+    # osbuild: the content of a file on the build host (osbuild/blueprint
+    # pkg/blueprint/fsnode_customizations.go, FileCustomization.URI; file:// only). Read when
+    # the blueprint is loaded (composer/blueprint.py load), so the plan carries the content.
+    uri: str = ""
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if v and not (v.startswith("file:///") and _abs_path(v.removeprefix("file://"))):
+            raise ValueError(f"{v!r}: give a file:///absolute/path on the build host")
+        return v
+
+    @model_validator(mode="after")
+    def _data_or_uri(self) -> File:
+        if self.data and self.uri:
+            raise ValueError("give either data or uri, not both")
+        return self
 
     @field_validator("path")
     @classmethod

@@ -12,7 +12,7 @@ from composer.arch import get_arch
 from composer.blueprint import KICKSTART_DISTRO, Blueprint, layout_of
 from composer.customizations import is_crypt_hash
 from composer.kickstart.quote import KickstartError, Verbatim, checked, comment, word
-from composer.layout import LayoutError
+from composer.layout import LayoutErrors
 from composer.units import MiB
 
 UKI_PACKAGE = {"fedora": "kernel-uki-virt"}  # Fedora's generic VM UKI (SPEC-NOTES §4)
@@ -90,8 +90,9 @@ def _parts(bp: Blueprint) -> list[dict[str, Any]]:
     """One `part` line per layout partition; the ESP where anaconda wants it (/boot/efi)."""
     try:
         layout = layout_of(bp)
-    except LayoutError as exc:
-        raise KickstartError(f"{'.'.join(map(str, exc.key))}: {exc.message}") from None
+    except LayoutErrors as exc:
+        raise KickstartError("; ".join(f"{'.'.join(map(str, e.key))}: {e.message}"
+                                       for e in exc.errors)) from None
     parts = []
     for p in layout.partitions:
         size = max(1, p.size // MiB)

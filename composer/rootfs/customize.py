@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 from composer import DATA, tools
+from composer.accounts import GroupRule, user_groups
 from composer.customizations import Customizations, User
 from composer.errors import ComposerError
+from composer.targets import load as target_facts
 
 CHECK_UNIT = "dps-composer-check.service"
 FSTAB_HEADER = (
@@ -71,12 +73,16 @@ def apply(tree: Path, c: Customizations, log: Path) -> None:
         _write(tree / "etc/hostname", c.hostname + "\n")
         _set_hosts(tree, c.hostname)
     for group in c.group:
-        argv = ["groupadd", "--root", str(tree)]
+        # --force: an existing group is kept (osbuild/images pkg/osbuild/groups_stage.go)
+        argv = ["groupadd", "--root", str(tree), "--force"]
         if group.gid is not None:
             argv += ["--gid", str(group.gid)]
         tools.run([*argv, group.name], log=log)
     for user in c.user:
-        _add_user(tree, user, log)
+        if _passwd_entry_or_none(tree, user.name) is not None:
+            _modify_user(tree, user, log)
+        else:
+            _add_user(tree, user, log)
     for key in c.sshkey:
         _add_key(tree, key.user, key.key)
     if c.timezone.timezone:
@@ -109,18 +115,17 @@ def _add_user(tree: Path, user: User, log: Path) -> None:
     if user.gid is not None:
         argv += ["--gid", str(user.gid)]
     if user.groups:
-        missing = [g for g in user.groups if not _has_group(tree, g)]
-        if missing:
-            raise ComposerError(
-                f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
-                "in the image; add them under [[customizations.group]]"
-            )
-        argv += ["--groups", ",".join(user.groups)]
+        argv += ["--groups", ",".join(_groups_for(tree, user, log))]
     if user.password and not user.plain_password:
         argv += ["--password", user.password]
     if user.expire_date:
         argv += ["--expiredate", user.expire_date]
     tools.run([*argv, user.name], log=log)
+    _password_and_key(tree, user, log)
+
+
+def _password_and_key(tree: Path, user: User, log: Path) -> None:
+    """What follows useradd or usermod: a plain password, a forced reset, the SSH key."""
     if user.password and user.plain_password:
         # Hashed here, at build time, by chpasswd: the text goes through stdin only (never
         # a command line, the log or the plan).
@@ -134,16 +139,72 @@ def _add_user(tree: Path, user: User, log: Path) -> None:
         _add_key(tree, user.name, user.key)
 
 
-def _has_group(tree: Path, name: str) -> bool:
-    return any(ln.split(":", 1)[0] == name for ln in (tree / "etc/group").read_text().splitlines())
+def _names(tree: Path, table: str) -> set[str]:
+    return {ln.split(":", 1)[0] for ln in (tree / "etc" / table).read_text().splitlines() if ln}
+
+
+def _family(tree: Path) -> str:
+    return "apt" if (tree / "var/lib/dpkg/status").exists() else "dnf"
+
+
+def _groups_for(tree: Path, user: User, log: Path) -> list[str]:
+    """The user's groups as this system names them (composer/accounts.py): the other
+    family's administrator group mapped, its other base groups created as system groups."""
+    family = _family(tree)
+    rule = GroupRule(family, target_facts("fedora" if family == "apt" else "debian-13").groups)
+    names, create, missing = user_groups(rule, user.groups, _names(tree, "group"))
+    if missing:
+        raise ComposerError(
+            f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
+            "in the image; add them under [[customizations.group]]"
+        )
+    for group in create:
+        tools.run(["groupadd", "--root", str(tree), "--system", "--force", group], log=log)
+    return names
+
+
+def _modify_user(tree: Path, user: User, log: Path) -> None:
+    """A user the image already has (root): changed with usermod, as osbuild does
+    (osbuild stages/org.osbuild.users: usermod; the uid of an existing user cannot change)."""
+    uid, _, _ = _passwd_entry(tree, user.name)
+    if user.uid is not None and user.uid != uid:
+        raise ComposerError(
+            f"customizations.user '{user.name}': the image already has this user with uid "
+            f"{uid}; its uid cannot be changed to {user.uid}"
+        )
+    argv = ["usermod", "--root", str(tree)]
+    if user.gid is not None:
+        argv += ["--gid", str(user.gid)]
+    if user.groups:
+        argv += ["--groups", ",".join(_groups_for(tree, user, log))]
+    if user.description:
+        argv += ["--comment", user.description]
+    if user.home:
+        argv += ["--home", user.home]
+    if user.shell:
+        argv += ["--shell", user.shell]
+    if user.password and not user.plain_password:
+        argv += ["--password", user.password]
+    if user.expire_date:
+        argv += ["--expiredate", user.expire_date]
+    if len(argv) > 3:
+        tools.run([*argv, user.name], log=log)
+    _password_and_key(tree, user, log)
+
+
+def _passwd_entry_or_none(tree: Path, name: str) -> tuple[int, int, str] | None:
+    for line in (tree / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 5:
+            return int(fields[2]), int(fields[3]), fields[5]
+    return None
 
 
 def _passwd_entry(tree: Path, name: str) -> tuple[int, int, str]:
-    for line in (tree / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name:
-            return int(fields[2]), int(fields[3]), fields[5]
-    raise ComposerError(f"customizations.sshkey: user '{name}' does not exist in the image")
+    found = _passwd_entry_or_none(tree, name)
+    if found is None:
+        raise ComposerError(f"customizations.sshkey: user '{name}' does not exist in the image")
+    return found
 
 
 def _add_key(tree: Path, user: str, key: str) -> None:
@@ -162,8 +223,8 @@ def _set_timezone(tree: Path, tz: str) -> None:
     zone = tree / "usr/share/zoneinfo" / tz
     if ".." in tz or not zone.is_file():
         raise ComposerError(
-            f"customizations.timezone.timezone: '{tz}' is not a zone in the image "
-            "(is the tzdata package listed in [[packages]]?)"
+            f"customizations.timezone.timezone: '{tz}' is not a zone in the image (Debian's "
+            "tzdata has the current names, tzdata-legacy the old ones such as US/Eastern)"
         )
     localtime = tree / "etc/localtime"
     localtime.unlink(missing_ok=True)

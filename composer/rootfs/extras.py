@@ -13,6 +13,7 @@ from composer.customizations import CaCerts, Customizations, Locale
 from composer.errors import ComposerError
 from composer.fs_customizations import Directory, File
 from composer.plan import Plan
+from composer.repositories import Repository
 from composer.rootfs.chroot import run_in
 
 REPART_ROOT = "usr/lib/repart.d/50-dps-composer-root.conf"
@@ -26,17 +27,23 @@ REPART_TEXT = (
 
 def apply(tree: Path, plan: Plan, log: Path) -> None:
     c: Customizations = plan.customizations
+    dnf = plan.distribution.family == "dnf"
     for d in c.directories:
         make_directory(tree, d)
     for f in c.files:
         write_file(tree, f)
-    set_locale(tree, c.locale, log)
+    set_locale(tree, c.locale, log, generate=not dnf)
     if c.timezone.ntpservers:
         servers = " ".join(c.timezone.ntpservers)
         _write(
             tree / "etc/systemd/timesyncd.conf.d/50-dps-composer.conf", f"[Time]\nNTP={servers}\n"
         )
-    add_ca_certs(tree, c.cacerts, log)
+        if dnf:  # Fedora ships timesyncd in systemd-udev, not enabled by a preset
+            run_in(tree, ["systemctl", "enable", "systemd-timesyncd.service"], log=log)
+    add_ca_certs(tree, c.cacerts, log, fedora=dnf)
+    sshd_settings(tree, c.sshd.settings())
+    if dnf:
+        repo_files(tree, c.repositories)
     if plan.machine_id:
         _write(tree / "etc/machine-id", plan.machine_id + "\n", 0o444)
     if plan.fstab:
@@ -111,11 +118,13 @@ def write_file(tree: Path, f: File) -> None:
     target.chmod(int(f.mode, 8) if f.mode else 0o644)
 
 
-def set_locale(tree: Path, locale: Locale, log: Path) -> None:
+def set_locale(tree: Path, locale: Locale, log: Path, *, generate: bool = True) -> None:
+    """LANG from the first language; on Debian the others are generated with locale-gen
+    (Fedora's glibc-langpack packages, added by the plan, carry them ready-made)."""
     if locale.languages:
         lang = locale.languages[0]
         wanted = [x for x in locale.languages if x.split(".")[0] not in ("C", "POSIX")]
-        if wanted:
+        if wanted and generate:
             supported = tree / "usr/share/i18n/SUPPORTED"
             known = supported.read_text().splitlines() if supported.exists() else []
             lines = []
@@ -155,9 +164,39 @@ def set_variable(tree: Path, rel: str, key: str, value: str) -> None:
     _write(path, "\n".join([*kept, f"{key}={value}"]) + "\n")
 
 
-def add_ca_certs(tree: Path, ca: CaCerts, log: Path) -> None:
+def add_ca_certs(tree: Path, ca: CaCerts, log: Path, *, fedora: bool = False) -> None:
+    """Debian: update-ca-certificates; Fedora: the anchors directory and update-ca-trust (as
+    osbuild's org.osbuild.pki.update-ca-trust stage)."""
     if not ca.pem_certs:
         return
     for i, pem in enumerate(ca.pem_certs):
-        _write(tree / f"usr/local/share/ca-certificates/dps-composer-{i}.crt", pem.strip() + "\n")
-    run_in(tree, ["update-ca-certificates"], log=log)
+        where = ("etc/pki/ca-trust/source/anchors/dps-composer-{}.pem" if fedora
+                 else "usr/local/share/ca-certificates/dps-composer-{}.crt")  # fmt: skip
+        _write(tree / where.format(i), pem.strip() + "\n")
+    run_in(tree, ["update-ca-trust", "extract"] if fedora else ["update-ca-certificates"], log=log)
+
+
+SSHD_DROP_IN = "etc/ssh/sshd_config.d/50-dps-composer.conf"
+
+
+def sshd_settings(tree: Path, settings: list[tuple[str, str]]) -> None:
+    """[customizations.sshd] as an sshd_config.d drop-in (Debian's and Fedora's sshd_config
+    include sshd_config.d/*.conf first: the first value of a keyword wins)."""
+    if settings:
+        _write(tree / SSHD_DROP_IN, "".join(f"{k} {v}\n" for k, v in settings))
+
+
+def repo_files(tree: Path, repos: tuple[Repository, ...]) -> None:
+    """osbuild writes [[customizations.repositories]] into the image's /etc/yum.repos.d
+    (osbuild/blueprint pkg/blueprint/repository_customizations.go, getFilename)."""
+    for r in repos:
+        opts = r.dnf_options()
+        keys = [k for k in r.gpgkeys if "://" in k]
+        for n, key in enumerate(k for k in r.gpgkeys if "://" not in k):  # armored key text
+            path = f"etc/pki/rpm-gpg/RPM-GPG-KEY-dps-composer-{r.id}-{n}"
+            _write(tree / path, key.strip() + "\n")
+            keys.append(f"file:///{path}")
+        if keys:
+            opts["gpgkey"] = " ".join(keys)
+        sections = [f"[{r.id}]", *(f"{k}={v}" for k, v in opts.items())]
+        _write(tree / "etc/yum.repos.d" / r.repo_file, "\n".join(sections) + "\n")
