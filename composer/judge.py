@@ -45,9 +45,10 @@ def group_rule(distro: Distro) -> GroupRule:
     return GroupRule(distro.family, other_family(distro).groups)
 
 
-def judge(bp: Blueprint, distro: Distro) -> Judgement:
+def judge(bp: Blueprint, distro: Distro, target: keytable.Target | None = None) -> Judgement:
+    """``target``: the key table's column (default: the image of ``distro``'s family)."""
     facts = facts_for(distro)
-    j = Judgement(problems=keytable.refusals(bp, target_of(distro)))
+    j = Judgement(problems=keytable.refusals(bp, target or target_of(distro)))
     _packages(bp, distro, j)
     _kernel(bp, distro, j)
     _groups(bp, distro, facts, j)

@@ -113,7 +113,10 @@ ROWS: tuple[Row, ...] = (
             "module streams are not implemented "
             "for dnf image builds (Fedora has had none since release 39)"
         ),
-        yes("`module --name= --stream=`"),
+        no(
+            "Fedora has had no module streams since release 39: pykickstart deprecates the "
+            "`module` command, which has no effect"
+        ),
     ),
     Row(
         "groups[]",
@@ -265,8 +268,9 @@ ROWS: tuple[Row, ...] = (
         "customizations.disk",
         *same("the partition layout (README: partition layouts)"),
         yes(
-            "`part` lines; `label` as `--label`; `part_label`, `part_uuid`, `part_type` "
-            "and flags set with `sfdisk` in `%post`"
+            "`part` lines, `label` as `--label`; `part_label`, `part_uuid`, flags and "
+            "non-DPS `part_type` with `sfdisk` in `%post` (DPS types: dps-fixup); erofs "
+            "refused (anaconda cannot make it)"
         ),
     ),
     Row(
@@ -387,7 +391,10 @@ ROWS: tuple[Row, ...] = (
     Row(
         "boot.loader, boot.timeout",
         *same("the boot chain (README: boot chains)"),
-        yes("`bootloader --timeout` (grub2); systemd-boot and uki-direct set up in `%post`"),
+        yes(
+            "grub2: `bootloader --timeout`; systemd-boot and uki-direct set up in `%post` "
+            "(dps-fixup), systemd-boot's `timeout` in its loader.conf"
+        ),
     ),
     Row(
         "boot.cmdline",
@@ -413,7 +420,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "image.formats, image.qcow2_compression, image.seed, validate",
         *same("build outputs and the boot check"),
-        yes("not applicable: they describe build outputs"),
+        yes("named in a comment: they describe build outputs, nothing to install"),
     ),
 )
 

@@ -87,7 +87,5 @@ class Repository(BaseModel):
         for key in ("repo_gpgcheck", "priority", "sslverify", "module_hotfixes"):
             value = getattr(self, key)
             if value is not None:
-                opts[key] = str(
-                    int(value) if isinstance(value, bool) else value
-                )
+                opts[key] = str(int(value) if isinstance(value, bool) else value)
         return opts
