@@ -261,6 +261,7 @@ def _image_stages(
         customize.apply(root, plan.customizations, ctx.log)
         extras.apply(root, plan, ctx.log)
         customize.install_check_unit(root)
+        customize.set_services(root, plan.customizations, ctx.log)  # units of files too
         packages = backend.installed_packages(plan, root)
     kver = uki.kernel_version
     esp_part = plan.partition("esp")

@@ -148,7 +148,7 @@ def check_label(key: Key, fs: str, label: str) -> None:
     if size > LABEL_MAX[fs]:
         raise LayoutError(
             (*key, "label"),
-            f"{label!r} is {size} bytes: a {fs} label holds at most {LABEL_MAX[fs]} bytes",
+            f"{label!r} is {size} bytes: {fs} labels hold at most {LABEL_MAX[fs]} bytes",
         )
     if fs == "vfat" and _VFAT_BAD & set(label):
         raise LayoutError(

@@ -44,6 +44,11 @@ def unit_file(path: str) -> str | None:
     return None
 
 
+def unit_name(name: str) -> str:
+    """systemctl's reading of a name without a suffix: a service."""
+    return name if re.search(r"\.[a-z]+$", name) else f"{name}.service"
+
+
 def unit_aliases(text: str) -> list[str]:
     """The names an ``[Install]`` section's ``Alias=`` lines give a unit."""
     out: list[str] = []

@@ -21,7 +21,7 @@ from composer.customizations import Customizations
 from composer.distros import get_distro
 from composer.errors import KeyedProblems, Problem
 from composer.judge import from_packages
-from composer.pkgfacts import PackageFacts, facts, unit_aliases, unit_file
+from composer.pkgfacts import PackageFacts, facts, unit_aliases, unit_file, unit_name
 from composer.plan import Plan
 from composer.rootfs import resolve, versions
 from composer.rootfs.customize import CHECK_UNIT
@@ -134,11 +134,6 @@ def blueprint_units(c: Customizations) -> set[str]:
     return out
 
 
-def unit_name(name: str) -> str:
-    """systemctl's reading of a name without a suffix: a service."""
-    return name if re.search(r"\.[a-z]+$", name) else f"{name}.service"
-
-
 def shipped(name: str, units: set[str] | frozenset[str]) -> bool:
     """``name`` exists as a unit file, or as an instance of a template that does."""
     if name in units:
@@ -156,11 +151,13 @@ def _service_problems(c: Customizations, found: Resolved) -> list[Problem]:
             if shipped(name, units):
                 continue
             hint = f"; on Debian that is {DEBIAN_NAMES[name]}" if name in DEBIAN_NAMES else ""
+            fix = ("add the package that ships it to [[packages]]" if verb == "enabled" else
+                   "there is nothing to disable: leave it out, or add the package that ships "
+                   "it to [[packages]]")  # fmt: skip
             problems.append(Problem(
                 f"customizations.services.{verb}[{i}]",
                 f"{name}: no package of the image ({found.packages} resolved) ships this unit, "
-                f"and no [[customizations.files]] entry does; add the package that ships it to "
-                f"[[packages]]{hint}",
+                f"and no [[customizations.files]] entry does; {fix}{hint}",
             ))  # fmt: skip
     return problems
 

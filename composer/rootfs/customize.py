@@ -9,6 +9,7 @@ from composer import DATA, tools
 from composer.accounts import GroupRule, user_groups
 from composer.customizations import Customizations, User
 from composer.errors import ComposerError
+from composer.pkgfacts import UNIT_DIRS, UNIT_SUFFIXES, unit_aliases, unit_name
 from composer.targets import load as target_facts
 
 CHECK_UNIT = "dps-composer-check.service"
@@ -87,13 +88,38 @@ def apply(tree: Path, c: Customizations, log: Path) -> None:
         _add_key(tree, key.user, key.key)
     if c.timezone.timezone:
         _set_timezone(tree, c.timezone.timezone)
+
+
+def set_services(tree: Path, c: Customizations, log: Path) -> None:
+    """Enable, disable, mask: after the blueprint's files and the composer's own units are in
+    the tree, so that units they ship can be enabled (as osbuild enables units after its
+    files stages)."""
     for verb, units in (
-        ("enable", c.services.enabled),
-        ("disable", c.services.disabled),
+        ("enable", [real_unit(tree, u) for u in c.services.enabled]),
+        ("disable", [real_unit(tree, u) for u in c.services.disabled]),
         ("mask", c.services.masked),
     ):
         if units:
             tools.run(["systemctl", f"--root={tree}", verb, *units], log=log)
+
+
+def real_unit(tree: Path, name: str) -> str:
+    """The unit file an alias names (Debian's ssh.service is also sshd.service, the name
+    Fedora-written blueprints use): systemctl refuses to enable or disable an alias."""
+    unit = unit_name(name)
+    files = [tree / d / unit for d in UNIT_DIRS]
+    link = next((f for f in files if f.is_symlink()), None)
+    if link is not None:
+        target = Path(os.readlink(link)).name
+        if target != unit and target.endswith(UNIT_SUFFIXES):
+            return target
+    if any(f.exists() for f in files):
+        return unit
+    for d in UNIT_DIRS:  # an Alias= of a unit nothing has enabled yet
+        for f in sorted((tree / d).glob("*")) if (tree / d).is_dir() else []:
+            if f.is_file() and not f.is_symlink() and unit in unit_aliases(f.read_text()):
+                return f.name
+    return unit
 
 
 def _set_hosts(tree: Path, hostname: str) -> None:

@@ -139,7 +139,8 @@ def set_locale(tree: Path, locale: Locale, log: Path, *, generate: bool = True) 
             _write(tree / "etc/locale.gen", "\n".join(lines) + "\n")
             run_in(tree, ["locale-gen"], log=log)
         set_variable(tree, "etc/locale.conf", "LANG", lang)
-        set_variable(tree, "etc/default/locale", "LANG", lang)
+        if generate:  # Debian's own place too (Fedora reads only /etc/locale.conf)
+            set_variable(tree, "etc/default/locale", "LANG", lang)
     if locale.keyboard:
         set_variable(tree, "etc/vconsole.conf", "KEYMAP", locale.keyboard)
 
