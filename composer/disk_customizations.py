@@ -8,7 +8,15 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from composer import dps
 from composer.units import parse_size
@@ -109,10 +117,12 @@ FsLabel = Annotated[str, AfterValidator(_fs_label)]
 
 
 class Filesystem(_Model):
-    """The older ``[[customizations.filesystem]]``: a mount point and its minimum size."""
+    """The older ``[[customizations.filesystem]]``: a mount point and its minimum size
+    (``size`` is its deprecated spelling, osbuild/blueprint
+    pkg/blueprint/filesystem_customizations.go)."""
 
     mountpoint: MountPoint
-    minsize: Size = 0
+    minsize: Size = Field(default=0, validation_alias=AliasChoices("minsize", "size"))
 
 
 class LogicalVolume(_Model):
@@ -129,6 +139,11 @@ class Subvolume(_Model):
 
 
 class Partition(_Model):
+    """A ``[[customizations.disk.partitions]]`` entry. osbuild requires ``fs_type`` and
+    ``minsize`` of a plain partition (osbuild/blueprint pkg/blueprint/disk_customizations.go,
+    validatePlain); the composer fills them in: the file system the DPS type needs or ext4,
+    and the sizes of composer/layout_rules.py (DEFAULT_SIZE)."""
+
     type: Literal["plain", "lvm", "btrfs"] = "plain"
     minsize: Size = 0
     mountpoint: MountPoint = None

@@ -7,8 +7,9 @@ Discoverable Partitions Specification (/ -> root-<arch>, /usr -> usr-<arch>, /ho
 gets linux-generic and an fstab line, the only fstab lines the composer writes.
 The root partition is always last, so that it can grow into a bigger disk at first boot.
 
-Where DPS cannot mount a partition, it gets an fstab line too: a second swap partition
-(systemd's dissect-image.c takes the first partition of each type), and /var without a fixed
+Where DPS cannot mount a partition, it gets an fstab line too: swap partitions when there are
+several (systemd's gpt-auto generator enables one, and none once fstab names a swap), and
+/var without a fixed
 machine ID (its partition UUID must be the machine ID's HMAC), which is mounted the way
 osbuild mounts its file systems, by file-system UUID (osbuild stages/org.osbuild.fstab).
 """
@@ -132,6 +133,13 @@ def _collect(
         reqs.append(req)
     if errors:
         raise LayoutErrors(errors)
+    swaps = [r for r in reqs if r.designator == "swap"]
+    if len(swaps) > 1 or any(r.fstab for r in swaps):
+        # systemd-gpt-auto-generator leaves swap alone once fstab names one (gpt-auto-generator.c
+        # "Disable the swap auto logic if at least one swap is defined in /etc/fstab"): all
+        # swap partitions get their fstab lines
+        for r in swaps:
+            r.fstab = True
     if "esp" not in seen:
         t = dps.by_designator("esp")
         reqs.append(_Request((), "esp", str(t.uuid), t.name, "/efi", "vfat", esp_size, Partition()))
@@ -153,8 +161,6 @@ def _request(key: Key, p: Partition, arch: Arch, esp_size: int, seen: dict[str, 
     clash = mp if d == "linux-generic" else d
     if clash in seen and d != "swap":
         raise LayoutError(key, f"{mp} ({d}) is already given at {_dotted(seen[clash])}")
-    if d == "swap" and clash in seen:
-        fstab = True  # DPS enables the first swap partition only: the others by fstab
     seen.setdefault(clash, key)
     default = esp_size if d == "esp" else DEFAULT_SIZE.get(d, max(256 * MiB, MIN_FS.get(fs, 0)))
     size = align_up(p.minsize or default, ALIGN)

@@ -213,8 +213,8 @@ def _layout_notes(partitions: tuple[PartitionPlan, ...]) -> list[str]:
                 "for discovery"
             )
         elif p.designator == "swap" and p.fstab:
-            notes.append(f"swap partition {p.number}: enabled by an fstab line (DPS enables the "
-                         "first swap partition only)")  # fmt: skip
+            notes.append(f"swap partition {p.number}: enabled by an fstab line (with several "
+                         "swap partitions, systemd's gpt-auto generator enables none)")  # fmt: skip
     return notes
 
 

@@ -96,7 +96,7 @@ def test_field_image_has_what_osbuild_users_expect(field_image: Path) -> None:
     parts = {(p["designator"], p["number"]): p for p in m["disk"]["partitions"]}
     var = next(p for (d, _), p in parts.items() if d == "var")
     assert f"UUID={var['fs_uuid']}\t/var\text4" in fstab
-    assert sum("\tswap\t" in ln for ln in fstab.splitlines()) == 1  # the second swap only
+    assert sum("\tswap\t" in ln for ln in fstab.splitlines()) == 2  # two swaps: both by fstab
     assert "\t/var/lib/mysql\t" in fstab
     assert "de_DE.UTF-8 UTF-8" in read("/etc/locale.gen")
     assert read("/etc/systemd/system/field-hello.service").startswith("[Unit]")

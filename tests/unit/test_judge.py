@@ -173,8 +173,11 @@ def test_a_second_swap_is_enabled_by_fstab_and_var_lib_mounts_are_valid() -> Non
              '[[customizations.disk.partitions]]\nfs_type = "swap"\nminsize = "256 MiB"\n'
              '[[customizations.disk.partitions]]\nmountpoint = "/var/lib/mysql"\nminsize = "1 GiB"')  # fmt: skip
     swaps = [x for x in p.partitions if x.designator == "swap"]
-    assert [s.fstab for s in swaps] == [False, True] and swaps[0].fs_uuid != swaps[1].fs_uuid
-    assert f"PARTUUID={swaps[1].uuid}\tnone\tswap\tdefaults\t0\t0" in p.fstab
+    # with several swap partitions, systemd's gpt-auto generator enables none: fstab, each
+    assert [s.fstab for s in swaps] == [True, True] and swaps[0].fs_uuid != swaps[1].fs_uuid
+    assert all(f"PARTUUID={s.uuid}\tnone\tswap\tdefaults\t0\t0" in p.fstab for s in swaps)
+    one = plan('[[customizations.disk.partitions]]\nfs_type = "swap"\nminsize = "256 MiB"')
+    assert not one.partition("swap").fstab and one.fstab == ()
     assert any(x.mountpoint == "/var/lib/mysql" and x.fstab for x in p.partitions)
     e = refused('[[customizations.disk.partitions]]\nmountpoint = "/var/run"')
     assert e.key == "customizations.disk.partitions[0].mountpoint"
@@ -217,3 +220,8 @@ def test_target_data_is_what_the_regenerator_writes() -> None:
 def test_osbuild_example_plans_with_its_notes() -> None:
     p = make_plan(load(ROOT / "blueprints/osbuild-example.toml"))
     assert dict(p.package_origins)["tmux"] == "packages[0]" and p.package_key("udev") == "packages"
+
+
+def test_filesystem_size_is_osbuilds_old_spelling_of_minsize() -> None:
+    p = plan('[[customizations.filesystem]]\nmountpoint = "/data"\nsize = "1 GiB"')
+    assert next(x for x in p.partitions if x.mountpoint == "/data").size == 1024**3
