@@ -282,7 +282,7 @@ ROWS: tuple[Row, ...] = (
         "customizations.installation_device",
         no(_NOT_INSTALLER),
         no(_NOT_INSTALLER),
-        no("the kickstart clears and partitions the first disk anaconda finds"),
+        yes("`ignoredisk --only-use=` and `clearpart --drives=`: the disk installed to"),
     ),
     Row(
         "customizations.partitioning_mode",

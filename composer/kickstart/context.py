@@ -169,7 +169,21 @@ def build_context(
         "cmdline": checked("boot.cmdline", cmdline),
         "fixup_script": Verbatim(fixup_script),
         "disk_size": lay.disk_size,
+        "install_disk": _install_disk(bp),
     }  # fmt: skip
+
+
+def _install_disk(bp: Blueprint) -> str | None:
+    """osbuild's installation_device (/dev/sda, /dev/disk/by-id/...) as anaconda names a disk:
+    sda, or the by-id path as it is."""
+    device = bp.customizations.installation_device
+    if device in (None, ""):
+        return None
+    key = "customizations.installation_device"
+    if not isinstance(device, str) or not device.startswith("/dev/"):
+        raise KickstartError(f"{key}: {device!r} is not a device path such as /dev/vda")
+    name = device.removeprefix("/dev/") if device.count("/") == 2 else device
+    return word(key, name)
 
 
 def _set(bp: Blueprint, key: str) -> bool:

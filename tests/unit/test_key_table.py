@@ -143,7 +143,9 @@ SAMPLES: dict[str, tuple[str, Probe | None]] = {
     "customizations.sshd": ('[customizations.sshd]\npassword_authentication = false\n'
                             'permit_root_login = "prohibit-password"',
                             lambda h, p, t: "/etc/ssh/sshd_config.d/50-dps-composer.conf" in p),
-    "customizations.installation_device": ('[customizations]\ninstallation_device = "/dev/sda"', None),
+    "customizations.installation_device": ('[customizations]\ninstallation_device = "/dev/vda"',
+                                           lambda h, p, t: h.ignoredisk.onlyuse == ["vda"] and
+                                           h.clearpart.drives == ["vda"]),
     "customizations.partitioning_mode": ('[customizations]\npartitioning_mode = "lvm"', None),
     "customizations.fdo": ('[customizations.fdo]\nmanufacturing_server_url = "http://x"', None),
     "customizations.openscap": ('[customizations.openscap]\nprofile_id = "cis"', None),
