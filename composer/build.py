@@ -160,7 +160,7 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
                     StageCache(ctx.cache).get(name, key)
             return _reuse_image(ctx, entry, staging)
     with _timed(ctx, stage, "package check"):  # what the archive decides, before long stages
-        resolution_check.check(plan, pins, cache=ctx.cache, log=ctx.log)
+        resolution_check.check(plan, pins, cache=ctx.cache, log=ctx.log, key=root_key)
     root = work / "root"
     with _timed(ctx, stage, "root tree"):
         entry = ctx.lookup("root", root_key)

@@ -13,6 +13,8 @@ Run by `build` (composer/build.py) and by `plan --resolve`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from composer.customizations import Customizations
 from composer.distros import get_distro
 from composer.errors import KeyedProblems, Problem
+from composer.files import atomic_write
 from composer.judge import from_packages
 from composer.pkgfacts import PackageFacts, facts, unit_aliases, unit_file, unit_name
 from composer.plan import Plan
@@ -48,12 +51,43 @@ class Resolved:
     programs: frozenset[str]
 
 
-def check(plan: Plan, pins: dict[str, str] | None, *, cache: Path, log: Path) -> Resolved | None:
+def check(
+    plan: Plan, pins: dict[str, str] | None, *, cache: Path, log: Path, key: str | None = None
+) -> Resolved | None:
     """Raise KeyedProblems naming every key the resolved package set cannot satisfy; None
     for targets whose archive this cannot read (dnf: checked by dnf when it installs).
-    ``pins``: the version globs as resolved already (build), or None to resolve them here."""
+    ``pins``: the version globs as resolved already (build), or None to resolve them here.
+    ``key``: the root tree's cache key (package set, pins, the archive's index): a set resolved
+    for it before is taken as it was (a customization change costs no apt run)."""
     if plan.distribution.family != "apt":
         return None
+    memo = cache / "resolutions" / f"{key}.json" if key else None
+    problems: list[Problem] = []
+    if memo is not None and memo.is_file():
+        packages = tuple(resolve.ResolvedPackage(*p) for p in json.loads(memo.read_text()))
+    else:
+        packages, problems = _resolve(plan, pins, cache, log)
+        if memo is not None and packages and not problems:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(memo, json.dumps([dataclasses.astuple(p) for p in packages]) + "\n")
+    found = None
+    if packages:
+        state = resolve.state_dir(cache, plan.suite, plan.arch)
+        archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
+        debs = resolve.download(packages, state=state, arch=plan.arch, archives=archives,
+                                log=log)  # fmt: skip
+        found = _union([facts(d, cache / "package-facts") for d in debs], len(debs))
+        problems += [*_service_problems(plan.customizations, found),
+                     *_account_problems(plan, found), *_sshd_problems(plan.customizations, found)]  # fmt: skip
+    if problems:
+        raise KeyedProblems(problems)
+    return found
+
+
+def _resolve(
+    plan: Plan, pins: dict[str, str] | None, cache: Path, log: Path
+) -> tuple[tuple[resolve.ResolvedPackage, ...], list[Problem]]:
+    """The package set as apt resolves it against the archive's index now."""
     state = resolve.state_dir(cache, plan.suite, plan.arch)
     local = (PACKAGE, RPM_PACKAGE)  # from the composer's own repository (uki-virt)
     names = [n for n in plan.packages if n not in local]
@@ -67,17 +101,7 @@ def check(plan: Plan, pins: dict[str, str] | None, *, cache: Path, log: Path) ->
         pins, problems = versions.match_pins(plan.package_pins, available, plan.suite, keys)
         names = [n for n in names if n in pins or n not in dict(plan.package_pins)]
     packages, refused = _simulate(plan, names, pins, state, log)
-    problems += refused
-    if packages:
-        archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
-        debs = resolve.download(packages, state=state, arch=plan.arch, archives=archives,
-                                log=log)  # fmt: skip
-        found = _union([facts(d, cache / "package-facts") for d in debs], len(debs))
-        problems += [*_service_problems(plan.customizations, found),
-                     *_account_problems(plan, found), *_sshd_problems(plan.customizations, found)]  # fmt: skip
-    if problems:
-        raise KeyedProblems(problems)
-    return found
+    return packages, [*problems, *refused]
 
 
 def _simulate(
@@ -89,9 +113,7 @@ def _simulate(
     base = resolve.minbase(state)
     for _ in range(4):
         specs = [f"{n}={pins[n]}" if n in pins else n for n in names]
-        result = resolve.simulate(
-            [*base, *specs], state=state, arch=plan.arch, log=Path("/dev/null")
-        )
+        result = resolve.simulate([*base, *specs], state=state, arch=plan.arch, log=log)
         if result.packages:
             return result.packages, problems
         bad = [n for n in names if n in _E_PACKAGE.findall(result.problem)]
