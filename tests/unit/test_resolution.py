@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from composer.blueprint import parse
 from composer.pkgfacts import script_accounts, sysusers, unit_aliases, unit_file, unit_name
 from composer.plan import make_plan
@@ -131,3 +133,34 @@ def test_an_alias_is_enabled_by_its_unit_file(tmp_path: Path) -> None:
     (etc / "custom.service").write_text("[Service]\nExecStart=/bin/true\n")
     assert real_unit(tmp_path, "custom") == "custom.service"
     assert real_unit(tmp_path, "nothing.socket") == "nothing.socket"
+
+
+def test_a_resolved_set_is_remembered_per_root_key(tmp_path: Path) -> None:
+    """No apt run when the root tree's key was resolved before: the package files' facts
+    (remembered too) decide, here that httpd is not shipped."""
+    import json
+
+    from composer.errors import KeyedProblems
+    from composer.resolution_check import check
+
+    packages = [("systemd", "257.13-1", "amd64"), ("openssh-server", "1:10.0p1-7", "amd64")]
+    (tmp_path / "resolutions").mkdir()
+    (tmp_path / "resolutions" / "k1.json").write_text(json.dumps(packages))
+    archives = tmp_path / "archives" / "trixie-amd64"
+    archives.mkdir(parents=True)
+    (tmp_path / "package-facts").mkdir()
+    units = {
+        "systemd": ["systemd-journald.service"],
+        "openssh-server": ["ssh.service", "sshd.service"],
+    }
+    for name, version, arch in packages:
+        deb = deb_file_name(name, version, arch)
+        (archives / deb).write_bytes(b"")
+        (tmp_path / "package-facts" / f"{deb}.v1.json").write_text(
+            json.dumps({"units": units[name], "users": [], "groups": [], "files": []})
+        )
+    plan = make_plan(parse('name = "x"\n[customizations.services]\nenabled = ["sshd", "httpd"]\n'))
+    with pytest.raises(KeyedProblems) as info:
+        check(plan, {}, cache=tmp_path, log=tmp_path / "log", key="k1")
+    assert [p.key for p in info.value.problems] == ["customizations.services.enabled[1]"]
+    assert "(2 resolved)" in info.value.problems[0].message
