@@ -1,6 +1,6 @@
 """After package resolution, before the long stages: what the archive decides about a plan.
 
-The whole package set is resolved as the build will install it (composer/rootfs/resolve.py);
+The whole package set is resolved as the build will install it (composer/rootfs/pkgset.py);
 its .deb files are downloaded into the shared package cache (the root tree stage takes them
 from there) and read (composer/pkgfacts.py). Then every package name and version the blueprint
 asks for must resolve, every unit it enables or disables must be shipped by a package of the
@@ -26,7 +26,7 @@ from composer.files import atomic_write
 from composer.judge import from_packages
 from composer.pkgfacts import PackageFacts, facts, unit_aliases, unit_file, unit_name
 from composer.plan import Plan
-from composer.rootfs import resolve, versions
+from composer.rootfs import pkgset, versions
 from composer.rootfs.customize import CHECK_UNIT
 from composer.uki.packages import PACKAGE, RPM_PACKAGE
 
@@ -64,7 +64,7 @@ def check(
     memo = cache / "resolutions" / f"{key}.json" if key else None
     problems: list[Problem] = []
     if memo is not None and memo.is_file():
-        packages = tuple(resolve.ResolvedPackage(*p) for p in json.loads(memo.read_text()))
+        packages = tuple(pkgset.ResolvedPackage(*p) for p in json.loads(memo.read_text()))
     else:
         packages, problems = _resolve(plan, pins, cache, log)
         if memo is not None and packages and not problems:
@@ -72,9 +72,9 @@ def check(
             atomic_write(memo, json.dumps([dataclasses.astuple(p) for p in packages]) + "\n")
     found = None
     if packages:
-        state = resolve.state_dir(cache, plan.suite, plan.arch)
+        state = pkgset.state_dir(cache, plan.suite, plan.arch)
         archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
-        debs = resolve.download(packages, state=state, arch=plan.arch, archives=archives,
+        debs = pkgset.download(packages, state=state, arch=plan.arch, archives=archives,
                                 log=log)  # fmt: skip
         found = _union([facts(d, cache / "package-facts") for d in debs], len(debs))
         problems += [*_service_problems(plan.customizations, found),
@@ -86,9 +86,9 @@ def check(
 
 def _resolve(
     plan: Plan, pins: dict[str, str] | None, cache: Path, log: Path
-) -> tuple[tuple[resolve.ResolvedPackage, ...], list[Problem]]:
+) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The package set as apt resolves it against the archive's index now."""
-    state = resolve.state_dir(cache, plan.suite, plan.arch)
+    state = pkgset.state_dir(cache, plan.suite, plan.arch)
     local = (PACKAGE, RPM_PACKAGE)  # from the composer's own repository (uki-virt)
     names = [n for n in plan.packages if n not in local]
     available = versions.archive_versions(
@@ -106,14 +106,14 @@ def _resolve(
 
 def _simulate(
     plan: Plan, names: list[str], pins: dict[str, str], state: Path, log: Path
-) -> tuple[tuple[resolve.ResolvedPackage, ...], list[Problem]]:
+) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The resolved set; names apt cannot find are problems and left out, and the rest is
     resolved again (so the units of what remains are still checked)."""
     problems: list[Problem] = []
-    base = resolve.minbase(state)
+    base = pkgset.minbase(state)
     for _ in range(4):
         specs = [f"{n}={pins[n]}" if n in pins else n for n in names]
-        result = resolve.simulate([*base, *specs], state=state, arch=plan.arch, log=log)
+        result = pkgset.simulate([*base, *specs], state=state, arch=plan.arch, log=log)
         if result.packages:
             return result.packages, problems
         bad = [n for n in names if n in _E_PACKAGE.findall(result.problem)]

@@ -1,7 +1,7 @@
 """Make composer/data/targets/*.json (composer/targets.py) from the real packages.
 
 Debian: the base system's package set is resolved against the archive as a build resolves it
-(composer/rootfs/resolve.py: mmdebstrap's minbase plus what every image installs), the .debs
+(composer/rootfs/pkgset.py: mmdebstrap's minbase plus what every image installs), the .debs
 are downloaded into the shared package cache and read: base-passwd's passwd.master and
 group.master, every sysusers.d file and every user or group a maintainer script makes
 (composer/pkgfacts.py); the zone files of tzdata and tzdata-legacy; glibc's list of supported
@@ -23,7 +23,7 @@ from typing import Any
 from composer.arch import get_arch
 from composer.distros import get_distro
 from composer.pkgfacts import deb_paths, deb_text, facts
-from composer.rootfs import resolve, versions
+from composer.rootfs import pkgset, versions
 
 # Fedora's `setup` package (https://pagure.io/setup, files "passwd" and "group", installed as
 # /etc/passwd and /etc/group).
@@ -66,17 +66,17 @@ def master_names(text: str) -> list[str]:
 
 def debian(cache: Path, log: Path) -> dict[str, Any]:
     distro, arch = get_distro("debian-13"), get_arch("x86_64")
-    state = resolve.state_dir(cache, distro.suite, arch)
+    state = pkgset.state_dir(cache, distro.suite, arch)
     versions.archive_versions(
         ["base-passwd"], suite=distro.suite, mirror=distro.mirror, arch=arch, state=state, log=log
     )
-    wanted = [*resolve.minbase(state), *distro.base_packages(arch), "locales", "tzdata-legacy"]
-    res = resolve.simulate(wanted, state=state, arch=arch, log=log)
+    wanted = [*pkgset.minbase(state), *distro.base_packages(arch), "locales", "tzdata-legacy"]
+    res = pkgset.simulate(wanted, state=state, arch=arch, log=log)
     if not res.packages:
         raise SystemExit(f"cannot resolve the base set: {res.problem}")
     archives = cache / "archives" / f"{distro.suite}-{arch.debian}"
     debs = dict(zip((p.name for p in res.packages),
-                    resolve.download(res.packages, state=state, arch=arch, archives=archives,
+                    pkgset.download(res.packages, state=state, arch=arch, archives=archives,
                                      log=log), strict=True))  # fmt: skip
     users: set[str] = set()
     groups: set[str] = set()

@@ -21,7 +21,7 @@ from composer.arch import Arch
 from composer.cache import key_of
 from composer.distros import Distro
 from composer.errors import ComposerError
-from composer.rootfs import resolve, versions
+from composer.rootfs import pkgset, versions
 from composer.rootfs.chroot import run_in
 
 _IMAGE_DEP = re.compile(r"^linux-image-(?P<kver>[0-9][^\s(]*)\s*(\(=\s*(?P<ver>[^)\s]+)\))?$")
@@ -127,8 +127,8 @@ def download(
 ) -> list[Path]:
     """(name, version) pairs as .deb files in the shared archive cache (downloaded if missing)."""
     archives = cache / "archives" / f"{distro.suite}-{arch.debian}"
-    return resolve.download(
-        [resolve.ResolvedPackage(n, v, arch.debian) for n, v in packages],
+    return pkgset.download(
+        [pkgset.ResolvedPackage(n, v, arch.debian) for n, v in packages],
         state=index_state(cache, distro, arch),
         arch=arch,
         archives=archives,

@@ -19,7 +19,7 @@ from composer.resolution_check import (
     shipped,
 )
 from composer.rootfs.customize import real_unit
-from composer.rootfs.resolve import deb_file_name, parse_simulation
+from composer.rootfs.pkgset import deb_file_name, parse_simulation
 from composer.rootfs.versions import match_pins
 
 SIMULATION = """\

@@ -15,7 +15,7 @@ from composer.plan import make_plan
 from composer.repositories import Repository
 from composer.rootfs.apt import _local_repo_hooks
 from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
-from composer.rootfs.resolve import deb_file_name
+from composer.rootfs.pkgset import deb_file_name
 from composer.uki import initrd, packages
 from composer.uki.debpkg import control_text
 from composer.uki.image import PlacedUkiError, take_placed_uki
