@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -22,16 +23,12 @@ from pydantic import (
 
 from composer.arch import ARCHES
 from composer.bp_packages import Container, EnabledModule, Package, PackageGroup
-from composer.bp_text import (
-    check_depth,
-    read_blueprint,
-    too_deep,
-)
+from composer.bp_text import check_depth, read_blueprint, too_deep
 from composer.bp_text import line_for as _line
 from composer.customizations import Customizations
 from composer.distros import DISTROS
-from composer.errors import BlueprintError
-from composer.layout import Layout, LayoutError
+from composer.errors import BlueprintError, Problem
+from composer.layout import Layout, LayoutErrors
 from composer.layout import compute as compute_layout
 from composer.tomlpos import dotted
 from composer.tree_layout import crossed_link
@@ -40,6 +37,7 @@ from composer.value_checks import no_control
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+OneLine = Annotated[str, AfterValidator(no_control)]  # reaches a file or a command line
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -56,9 +54,6 @@ Qcow2Compression = Literal["zstd", "zlib", "none"]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-OneLine = Annotated[str, AfterValidator(no_control)]  # reaches a file or a command line
 
 
 class Boot(Model):
@@ -120,46 +115,39 @@ class Validate(Model):
     tpm: bool = True
 
 
-def _reject_enabled_modules(v: tuple[EnabledModule, ...]) -> tuple[EnabledModule, ...]:
-    if v:
-        raise ValueError("not supported for Debian targets: module streams are a dnf concept")
-    return v
+DEFAULT_DISTRO = "debian-13"
 
 
-def _reject_groups(v: tuple[PackageGroup, ...]) -> tuple[PackageGroup, ...]:
-    if v:
-        raise ValueError(
-            "not supported for Debian targets: package groups are a dnf/comps concept; list the "
-            "packages (or a Debian task-* metapackage) under [[packages]]"
-        )
-    return v
-
-
-def _reject_containers(v: tuple[Container, ...]) -> tuple[Container, ...]:
-    if v:
-        raise ValueError("not supported: embedding container images is not implemented")
-    return v
+def _default_distro(v: Any) -> Any:
+    # osbuild: an empty distro is the default distribution (osbuild/blueprint
+    # pkg/blueprint/blueprint.go: `distro` is omitempty; the image builder picks its default)
+    return DEFAULT_DISTRO if v == "" else v
 
 
 class Blueprint(Model):
     name: str
     description: str = ""  # free text: only ever written escaped (JSON, kickstart comments)
     version: OneLine = "0.0.1"
-    distro: str = "debian-13"
+    distro: Annotated[str, BeforeValidator(_default_distro)] = DEFAULT_DISTRO
     architecture: str = "x86_64"
     packages: tuple[Package, ...] = ()
     modules: tuple[Package, ...] = ()  # osbuild resolves these as packages, and so do we
-    enabled_modules: Annotated[
-        tuple[EnabledModule, ...], AfterValidator(_reject_enabled_modules)
-    ] = ()
-    groups: Annotated[tuple[PackageGroup, ...], AfterValidator(_reject_groups)] = ()
-    containers: Annotated[tuple[Container, ...], AfterValidator(_reject_containers)] = ()
+    enabled_modules: tuple[EnabledModule, ...] = ()  # which targets take them: keytable.py
+    groups: tuple[PackageGroup, ...] = ()
+    containers: tuple[Container, ...] = ()
     minimal: bool = False  # osbuild: no weak dependencies; Debian images never get Recommends
     customizations: Customizations = Customizations()
     boot: Boot = Boot()
     secureboot: SecureBoot = SecureBoot()
     image: Image = Image()
     validate_: Validate = Field(default=Validate(), alias="validate")
+    # where it was read from: errors found after parsing still name the file and the line
+    _file: str = PrivateAttr(default="<blueprint>")
+    _text: str = PrivateAttr(default="")
+
+    def error(self, problems: list[Problem]) -> BlueprintError:
+        """One error naming every problem with its file, line, key and reason."""
+        return located(self._file, self._text, problems)
 
     @field_validator("name")
     @classmethod
@@ -237,7 +225,7 @@ def _loc(err: dict[str, Any]) -> tuple[str | int, ...]:
 
 
 def parse(text: str, file: str = "<blueprint>") -> Blueprint:
-    """Parse and validate blueprint TOML text; errors name file, line and key path."""
+    """Parse and validate blueprint TOML text; every error names file, line, key and reason."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -251,25 +239,20 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
     try:
         bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        loc = _loc(dict(first))
-        message = _describe(dict(first))
-        if len(errors) > 1:
-            others = "; ".join(dotted(_loc(dict(e))) for e in errors[1:6])
-            message += f" (also: {others})"
-        raise BlueprintError(file, _line(text, loc), dotted(loc), message) from None
-    _check_repositories(bp, text, file)
+        problems = [Problem(dotted(_loc(dict(e))), _describe(dict(e))) for e in exc.errors()]
+        raise located(file, text, problems) from None
+    bp._file, bp._text = file, text
     try:
         layout_of(bp)
-    except LayoutError as exc:
-        raise BlueprintError(file, _line(text, exc.key), dotted(exc.key), exc.message) from None
-    _check_kernel(bp, text, file)
-    _check_mountpoints(bp, text, file)
+    except LayoutErrors as exc:
+        raise bp.error([Problem(dotted(e.key), e.message) for e in exc.errors]) from None
+    problems = _mountpoint_links(bp)
+    if problems:
+        raise bp.error(problems)
     return bp
 
 
-def _check_mountpoints(bp: Blueprint, text: str, file: str) -> None:
+def _mountpoint_links(bp: Blueprint) -> list[Problem]:
     """A mount point may not cross a directory link of the target's tree (/var/run -> /run):
     the build splits the tree at real directories only (composer/tree_layout.py)."""
     c = bp.customizations
@@ -281,49 +264,38 @@ def _check_mountpoints(bp: Blueprint, text: str, file: str) -> None:
             (("customizations", "disk", "partitions", i), p.mountpoint)
             for i, p in enumerate(c.disk.partitions)
         ]
+    problems = []
     for key, mountpoint in entries:
         link = crossed_link(bp.distro, mountpoint) if mountpoint else None
         if link is not None:
-            loc = (*key, "mountpoint")
-            raise BlueprintError(
-                file,
-                _line(text, loc),
-                dotted(loc),
+            problems.append(Problem(
+                dotted((*key, "mountpoint")),
                 f"{mountpoint} crosses the link {link} of {bp.distro}'s root tree; a mount "
                 "point must be a real directory: use the link's target",
-            )
+            ))  # fmt: skip
+    return problems
 
 
-def _check_kernel(bp: Blueprint, text: str, file: str) -> None:
-    """customizations.kernel.name names a kernel package of the target's package manager."""
-    name = bp.customizations.kernel.name
-    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
-    if name and family == "apt" and not re.match(r"^linux-image-[a-z0-9][a-z0-9.+-]*$", name):
-        loc = ("customizations", "kernel", "name")
-        raise BlueprintError(
-            file,
-            _line(text, loc),
-            dotted(loc),
-            f"{name!r}: Debian kernels are linux-image-* packages (e.g. linux-image-cloud-amd64)",
-        )
+def located(file: str, text: str, problems: list[Problem]) -> BlueprintError:
+    """A BlueprintError for ``problems`` (keys without lines), each with its line in ``text``;
+    the same key is named once."""
+    seen: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        line = _line(text, _parse_dotted(p.key)) if text else None
+        seen.setdefault((p.key, p.message), Problem(p.key, p.message, line))
+    first, *others = sorted(seen.values(), key=lambda p: p.line or 0)
+    return BlueprintError(file, first.line, first.key, first.message, others)
 
 
-def _check_repositories(bp: Blueprint, text: str, file: str) -> None:
-    """[[customizations.repositories]] are dnf repositories: only dnf targets take them."""
-    family = DISTROS[bp.distro].family if bp.distro in DISTROS else "dnf"
-    if bp.customizations.repositories and family != "dnf":
-        loc = ("customizations", "repositories")
-        raise BlueprintError(
-            file,
-            _line(text, loc),
-            dotted(loc),
-            f"not supported for {bp.distro}: these are dnf/yum repository definitions; the apt "
-            "target uses the distribution's archive",
-        )
+def _parse_dotted(key: str) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
 
 
 def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
-    """The partition layout of a blueprint (pure; raises LayoutError naming a key path)."""
+    """The partition layout of a blueprint (pure; raises LayoutErrors naming key paths)."""
     c = bp.customizations
     return compute_layout(
         disk=c.disk,
@@ -335,8 +307,54 @@ def layout_of(bp: Blueprint, seed: UUID | None = None) -> Layout:
         name=bp.name,
         version=bp.version,
         machine_id=bp.image.machine_id,
+        size_given="size" in bp.image.model_fields_set,
+        formats=bp.image.formats,
     )
 
 
 def load(path: Path) -> Blueprint:
-    return parse(read_blueprint(path), str(path))
+    return _read_uris(parse(read_blueprint(path), str(path)), path)
+
+
+def _read_uris(bp: Blueprint, path: Path) -> Blueprint:
+    """[[customizations.files]] ``uri`` (file:///, as osbuild) read into ``data``: the plan
+    carries the content, so the build and its cache key see it.
+
+    On a shared build host a blueprint must not copy the host's files into an image (a key,
+    /etc/shadow): the file must lie in the blueprint's own directory tree (after resolving
+    links) and be a regular file of a blueprint's size."""
+    files = list(bp.customizations.files)
+    problems = []
+    base = path.resolve().parent
+    for i, f in enumerate(files):
+        if not f.uri:
+            continue
+        key = f"customizations.files[{i}].uri"
+        named = f.uri.removeprefix("file://") if f.uri.startswith("file://") else f.uri[5:]
+        source = base / named
+        try:
+            real = source.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            problems.append(Problem(key, f"cannot read {source}: {getattr(exc, 'strerror', exc)}"))
+            continue
+        if not real.is_relative_to(base):
+            problems.append(Problem(
+                key,
+                f"{source} is outside the blueprint's directory {base}: on a shared build host "
+                "a blueprint may only take files that lie beside it",
+            ))  # fmt: skip
+            continue
+        try:
+            data = read_blueprint(real)
+        except BlueprintError as exc:
+            problems.append(Problem(key, f"cannot read {source}: {exc.message}"))
+            continue
+        files[i] = f.model_copy(update={"data": data, "uri": ""})
+    if problems:
+        raise bp.error(problems)
+    if files == list(bp.customizations.files):
+        return bp
+    c = bp.customizations.model_copy(update={"files": tuple(files)})
+    out = bp.model_copy(update={"customizations": c})
+    out._file, out._text = bp._file, bp._text
+    return out

@@ -7,7 +7,9 @@ import re
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# Any distribution's package name (rpm's may have capitals, dnf's @group and @module:stream);
+# the target's own rules are checked at plan time (composer/judge.py)
+_PACKAGE = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.+-]*(:[A-Za-z0-9_.+-]+)?(/[A-Za-z0-9_]+)?$")
 _VERSION_GLOB = re.compile(r"^[A-Za-z0-9.+~:*?\[\]-]+$")
 
 
@@ -33,7 +35,7 @@ class Package(_Model):
             return "*"
         if not _VERSION_GLOB.match(v) or v.startswith("-"):
             raise ValueError(
-                f"version {v!r}: use a Debian version or a glob of one ('*', '1.36.*', '3.4-?')"
+                f"version {v!r}: use a version or a glob of one ('*', '1.36.*', '3.4-?')"
             )
         return v
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import dps, measured_boot, output, stage_keys, tools
+from composer import dps, measured_boot, output, resolution_check, stage_keys, tools
 from composer.boot.chain import default_keys_dir, stage_boot_chain
 from composer.boot.systemd_boot import uki_file_name
 from composer.cache import ENTRY, IN_USE_GRACE, StageCache, max_size_from_env
@@ -161,6 +161,8 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
                 if key is not None:
                     StageCache(ctx.cache).get(name, key)
             return _reuse_image(ctx, entry, staging)
+    with _timed(ctx, stage, "package check"):  # what the archive decides, before long stages
+        resolution_check.check(plan, pins, cache=ctx.cache, log=ctx.log, key=root_key)
     root = work / "root"
     with _timed(ctx, stage, "root tree"):
         entry = ctx.lookup("root", root_key)
@@ -262,6 +264,7 @@ def _image_stages(
         customize.apply(root, plan.customizations, ctx.log, secret=secret, image=plan.name)
         extras.apply(root, plan, ctx.log)
         customize.install_check_unit(root)
+        customize.set_services(root, plan.customizations, ctx.log)  # units of files too
         packages = backend.installed_packages(plan, root)
     kver = uki.kernel_version
     esp_part = plan.partition("esp")

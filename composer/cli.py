@@ -12,15 +12,16 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from composer import install_cli
-from composer.bp_text import read_blueprint
+from composer import blueprint as bp_mod
+from composer import install_cli, resolution_check
 from composer.build import StageHook, default_cache_dir
 from composer.build import build as run_build
 from composer.cache_cli import cache_app
 from composer.cli_support import err, fail, guard, out, say, wrote
-from composer.errors import ComposerError
+from composer.errors import ComposerError, KeyedProblems
 from composer.lifetime import install_signal_handlers
-from composer.plan import Plan, plan_text
+from composer.plan import Plan, make_plan
+from composer.resolution_check import Resolved
 from composer.uki_cli import uki_app
 
 app = typer.Typer(
@@ -38,16 +39,62 @@ def _main() -> None:
     install_signal_handlers()
 
 
-def _load_plan(path: Path) -> Plan:
-    return plan_text(read_blueprint(path), str(path))
+def _load_plan(path: Path) -> tuple[bp_mod.Blueprint, Plan]:
+    blueprint = bp_mod.load(path)
+    return blueprint, make_plan(blueprint, str(path))
+
+
+@contextlib.contextmanager
+def _at_lines(blueprint: bp_mod.Blueprint) -> Iterator[None]:
+    """Problems found after package resolution, named with the blueprint's file and lines."""
+    try:
+        yield
+    except KeyedProblems as exc:
+        raise blueprint.error(list(exc.problems)) from None
 
 
 @app.command()
-def plan(blueprint: Annotated[Path, typer.Argument(help="Blueprint TOML file")]) -> None:
-    """Print the build plan (partitions, UUIDs, packages, boot chain) as JSON."""
+def plan(
+    blueprint: Annotated[Path, typer.Argument(help="Blueprint TOML file")],
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve",
+            help="Also resolve the package set against the archive, download it into the "
+            "package cache and check what it decides (package names and versions, units to "
+            "enable, users and groups from packages), as `build` does before its long stages",
+        ),
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),
+    ] = None,
+) -> None:
+    """Print the build plan (partitions, UUIDs, packages, boot chain) as JSON.
+
+    Without --resolve the plan is pure (no network): everything the blueprint decides is
+    judged against the target's own data; --resolve adds what the archive decides."""
     with guard():
-        p = _load_plan(blueprint)
+        bp, p = _load_plan(blueprint)
+        if resolve:
+            with _at_lines(bp):
+                found = _resolve(p, cache_dir)
+            if found is not None:
+                say(f"resolved: {found.packages} packages; every name, version, unit, user and "
+                    "group the blueprint asks for is there", "green")  # fmt: skip
+            else:
+                say("resolution check: not available for dnf targets (dnf checks when it "
+                    "installs)", "yellow")  # fmt: skip
     sys.stdout.write(p.to_json() + "\n")
+
+
+def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:
+    import tempfile
+
+    cache = cache_dir or default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dps-composer-resolve-") as tmp:
+        return resolution_check.check(p, None, cache=cache, log=Path(tmp) / "resolve.log")
 
 
 @app.command()
@@ -70,8 +117,8 @@ def build(
     Stages whose inputs did not change since an earlier build are taken from the stage cache.
     """
     with guard("interrupted: nothing was written"):
-        p = _load_plan(blueprint)
-        with _progress() as stage:
+        bp, p = _load_plan(blueprint)
+        with _progress() as stage, _at_lines(bp):
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
     for path in result.outputs:
         wrote(path)

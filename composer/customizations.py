@@ -1,8 +1,9 @@
-"""osbuild blueprint ``[customizations]`` and top-level package keys, as typed frozen models.
+"""osbuild blueprint ``[customizations]``, as typed frozen models.
 
-Every key of osbuild's schema is recognised. Keys the composer implements are modelled and
-take effect in the image; keys it cannot honour for a Debian target are accepted by the
-parser only when empty and otherwise fail with the reason (``Unsupported``): never dropped.
+Every key of osbuild's schema is recognised (osbuild/blueprint pkg/blueprint/customizations.go).
+Keys the composer implements are modelled and take effect in the image; which keys a target
+(Debian image, Fedora image, kickstart) cannot honour is said by composer/keytable.py, which
+refuses their non-empty values naming the key and the reason: never dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, mod
 from composer.disk_customizations import Disk, Filesystem
 from composer.fs_customizations import AbsPath, Directory, File, ImagePath
 from composer.repositories import Repository
+from composer.service_customizations import Firewall, Sshd
 from composer.value_checks import control_char, no_control, not_option, unit_name
 
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -31,15 +33,6 @@ class _Model(BaseModel):
 
 def is_crypt_hash(password: str) -> bool:
     return bool(_CRYPT.match(password))
-
-
-def _unsupported(reason: str, allowed: tuple[Any, ...] = ()) -> AfterValidator:
-    def check(value: Any) -> Any:
-        if value is None or value in allowed or value in ("", (), {}):
-            return value
-        raise ValueError(f"not supported for Debian targets: {reason}")
-
-    return AfterValidator(check)
 
 
 Unit = Annotated[str, AfterValidator(unit_name)]
@@ -233,13 +226,9 @@ class CaCerts(_Model):
         return v
 
 
-_NO_FIREWALLD = (
-    "Debian images carry no firewalld; install a firewall package in [[packages]] and "
-    "configure it with [[customizations.files]]"
-)
-
-
 class Customizations(_Model):
+    # Keys typed Any are recognised but never built here: composer/keytable.py refuses any
+    # non-empty value naming the key (partitioning_mode "raw" passes: plain partitions).
     hostname: str | None = None
     kernel: Kernel = Kernel()
     sshkey: tuple[SshKey, ...] = ()
@@ -247,51 +236,29 @@ class Customizations(_Model):
     group: tuple[Group, ...] = ()
     timezone: Timezone = Timezone()
     locale: Locale = Locale()
-    firewall: Annotated[Any, _unsupported(_NO_FIREWALLD)] = None
+    firewall: Firewall = Firewall()
     services: Services = Services()
     filesystem: tuple[Filesystem, ...] = ()
     disk: Disk | None = None
-    installation_device: Annotated[
-        Any, _unsupported("dps-composer builds disk images, not installers")
-    ] = None
-    partitioning_mode: Annotated[
-        Any,
-        _unsupported(
-            "only plain partitions can be discovered by DPS ('raw'); LVM cannot", ("raw",)
-        ),
-    ] = None
-    fdo: Annotated[Any, _unsupported("FIDO Device Onboarding is for edge installers")] = None
-    openscap: Annotated[
-        Any,
-        _unsupported(
-            "no OpenSCAP remediation at build time for Debian (no scap-security-guide datastreams)"
-        ),
-    ] = None
-    ignition: Annotated[Any, _unsupported("Ignition is for Fedora CoreOS/RHEL for Edge")] = None
+    installation_device: Any = None
+    partitioning_mode: Any = None
+    fdo: Any = None
+    openscap: Any = None
+    ignition: Any = None
     directories: tuple[Directory, ...] = ()
     files: tuple[File, ...] = ()
-    # dnf targets only (blueprint.py rejects them for apt targets, naming the key)
+    # dnf targets only (composer/keytable.py refuses them for apt targets, naming the key)
     repositories: tuple[Repository, ...] = ()
-    fips: Annotated[Any, _unsupported("Debian has no FIPS mode", (False,))] = None
-    installer: Annotated[Any, _unsupported("dps-composer builds disk images, not installers")] = (
-        None
-    )
-    rpm: Annotated[Any, _unsupported("RPM keys do not apply to apt targets")] = None
-    rhsm: Annotated[Any, _unsupported("Red Hat Subscription Manager does not apply to Debian")] = (
-        None
-    )
+    fips: bool | None = None
+    installer: Any = None
+    rpm: Any = None
+    rhsm: Any = None
     cacerts: CaCerts = CaCerts()
-    containers_storage: Annotated[
-        Any, _unsupported("embedding container images is not implemented")
-    ] = None
-    firstboot: Annotated[
-        Any,
-        _unsupported(
-            "first-boot scripts are not implemented; ship a unit with [[customizations.files]]"
-        ),
-    ] = None
-    dnf: Annotated[Any, _unsupported("dnf settings do not apply to apt targets")] = None
-    iso: Annotated[Any, _unsupported("dps-composer builds disk images, not ISOs")] = None
+    containers_storage: Any = None
+    firstboot: Any = None
+    dnf: Any = None
+    iso: Any = None
+    sshd: Sshd = Sshd()
 
     model_config = ConfigDict(
         extra="forbid",
@@ -321,16 +288,3 @@ class Customizations(_Model):
                     else "<plain text: hashed at build time, not shown>"
                 )
         return data
-
-    def extra_packages(self) -> tuple[str, ...]:
-        """Debian packages the customizations need in the image."""
-        pkgs: list[str] = []
-        if self.timezone.timezone:
-            pkgs.append("tzdata")
-        if self.timezone.ntpservers:
-            pkgs.append("systemd-timesyncd")
-        if any(lang.split(".")[0] not in ("C", "POSIX") for lang in self.locale.languages):
-            pkgs.append("locales")
-        if self.cacerts.pem_certs:
-            pkgs.append("ca-certificates")
-        return tuple(pkgs)

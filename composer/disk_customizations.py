@@ -8,22 +8,35 @@ import re
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from composer import dps
+from composer.tree_layout import every_distribution_link
 from composer.units import parse_size
-from composer.value_checks import control_char, no_control
+from composer.value_checks import control_char
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 FsType = Literal["ext4", "xfs", "btrfs", "vfat", "swap", "erofs"]
 DPS_FLAGS = ("no-auto", "read-only", "grow-fs")
-# Where a separate partition cannot work: the system needs these on the root file system.
+# Where a separate partition cannot work: the system needs these on the root file system, or
+# they are symbolic links into /run. osbuild's list (osbuild/images pkg/policies/policies.go,
+# MountpointPolicies), plus what the composer's own layout needs (/usr/lib, ...); /var/lib/...
+# is valid, as in osbuild.
 FORBIDDEN_MOUNTPOINTS = (
     "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/dev", "/proc", "/sys", "/run",
-    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/var/lib", "/var/lib/dpkg",
-    "/efi/EFI", "/lost+found",
+    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec",
+    "/sysroot", "/efi/EFI", "/lost+found",
 )  # fmt: skip
 _GPT_NAME = re.compile(r'^[^"\\\x00-\x1f]{1,36}$')
+SECTOR_SIZE = 512  # the GPT the composer writes (sfdisk), and what QEMU presents
 
 
 class _Model(BaseModel):
@@ -45,6 +58,12 @@ def _mountpoint(v: str | None) -> str | None:
             raise ValueError(
                 f"{v} cannot be a separate partition: it must be on the root file system"
             )
+    link = every_distribution_link(v)  # the rest is judged per distribution (blueprint.py)
+    if link is not None:
+        raise ValueError(
+            f"{v} crosses the link {link} of the image's root tree; a mount point must be a "
+            "real directory: use the link's target"
+        )
     return v
 
 
@@ -91,21 +110,34 @@ def _uuid(v: str) -> str:
         raise ValueError(f"{v!r} is not a UUID") from None
 
 
+def _fs_label(v: str) -> str:
+    if any(not ch.isprintable() for ch in v):
+        raise ValueError(
+            f"{v!r}: a file-system label cannot hold control characters or line breaks "
+            "(fstab and /dev/disk/by-label names could not carry them)"
+        )
+    if v.strip() != v or "/" in v:
+        raise ValueError(f"{v!r}: a file-system label has no leading/trailing space and no '/'")
+    return v
+
+
+FsLabel = Annotated[str, AfterValidator(_fs_label)]
+
+
 class Filesystem(_Model):
-    """The older ``[[customizations.filesystem]]``: a mount point and its minimum size."""
+    """The older ``[[customizations.filesystem]]``: a mount point and its minimum size
+    (``size`` is its deprecated spelling, osbuild/blueprint
+    pkg/blueprint/filesystem_customizations.go)."""
 
     mountpoint: MountPoint
-    minsize: Size = 0
-
-
-Label = Annotated[str, AfterValidator(no_control)]  # a file-system label (mkfs -L/-n)
+    minsize: Size = Field(default=0, validation_alias=AliasChoices("minsize", "size"))
 
 
 class LogicalVolume(_Model):
     name: str = ""
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: Label = ""
+    label: FsLabel = ""
     fs_type: str = ""
 
 
@@ -115,10 +147,15 @@ class Subvolume(_Model):
 
 
 class Partition(_Model):
+    """A ``[[customizations.disk.partitions]]`` entry. osbuild requires ``fs_type`` and
+    ``minsize`` of a plain partition (osbuild/blueprint pkg/blueprint/disk_customizations.go,
+    validatePlain); the composer fills them in: the file system the DPS type needs or ext4,
+    and the sizes of composer/layout_rules.py (DEFAULT_SIZE)."""
+
     type: Literal["plain", "lvm", "btrfs"] = "plain"
     minsize: Size = 0
     mountpoint: MountPoint = None
-    label: Label = ""
+    label: FsLabel = ""
     fs_type: FsType | None = None
     part_type: Annotated[str, AfterValidator(_part_type)] = ""
     part_label: str = ""
@@ -149,8 +186,12 @@ class Partition(_Model):
     @field_validator("part_label")
     @classmethod
     def _part_label(cls, v: str) -> str:
-        if v and not _GPT_NAME.match(v):
-            raise ValueError(f"{v!r}: a GPT partition name has 1-36 characters, no quotes")
+        # 36 UTF-16 code units (osbuild/blueprint pkg/blueprint/disk_customizations.go)
+        if v and (not _GPT_NAME.match(v) or len(v.encode("utf-16-le")) > 72):
+            raise ValueError(
+                f"{v!r}: a GPT partition name has 1-36 UTF-16 characters, no quotes, no "
+                "control characters"
+            )
         return v
 
 
@@ -158,6 +199,18 @@ class Disk(_Model):
     type: Literal["gpt", "dos"] = "gpt"
     minsize: Size = 0
     partitions: tuple[Partition, ...] = ()
+    start_offset: Size = 0  # where the first partition may start (rounded up to 1 MiB)
+    sector_size: int = SECTOR_SIZE
+
+    @field_validator("sector_size")
+    @classmethod
+    def _sector_size(cls, v: int) -> int:
+        if v != SECTOR_SIZE:
+            raise ValueError(
+                f"{v}: the composer writes GPT disks with {SECTOR_SIZE}-byte sectors (sfdisk, "
+                f"and QEMU presents {SECTOR_SIZE}-byte sectors); leave sector_size out"
+            )
+        return v
 
     @field_validator("type")
     @classmethod

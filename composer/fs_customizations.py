@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    field_validator,
+    model_validator,
+)
 
 from composer.tree_layout import hidden_at_boot
 from composer.value_checks import no_control
@@ -79,6 +86,32 @@ class File(_Model):
     user: Owner = None
     group: Owner = None
     data: str = ""
+    # osbuild: the content of a file on the build host (osbuild/blueprint
+    # pkg/blueprint/fsnode_customizations.go, FileCustomization.URI; file:// only). Read when
+    # the blueprint is loaded (composer/blueprint.py load), so the plan carries the content;
+    # only files in the blueprint's own directory tree. Also `file:RELATIVE/PATH`, relative to
+    # the blueprint (an extension: a blueprint and its files move together).
+    uri: str = ""
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not v:
+            return v
+        if v.startswith("file:///") and _abs_path(v.removeprefix("file://")):
+            return v
+        rel = v.removeprefix("file:")
+        if v.startswith("file:") and rel and not rel.startswith("/") and ".." not in rel.split("/"):
+            return v
+        raise ValueError(
+            f"{v!r}: give file:///absolute/path or file:path/relative/to/the/blueprint"
+        )
+
+    @model_validator(mode="after")
+    def _data_or_uri(self) -> File:
+        if self.data and self.uri:
+            raise ValueError("give either data or uri, not both")
+        return self
 
     @field_validator("path")
     @classmethod

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from composer import dps
+from composer import DATA, dps
 from composer.arch import Arch
 from composer.disk_customizations import Partition
 from composer.units import MiB, human_size
@@ -13,7 +14,11 @@ ALIGN = MiB
 GPT_RESERVED = MiB  # room for the primary and backup GPT at either end
 MIN_ROOT = 512 * MiB
 MIN_FS = {"xfs": 300 * MiB, "btrfs": 128 * MiB, "vfat": 64 * MiB, "ext4": 16 * MiB}
-LABEL_MAX = {"ext4": 16, "xfs": 12, "btrfs": 255, "vfat": 11, "swap": 16, "erofs": 0}
+# Each file system's label length (bytes) and size limits, with their sources
+_FS_DATA = json.loads((DATA / "filesystems.json").read_text())
+LABEL_MAX: dict[str, int] = _FS_DATA["label_bytes"]
+FS_MAX: dict[str, int] = _FS_DATA["max_bytes"]
+_VFAT_BAD = set('*?.,;:/\\|+=<>[]"')  # dosfstools mkfs.fat refuses these in a label
 DEFAULT_SIZE = {"xbootldr": 256 * MiB, "swap": 256 * MiB, "usr": 1536 * MiB}
 # Where a designator may carry which file systems (vfat lacks Unix permissions).
 UNIX_FS = ("ext4", "xfs", "btrfs")
@@ -34,6 +39,14 @@ class LayoutError(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+class LayoutErrors(ValueError):
+    """Every layout problem found, each at its key."""
+
+    def __init__(self, errors: list[LayoutError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
 
 
 def designate(key: Key, p: Partition, arch: Arch) -> tuple[str, str, str, str, bool]:
@@ -113,15 +126,32 @@ def check_fs(key: Key, d: str, fs: str, p: Partition, size: int) -> None:
         raise LayoutError(
             (*key, "fs_type"), f"{fs} cannot hold a {d} partition; use one of: {', '.join(allowed)}"
         )
-    if p.label and len(p.label) > LABEL_MAX[fs]:
-        why = (
-            "mkfs.erofs cannot set labels"
-            if fs == "erofs"
-            else f"at most {LABEL_MAX[fs]} characters"
-        )
-        raise LayoutError((*key, "label"), f"{p.label!r}: {fs} label: {why}")
+    if p.label:
+        check_label(key, fs, p.label)
     if size < MIN_FS.get(fs, 0):
         raise LayoutError(
             (*key, "minsize"),
             f"{fs} needs at least {human_size(MIN_FS[fs])}, got {human_size(size)}",
+        )
+    if size > FS_MAX[fs]:
+        raise LayoutError(
+            (*key, "minsize"),
+            f"{human_size(size)} is larger than {fs} can be ({human_size(FS_MAX[fs])})",
+        )
+
+
+def check_label(key: Key, fs: str, label: str) -> None:
+    """A file-system label fits its file system (bytes, as the on-disk field counts them)."""
+    size = len(label.encode())
+    if fs == "erofs":
+        raise LayoutError((*key, "label"), f"{label!r}: erofs file systems get no label here")
+    if size > LABEL_MAX[fs]:
+        raise LayoutError(
+            (*key, "label"),
+            f"{label!r} is {size} bytes: {fs} labels hold at most {LABEL_MAX[fs]} bytes",
+        )
+    if fs == "vfat" and _VFAT_BAD & set(label):
+        raise LayoutError(
+            (*key, "label"),
+            f"{label!r}: a vfat label cannot hold any of {''.join(sorted(_VFAT_BAD))}",
         )

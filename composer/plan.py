@@ -16,11 +16,11 @@ from typing import Any
 
 from composer.arch import Arch, get_arch
 from composer.blueprint import SUPPORTED_DISTROS, Blueprint, layout_of, parse
-from composer.bp_text import located
 from composer.customizations import Customizations
 from composer.distros import Distro, get_distro
-from composer.errors import BlueprintError
-from composer.layout import LayoutError, PartitionPlan
+from composer.errors import Problem
+from composer.judge import judge
+from composer.layout import LayoutErrors, PartitionPlan
 
 # Namespace of every name-based UUID the composer derives (uuid5).
 NAMESPACE = uuid.UUID("0b8d6a2e-0d3c-4c55-9d1e-6f8a4dbe6c11")
@@ -58,6 +58,13 @@ class Plan:
     fstab: tuple[str, ...] = ()  # lines for the partitions DPS does not discover
     grow_root: bool = False  # root grows into a bigger disk at first boot (systemd-repart)
     machine_id: str | None = None
+    notes: tuple[str, ...] = ()  # what the composer decided for the blueprint, in words
+    package_origins: tuple[tuple[str, str], ...] = ()  # (package, the key asking for it)
+
+    def package_key(self, name: str) -> str:
+        """The blueprint key that put ``name`` into the image ("packages" if none did)."""
+        origin = dict(self.package_origins).get(name, "base")
+        return "packages" if origin == "base" else origin
 
     @property
     def arch(self) -> Arch:
@@ -104,35 +111,33 @@ def _seed(bp: Blueprint) -> uuid.UUID:
 
 
 def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
+    """The plan of ``bp``; every problem the target's facts reveal is a BlueprintError naming
+    its key (what the archive decides is checked after package resolution)."""
+    source = bp._file if bp._file != "<blueprint>" else file
     arch = get_arch(bp.architecture)
     if bp.distro not in SUPPORTED_DISTROS:
-        raise BlueprintError(
-            file,
-            None,
+        raise bp.error([Problem(
             "distro",
             f"{bp.distro!r} cannot be built: dps-composer knows no repositories for that "
             f"release; build supports {', '.join(SUPPORTED_DISTROS)} (apt: mmdebstrap, dnf: "
             "dnf --installroot). `dps-composer kickstart` renders an anaconda kickstart for it.",
-        )
+        )])  # fmt: skip
     distro = get_distro(bp.distro)
     seed = _seed(bp)
+    verdict = judge(bp, distro)
+    if verdict.problems:
+        raise bp.error(verdict.problems)
     try:
         layout = layout_of(bp, seed)
-    except LayoutError as exc:
-        key = ".".join(str(k) for k in exc.key)
-        raise BlueprintError(file, None, key, exc.message) from None
-    c = bp.customizations
-    base = [
-        p
-        for p in distro.base_packages(arch)
-        if not (c.kernel.name and p.startswith("linux-image-"))
-    ]
-    named = [*base, *([c.kernel.name] if c.kernel.name else []), *c.extra_packages()]
-    named += [*_fs_packages(layout.partitions), *(["systemd-repart"] if layout.grows else [])]
-    named += [p.name for p in (*bp.packages, *bp.modules)]
-    packages = tuple(dict.fromkeys(named))
+    except LayoutErrors as exc:
+        raise bp.error(
+            [Problem(".".join(map(str, e.key)), e.message) for e in exc.errors]
+        ) from None
+    origins = _package_origins(bp, distro, arch, verdict.packages, layout.partitions, layout.grows)
+    packages = tuple(dict.fromkeys(name for name, _ in origins))
     pins = tuple((p.name, p.version) for p in (*bp.packages, *bp.modules) if p.pinned)
     cmdline = " ".join(f"{bp.boot.cmdline} {bp.customizations.kernel.append}".split())
+    notes = [*verdict.notes, *_layout_notes(layout.partitions)]
     return Plan(
         name=bp.name,
         version=bp.version,
@@ -158,12 +163,59 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         validate_tpm=bp.validate_.tpm,
         qcow2_compression=bp.image.qcow2_compression,
         secureboot_sign=bp.secureboot.sign,
-        secureboot_keys=_keys_dir(bp.secureboot.keys, file),
+        secureboot_keys=_keys_dir(bp.secureboot.keys, source),
         package_pins=pins,
         fstab=layout.fstab,
         grow_root=layout.grows,
         machine_id=bp.image.machine_id,
+        notes=tuple(notes),
+        package_origins=tuple(_first_origin(origins).items()),
     )
+
+
+def _first_origin(origins: list[tuple[str, str]]) -> dict[str, str]:
+    first: dict[str, str] = {}
+    for name, key in origins:
+        first.setdefault(name, key)
+    return first
+
+
+def _package_origins(
+    bp: Blueprint,
+    distro: Distro,
+    arch: Arch,
+    needed: list[tuple[str, str]],
+    partitions: tuple[PartitionPlan, ...],
+    grows: bool,
+) -> list[tuple[str, str]]:
+    """(package, why it is in the image: the blueprint key that asks for it, or "base")."""
+    c = bp.customizations
+    out = [(p, "base") for p in distro.base_packages(arch)
+           if not (c.kernel.name and p.startswith("linux-image-"))]  # fmt: skip
+    if c.kernel.name:
+        out.append((c.kernel.name, "customizations.kernel.name"))
+    out += needed
+    out += [(p, "customizations.disk") for p in _fs_packages(partitions)]
+    out += [("systemd-repart", "base")] if grows else []
+    for table in ("packages", "modules"):
+        out += [(p.name, f"{table}[{i}]") for i, p in enumerate(getattr(bp, table))]
+    out += [(f"@{g.name}", f"groups[{i}]") for i, g in enumerate(bp.groups)]  # dnf only
+    return out
+
+
+def _layout_notes(partitions: tuple[PartitionPlan, ...]) -> list[str]:
+    notes = []
+    for p in partitions:
+        if p.designator == "var" and p.fstab:
+            notes.append(
+                "/var: mounted by an fstab line (UUID=…), as osbuild does: DPS mounts /var only "
+                "when its partition UUID is the HMAC of the machine ID; set [image] machine_id "
+                "for discovery"
+            )
+        elif p.designator == "swap" and p.fstab:
+            notes.append(f"swap partition {p.number}: enabled by an fstab line (with several "
+                         "swap partitions, systemd's gpt-auto generator enables none)")  # fmt: skip
+    return notes
 
 
 def _fs_packages(partitions: tuple[PartitionPlan, ...]) -> list[str]:
@@ -184,8 +236,4 @@ def _keys_dir(keys: str | None, file: str) -> str | None:
 
 def plan_text(text: str, file: str = "<blueprint>") -> Plan:
     """The plan of blueprint text; every refusal names the file, the line and the key."""
-    bp = parse(text, file)
-    try:
-        return make_plan(bp, file)
-    except BlueprintError as err:
-        raise located(err, text) from None
+    return make_plan(parse(text, file), file)

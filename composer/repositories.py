@@ -1,5 +1,7 @@
 """osbuild's ``[[customizations.repositories]]``: dnf/yum repositories for dnf targets
-(fedora-*, centos-stream-*). Debian targets use their archive and reject them (blueprint.py).
+(fedora-*, centos-stream-*). Debian targets use their archive and refuse them
+(composer/keytable.py). Keys as osbuild/blueprint pkg/blueprint/repository_customizations.go
+(``sslverify``; the composer's earlier spelling ``ssl_verify`` is still read).
 
 Every value ends up on a line of a dnf.conf, so none may hold a control character (a
 newline would add settings, even whole repositories). URLs (``baseurls``, ``mirrorlist``,
@@ -18,12 +20,14 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from composer.value_checks import no_control
 
 _ID = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,99}$")
-_FILENAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}$")
+_FILENAME = re.compile(
+    r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}\.repo$"
+)  # as osbuild's repoFilenameRegex, no leading -
 SCHEMES = ("https", "http", "ftp", "file")
 ARMORED_BEGIN = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
 ARMORED_END = "-----END PGP PUBLIC KEY BLOCK-----"
@@ -79,8 +83,13 @@ class Repository(BaseModel):
     repo_gpgcheck: bool | None = None
     enabled: bool = True
     priority: int | None = None
-    ssl_verify: bool | None = None
+    sslverify: bool | None = Field(
+        default=None, validation_alias=AliasChoices("sslverify", "ssl_verify")
+    )
     module_hotfixes: bool | None = None
+    # osbuild: install packages from it too. The composer always builds from the listed
+    # repositories (composer/rootfs/dnf.py), so this changes nothing; it is accepted.
+    install_from: bool = False
 
     @field_validator("id")
     @classmethod
@@ -96,13 +105,6 @@ class Repository(BaseModel):
     def _name(cls, v: str | None) -> str | None:
         return v if v is None else no_control(v)
 
-    @field_validator("filename")
-    @classmethod
-    def _filename(cls, v: str | None) -> str | None:
-        if v is not None and not _FILENAME.match(v):
-            raise ValueError(f"{v!r}: a file name of letters, digits and '_.-', no '/'")
-        return v
-
     @field_validator("baseurls")
     @classmethod
     def _urls(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -117,6 +119,19 @@ class Repository(BaseModel):
     @classmethod
     def _keys(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_key(k) for k in v)
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, v: str | None) -> str | None:
+        if v is not None and not _FILENAME.match(v if v.endswith(".repo") else f"{v}.repo"):
+            raise ValueError(f"{v!r}: a file name of letters, digits, '_.-' (ending .repo)")
+        return v
+
+    @property
+    def repo_file(self) -> str:
+        """Its file in /etc/yum.repos.d (osbuild's getFilename: ID.repo by default)."""
+        name = self.filename or self.id
+        return name if name.endswith(".repo") else f"{name}.repo"
 
     @model_validator(mode="after")
     def _sources_and_signatures(self) -> Repository:
@@ -155,10 +170,8 @@ class Repository(BaseModel):
         if urls:
             opts["gpgkey"] = " ".join(urls)
         opts["gpgcheck"] = str(int(self.gpgcheck is not False))
-        for key in ("repo_gpgcheck", "priority", "ssl_verify", "module_hotfixes"):
+        for key in ("repo_gpgcheck", "priority", "sslverify", "module_hotfixes"):
             value = getattr(self, key)
             if value is not None:
-                opts[key.replace("ssl_verify", "sslverify")] = str(
-                    int(value) if isinstance(value, bool) else value
-                )
+                opts[key] = str(int(value) if isinstance(value, bool) else value)
         return opts

@@ -76,3 +76,10 @@ def crossed_link(distro: str, path: str) -> str | None:
         if _under(path, link):
             return f"{link} -> {target}"
     return None
+
+
+def every_distribution_link(path: str) -> str | None:
+    """The link a mount point at ``path`` would cross in every supported distribution's tree
+    (``/var/run -> /run``), judged before the distribution is known; None otherwise."""
+    found = [crossed_link(d, path) for d in ("debian-13", "fedora-40", "fedora-42")]
+    return found[0] if all(found) else None

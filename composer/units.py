@@ -46,21 +46,38 @@ MiB = 1024**2
 GiB = 1024**3
 
 
+# Every size ends up as a file offset (off_t) or a GPT field: 2^63 bytes and more cannot be.
+SIZE_LIMIT = 2**63
+
+
 def parse_size(value: object) -> int:
-    """Bytes from an int or a string like "4 GiB", "20 GB", "512M"."""
+    """Bytes from an int or a string like "4 GiB", "20 GB", "512M".
+
+    osbuild's units (osbuild/images pkg/datasizes/parse.go: kB, KiB, MB, MiB, GB, GiB, TB,
+    TiB, or a plain number of bytes; fractions only with a unit, rounded to the nearest byte)
+    mean the same here; the composer also takes them in lower case and K, M, G, T as binary
+    units."""
     if isinstance(value, bool):
         raise ValueError("a size must be a number of bytes or a string like '4 GiB'")
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
-        return value
+        return _bounded(value, str(value))
     if not isinstance(value, str):
         raise ValueError("a size must be a number of bytes or a string like '4 GiB'")
     m = _NUMBER.match(value)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size; write e.g. '4 GiB', '512 MiB', '20 GB'")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if "." in m.group(1) and _SIZE_UNITS[unit] == 1:
+        raise ValueError(f"{value!r}: a number of bytes is a whole number")
+    return _bounded(round(float(m.group(1)) * _SIZE_UNITS[unit]), value)
+
+
+def _bounded(n: int, shown: str) -> int:
+    if n >= SIZE_LIMIT:
+        raise ValueError(f"{shown!r} is too large: sizes must be below 2^63 bytes (8 EiB)")
+    return n
 
 
 def parse_duration(value: object) -> float:
@@ -84,7 +101,8 @@ def parse_duration(value: object) -> float:
 
 
 def human_size(n: int) -> str:
-    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+    for unit, factor in (("EiB", 1024**6), ("PiB", 1024**5), ("TiB", 1024**4), ("GiB", GiB),
+                         ("MiB", MiB), ("KiB", 1024)):  # fmt: skip
         if n >= factor:
             return f"{n / factor:.1f} {unit}"
     return f"{n} B"

@@ -67,15 +67,25 @@ def fixup_image(
 
 
 def _fix(image: Path, *, loader: str, dry_run: bool, install: Path | None, say: Say) -> FixupPlan:
-    say(f"opening {image} with libguestfs (TCG: about 20 s)")
-    with guest.open_image(image, readonly=dry_run) as g:
+    """Decide read-only first: an image with nothing to do is never opened for writing (its
+    bytes stay as they were, and a published image's checksum with them); only a real change
+    (or --install) opens it read-write, and plans again from what it finds there."""
+    if install is None:
+        say(f"opening {image} read-only with libguestfs (TCG: about 20 s)")
+        with guest.open_image(image, readonly=True) as g:
+            facts, _ = guest.gather(g)
+            plan = plan_fixup(facts, loader)
+            g.umount_all()
+        if dry_run or not plan.actions:
+            return plan
+    say(f"opening {image} read-write with libguestfs to change it")
+    with guest.open_image(image, readonly=False) as g:
         if install is not None:
             guest.mount_system(g)
             say(guest.install_package(g, install).strip() or f"installed {install.name}")
             g.umount_all()
         facts, _ = guest.gather(g)
         plan = plan_fixup(facts, loader)
-        if not dry_run:
-            guest.apply(g, facts, plan.actions)
+        guest.apply(g, facts, plan.actions)
         g.umount_all()
     return plan

@@ -12,7 +12,7 @@ import jinja2
 from composer import DATA
 from composer import blueprint as bp_mod
 from composer.errors import BlueprintError
-from composer.kickstart.context import build_context, target_of
+from composer.kickstart.context import build_context, problems, target_of
 from composer.kickstart.quote import KickstartError, quote
 
 __all__ = ["KickstartError", "kickstart_dir", "render", "render_file", "validate"]
@@ -61,8 +61,12 @@ def _environment(directory: Path) -> jinja2.Environment:
 def render(
     bp: bp_mod.Blueprint, *, source: str = "<blueprint>", uki_repo: str | None = None
 ) -> str:
-    """The kickstart for ``bp``; raises KickstartError for values a kickstart cannot carry and
-    when pykickstart rejects the result."""
+    """The kickstart for ``bp``; a BlueprintError naming every key a kickstart cannot honour,
+    KickstartError for values a kickstart line cannot carry and when pykickstart rejects the
+    result."""
+    refused = problems(bp, target_of(bp))
+    if refused:
+        raise bp.error(refused)
     directory = kickstart_dir()
     ctx = build_context(bp, source=source, fixup_script=fixup_script(directory), uki_repo=uki_repo)
     text = _environment(directory).get_template(TEMPLATE).render(ctx)

@@ -22,6 +22,7 @@ def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:
         arch=plan.arch,
         cache=cache,
         log=log,
+        keys={name: plan.package_key(name) for name, _ in plan.package_pins},
     )
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from composer import DATA, tools
+from composer.accounts import GroupRule, user_groups
 from composer.cache_secret import generated_hash
 from composer.customizations import Customizations, User
 from composer.errors import ComposerError
+from composer.pkgfacts import UNIT_DIRS, UNIT_SUFFIXES, unit_aliases, unit_name
 from composer.rootfs.intree import InTreeError, Tree
+from composer.targets import load as target_facts
 
 CHECK_UNIT = "dps-composer-check.service"
 FSTAB_HEADER = (
@@ -67,33 +70,64 @@ def install_check_unit(tree: Path) -> None:
 def apply(
     tree: Path, c: Customizations, log: Path, *, secret: bytes | None = None, image: str = ""
 ) -> None:
-    """Host name, groups, users, SSH keys, time zone, services. The shadow tools run with
-    ``--root`` (they chroot(2) into the tree) and ``--`` before the name; systemctl
-    ``--root`` resolves inside the tree too. Every blueprint value in an argument list has
-    been checked not to read as an option (composer/value_checks.py)."""
+    """Host name, groups, users, SSH keys, time zone. The shadow tools run with ``--root``
+    (they chroot(2) into the tree) and ``--`` before the name. Every blueprint value in an
+    argument list has been checked not to read as an option (composer/value_checks.py)."""
     root = str(tree)
     with Tree(tree) as t:
         if c.hostname:
             t.write("/etc/hostname", c.hostname + "\n")
             _set_hosts(t, c.hostname)
         for group in c.group:
-            argv = ["groupadd", "--root", root]
+            # --force: an existing group is kept (osbuild/images pkg/osbuild/groups_stage.go)
+            argv = ["groupadd", "--root", root, "--force"]
             if group.gid is not None:
                 argv.append(f"--gid={group.gid}")
             tools.run([*argv, "--", group.name], log=log)
         for user in c.user:
-            _add_user(t, user, log, _password_hash(user, secret, image))
+            generated = _password_hash(user, secret, image)
+            if _passwd_entry_or_none(t, user.name) is not None:
+                _modify_user(t, user, log, generated)
+            else:
+                _add_user(t, user, log, generated)
         for key in c.sshkey:
             _add_key(t, key.user, key.key)
         if c.timezone.timezone:
             _set_timezone(t, c.timezone.timezone)
-    for verb, units in (
-        ("enable", c.services.enabled),
-        ("disable", c.services.disabled),
-        ("mask", c.services.masked),
-    ):
-        if units:
-            tools.run(["systemctl", f"--root={root}", verb, "--", *units], log=log)
+
+
+def set_services(tree: Path, c: Customizations, log: Path) -> None:
+    """Enable, disable, mask: after the blueprint's files and the composer's own units are in
+    the tree, so that units they ship can be enabled (as osbuild enables units after its
+    files stages). systemctl ``--root`` resolves inside the tree."""
+    with Tree(tree) as t:
+        for verb, units in (
+            ("enable", [real_unit(t, u) for u in c.services.enabled]),
+            ("disable", [real_unit(t, u) for u in c.services.disabled]),
+            ("mask", list(c.services.masked)),
+        ):
+            if units:
+                tools.run(["systemctl", f"--root={tree}", verb, "--", *units], log=log)
+
+
+def real_unit(t: Tree, name: str) -> str:
+    """The unit file an alias names (Debian's ssh.service is also sshd.service, the name
+    Fedora-written blueprints use): systemctl refuses to enable or disable an alias."""
+    unit = unit_name(name)
+    paths = [f"/{d}/{unit}" for d in UNIT_DIRS]
+    link = next((p for p in paths if t.readlink(p) is not None), None)
+    if link is not None:
+        target = PurePosixPath(t.readlink(link) or "").name
+        if target != unit and target.endswith(UNIT_SUFFIXES):
+            return target
+    if any(t.exists(p) for p in paths):
+        return unit
+    for d in UNIT_DIRS:  # an Alias= of a unit nothing has enabled yet
+        for name_ in sorted(t.listdir(f"/{d}")) if t.is_dir(f"/{d}") else []:
+            path = f"/{d}/{name_}"
+            if t.is_file(path) and unit in unit_aliases(t.read_text(path)):
+                return name_
+    return unit
 
 
 def _set_hosts(t: Tree, hostname: str) -> None:
@@ -127,16 +161,43 @@ def _add_user(t: Tree, user: User, log: Path, generated: str | None = None) -> N
     if user.gid is not None:
         argv.append(f"--gid={user.gid}")
     if user.groups:
-        missing = [g for g in user.groups if not _has_group(t, g)]
-        if missing:
-            raise ComposerError(
-                f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
-                "in the image; add them under [[customizations.group]]"
-            )
-        argv.append(f"--groups={','.join(user.groups)}")
+        argv.append(f"--groups={','.join(_groups_for(t, user, log))}")
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
     tools.run([*argv, "--", user.name], log=log)
+    _password_and_key(t, user, log, generated)
+
+
+def _modify_user(t: Tree, user: User, log: Path, generated: str | None = None) -> None:
+    """A user the image already has (root): changed with usermod, as osbuild does
+    (osbuild stages/org.osbuild.users: usermod; the uid of an existing user cannot change)."""
+    uid, _, _ = _passwd_entry(t, user.name)
+    if user.uid is not None and user.uid != uid:
+        raise ComposerError(
+            f"customizations.user '{user.name}': the image already has this user with uid "
+            f"{uid}; its uid cannot be changed to {user.uid}"
+        )
+    argv = ["usermod", "--root", str(t.root)]
+    if user.gid is not None:
+        argv.append(f"--gid={user.gid}")
+    if user.groups:
+        argv.append(f"--groups={','.join(_groups_for(t, user, log))}")
+    if user.description:
+        argv.append(f"--comment={user.description}")
+    if user.home:
+        argv.append(f"--home={user.home}")
+    if user.shell:
+        argv.append(f"--shell={user.shell}")
+    if user.expire_date:
+        argv.append(f"--expiredate={user.expire_date}")
+    if len(argv) > 3:
+        tools.run([*argv, "--", user.name], log=log)
+    _password_and_key(t, user, log, generated)
+
+
+def _password_and_key(t: Tree, user: User, log: Path, generated: str | None) -> None:
+    """What follows useradd or usermod: the password, a forced reset, the SSH key."""
+    root = str(t.root)
     password = user.password or generated
     if password:
         # Through stdin only, never an argument list (the build log records those): a
@@ -150,16 +211,40 @@ def _add_user(t: Tree, user: User, log: Path, generated: str | None = None) -> N
         _add_key(t, user.name, user.key)
 
 
-def _has_group(t: Tree, name: str) -> bool:
-    return any(ln.split(":", 1)[0] == name for ln in t.read_text("/etc/group").splitlines())
+def _names(t: Tree, table: str) -> set[str]:
+    return {ln.split(":", 1)[0] for ln in t.read_text(f"/etc/{table}").splitlines() if ln}
 
 
-def _passwd_entry(t: Tree, name: str) -> tuple[int, int, str]:
+def _groups_for(t: Tree, user: User, log: Path) -> list[str]:
+    """The user's groups as this system names them (composer/accounts.py): the other
+    family's administrator group mapped, its other base groups created as system groups."""
+    family = "apt" if t.exists("/var/lib/dpkg/status") else "dnf"
+    rule = GroupRule(family, target_facts("fedora" if family == "apt" else "debian-13").groups)
+    names, create, missing = user_groups(rule, user.groups, _names(t, "group"))
+    if missing:
+        raise ComposerError(
+            f"customizations.user '{user.name}': group(s) {', '.join(missing)} do not exist "
+            "in the image; add them under [[customizations.group]]"
+        )
+    for group in create:
+        argv = ["groupadd", "--root", str(t.root), "--system", "--force", "--", group]
+        tools.run(argv, log=log)
+    return names
+
+
+def _passwd_entry_or_none(t: Tree, name: str) -> tuple[int, int, str] | None:
     for line in t.read_text("/etc/passwd").splitlines():
         fields = line.split(":")
         if len(fields) > 5 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
             return int(fields[2]), int(fields[3]), fields[5]
-    raise ComposerError(f"customizations.sshkey: user '{name}' does not exist in the image")
+    return None
+
+
+def _passwd_entry(t: Tree, name: str) -> tuple[int, int, str]:
+    found = _passwd_entry_or_none(t, name)
+    if found is None:
+        raise ComposerError(f"customizations.sshkey: user '{name}' does not exist in the image")
+    return found
 
 
 def _add_key(t: Tree, user: str, key: str) -> None:
@@ -181,8 +266,8 @@ def _set_timezone(t: Tree, tz: str) -> None:
     zone = f"/usr/share/zoneinfo/{tz}"
     if ".." in tz.split("/") or not t.is_file(zone):
         raise ComposerError(
-            f"customizations.timezone.timezone: '{tz}' is not a zone in the image "
-            "(is the tzdata package listed in [[packages]]?)"
+            f"customizations.timezone.timezone: '{tz}' is not a zone in the image (Debian's "
+            "tzdata has the current names, tzdata-legacy the old ones such as US/Eastern)"
         )
     t.symlink("/etc/localtime", zone)
     t.write("/etc/timezone", tz + "\n")

@@ -14,6 +14,7 @@ from composer.customizations import CaCerts, Customizations, Locale
 from composer.errors import ComposerError
 from composer.fs_customizations import Directory, File
 from composer.plan import Plan
+from composer.repositories import Repository
 from composer.rootfs.chroot import run_in
 from composer.rootfs.intree import InTreeError, Tree
 
@@ -28,6 +29,7 @@ REPART_TEXT = (
 
 def apply(tree: Path, plan: Plan, log: Path) -> None:
     c: Customizations = plan.customizations
+    dnf = plan.distribution.family == "dnf"
     with Tree(tree) as t:
         for i, d in enumerate(c.directories):
             with _key(f"customizations.directories[{i}]"):
@@ -35,13 +37,18 @@ def apply(tree: Path, plan: Plan, log: Path) -> None:
         for i, f in enumerate(c.files):
             with _key(f"customizations.files[{i}]"):
                 write_file(t, f)
-        set_locale(t, c.locale, log)
+        set_locale(t, c.locale, log, generate=not dnf)
         if c.timezone.ntpservers:
             servers = " ".join(c.timezone.ntpservers)
             t.write(
                 "/etc/systemd/timesyncd.conf.d/50-dps-composer.conf", f"[Time]\nNTP={servers}\n"
             )
-        add_ca_certs(t, c.cacerts, log)
+            if dnf:  # Fedora ships timesyncd in systemd-udev, not enabled by a preset
+                run_in(t.root, ["systemctl", "enable", "systemd-timesyncd.service"], log=log)
+        add_ca_certs(t, c.cacerts, log, fedora=dnf)
+        sshd_settings(t, c.sshd.settings())
+        if dnf:
+            repo_files(t, c.repositories)
         if plan.machine_id:
             t.write("/etc/machine-id", plan.machine_id + "\n", 0o444)
         if plan.fstab:
@@ -118,12 +125,14 @@ def write_file(tree: Tree | Path, f: File) -> None:
         t.write(f.path, f.data, int(f.mode, 8) if f.mode else 0o644, owner)
 
 
-def set_locale(tree: Tree | Path, locale: Locale, log: Path) -> None:
+def set_locale(tree: Tree | Path, locale: Locale, log: Path, *, generate: bool = True) -> None:
+    """LANG from the first language; on Debian the others are generated with locale-gen
+    (Fedora's glibc-langpack packages, added by the plan, carry them ready-made)."""
     with _tree(tree) as t:
         if locale.languages:
             lang = locale.languages[0]
             wanted = [x for x in locale.languages if x.split(".")[0] not in ("C", "POSIX")]
-            if wanted:
+            if wanted and generate:
                 known = t.read_text("/usr/share/i18n/SUPPORTED", default="").splitlines()
                 lines = []
                 for name in wanted:
@@ -137,7 +146,8 @@ def set_locale(tree: Tree | Path, locale: Locale, log: Path) -> None:
                 t.write("/etc/locale.gen", "\n".join(lines) + "\n")
                 run_in(t.root, ["locale-gen"], log=log)
             set_variable(t, "/etc/locale.conf", "LANG", lang)
-            set_variable(t, "/etc/default/locale", "LANG", lang)
+            if generate:  # Debian's own place too (Fedora reads only /etc/locale.conf)
+                set_variable(t, "/etc/default/locale", "LANG", lang)
         if locale.keyboard:
             set_variable(t, "/etc/vconsole.conf", "KEYMAP", locale.keyboard)
 
@@ -151,10 +161,40 @@ def set_variable(t: Tree, path: str, key: str, value: str) -> None:
     t.write_through(path, "\n".join([*kept, f"{key}={value}"]) + "\n")
 
 
-def add_ca_certs(tree: Tree | Path, ca: CaCerts, log: Path) -> None:
+def add_ca_certs(tree: Tree | Path, ca: CaCerts, log: Path, *, fedora: bool = False) -> None:
+    """Debian: update-ca-certificates; Fedora: the anchors directory and update-ca-trust (as
+    osbuild's org.osbuild.pki.update-ca-trust stage)."""
     if not ca.pem_certs:
         return
     with _tree(tree) as t:
         for i, pem in enumerate(ca.pem_certs):
-            t.write(f"/usr/local/share/ca-certificates/dps-composer-{i}.crt", pem.strip() + "\n")
-        run_in(t.root, ["update-ca-certificates"], log=log)
+            where = ("/etc/pki/ca-trust/source/anchors/dps-composer-{}.pem" if fedora
+                     else "/usr/local/share/ca-certificates/dps-composer-{}.crt")  # fmt: skip
+            t.write(where.format(i), pem.strip() + "\n")
+        argv = ["update-ca-trust", "extract"] if fedora else ["update-ca-certificates"]
+        run_in(t.root, argv, log=log)
+
+
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/50-dps-composer.conf"
+
+
+def sshd_settings(t: Tree, settings: list[tuple[str, str]]) -> None:
+    """[customizations.sshd] as an sshd_config.d drop-in (Debian's and Fedora's sshd_config
+    include sshd_config.d/*.conf first: the first value of a keyword wins)."""
+    if settings:
+        t.write(SSHD_DROP_IN, "".join(f"{k} {v}\n" for k, v in settings))
+
+
+def repo_files(t: Tree, repos: tuple[Repository, ...]) -> None:
+    """osbuild writes [[customizations.repositories]] into the image's /etc/yum.repos.d
+    (osbuild/blueprint pkg/blueprint/repository_customizations.go, getFilename); armored
+    keys given inline go to /etc/pki/rpm-gpg, which the .repo file names."""
+    for r in repos:
+        urls = []
+        for n, key in enumerate(r.inline_keys):
+            path = f"/etc/pki/rpm-gpg/RPM-GPG-KEY-dps-composer-{r.id}-{n}"
+            t.write(path, key.strip() + "\n")
+            urls.append(f"file://{path}")
+        opts = r.dnf_options(urls)
+        sections = [f"[{r.id}]", *(f"{k}={v}" for k, v in opts.items())]
+        t.write(f"/etc/yum.repos.d/{r.repo_file}", "\n".join(sections) + "\n")

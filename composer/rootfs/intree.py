@@ -136,6 +136,17 @@ class Tree:
         except (FileNotFoundError, InTreeError):
             return None
 
+    def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def readlink(self, path: str) -> str | None:
+        """The target of the link ``path`` (its last component); None if it is no link."""
+        try:
+            with self.parent(path) as (fd, name):
+                return os.readlink(name, dir_fd=fd)
+        except (OSError, InTreeError):
+            return None
+
     def is_dir(self, path: str) -> bool:
         st = self.stat(path)
         return st is not None and stat.S_ISDIR(st.st_mode)

@@ -16,12 +16,12 @@ import hashlib
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from composer import tools
 from composer.arch import Arch
-from composer.errors import ComposerError, ToolError
+from composer.errors import ComposerError, KeyedProblems, Problem, ToolError
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
@@ -46,26 +46,41 @@ def pick_version(glob: str, versions: Sequence[str]) -> str | None:
     return None
 
 
-def resolve_pins(
-    pins: Sequence[tuple[str, str]], available: dict[str, list[str]], suite: str
-) -> dict[str, str]:
-    """name -> version for every (name, glob); a clear error for what the archive lacks."""
+def match_pins(
+    pins: Sequence[tuple[str, str]],
+    available: dict[str, list[str]],
+    suite: str,
+    keys: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], list[Problem]]:
+    """(name -> version for every (name, glob) the archive satisfies, a problem at its
+    blueprint key for every other; ``keys``: name -> packages[i])."""
     out: dict[str, str] = {}
     problems = []
     for name, glob in pins:
+        key = (keys or {}).get(name, "packages")
         versions = available.get(name)
         if not versions:
-            problems.append(f"{name}: not in {suite}")
+            problems.append(Problem(f"{key}.name", f"{name}: not in {suite}"))
             continue
         v = pick_version(glob, versions)
         if v is None:
-            problems.append(
-                f"{name}: no version matches {glob!r}; {suite} has {', '.join(versions)}"
-            )
+            problems.append(Problem(f"{key}.version", f"{name}: no version matches {glob!r}; "
+                                    f"{suite} has {', '.join(versions)}"))  # fmt: skip
         else:
             out[name] = v
+    return out, problems
+
+
+def resolve_pins(
+    pins: Sequence[tuple[str, str]],
+    available: dict[str, list[str]],
+    suite: str,
+    keys: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """name -> version for every (name, glob); KeyedProblems for what the archive lacks."""
+    out, problems = match_pins(pins, available, suite, keys)
     if problems:
-        raise ComposerError("packages: cannot pin versions: " + "; ".join(problems))
+        raise KeyedProblems(problems)
     return out
 
 
@@ -92,7 +107,8 @@ def archive_versions(
     """The versions of ``names`` the archive's suite has (fetches its index into ``state``)."""
     for sub in ("lists/partial", "lists-state", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "status").touch()
+    if not (state / "status").exists():  # empty; never touched again: apt's cache keys on it
+        (state / "status").touch()
     (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
     opts = _apt_options(state, arch)
     tools.run(["apt-get", *opts, "-q", "update"], log=log)
@@ -100,7 +116,14 @@ def archive_versions(
 
 
 def resolve(
-    pins: Sequence[tuple[str, str]], *, suite: str, mirror: str, arch: Arch, cache: Path, log: Path
+    pins: Sequence[tuple[str, str]],
+    *,
+    suite: str,
+    mirror: str,
+    arch: Arch,
+    cache: Path,
+    log: Path,
+    keys: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     if not pins:
         return {}
@@ -108,7 +131,7 @@ def resolve(
     available = archive_versions(
         [n for n, _ in pins], suite=suite, mirror=mirror, arch=arch, state=state, log=log
     )
-    return resolve_pins(pins, available, suite)
+    return resolve_pins(pins, available, suite, keys)
 
 
 def _fetch(url: str, timeout: float = 30) -> bytes:

@@ -21,7 +21,7 @@ from composer.arch import Arch
 from composer.cache import key_of
 from composer.distros import Distro
 from composer.errors import ComposerError
-from composer.rootfs import versions
+from composer.rootfs import pkgset, versions
 from composer.rootfs.chroot import run_in
 
 _IMAGE_DEP = re.compile(r"^linux-image-(?P<kver>[0-9][^\s(]*)\s*(\(=\s*(?P<ver>[^)\s]+)\))?$")
@@ -56,11 +56,6 @@ def control_field(stanza: str, field: str) -> str | None:
         if line.startswith(f"{field}:"):
             return line.split(":", 1)[1].strip()
     return None
-
-
-def deb_file_name(name: str, version: str, arch: str) -> str:
-    """The pool file name apt gives a package (an epoch's ':' spelled %3a)."""
-    return f"{name}_{version.replace(':', '%3a')}_{arch}.deb"
 
 
 def _apt(state: Path, arch: Arch) -> list[str]:
@@ -132,21 +127,13 @@ def download(
 ) -> list[Path]:
     """(name, version) pairs as .deb files in the shared archive cache (downloaded if missing)."""
     archives = cache / "archives" / f"{distro.suite}-{arch.debian}"
-    archives.mkdir(parents=True, exist_ok=True)
-    state = index_state(cache, distro, arch)
-    wanted = {(n, v): archives / deb_file_name(n, v, arch.debian) for n, v in packages}
-    missing = [f"{n}={v}" for (n, v), path in wanted.items() if not path.exists()]
-    if missing:
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=archives) as tmp:
-            tools.run(
-                ["apt-get", *_apt(state, arch), "-q", "download", *missing], cwd=Path(tmp), log=log
-            )
-            for deb in Path(tmp).glob("*.deb"):
-                deb.replace(archives / deb.name)
-    absent = [str(p) for p in wanted.values() if not p.exists()]
-    if absent:
-        raise KernelNotFoundError("apt-get download did not produce " + ", ".join(absent))
-    return list(wanted.values())
+    return pkgset.download(
+        [pkgset.ResolvedPackage(n, v, arch.debian) for n, v in packages],
+        state=index_state(cache, distro, arch),
+        arch=arch,
+        archives=archives,
+        log=log,
+    )
 
 
 def base_files_version(distro: Distro, arch: Arch, *, cache: Path) -> str:

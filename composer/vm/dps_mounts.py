@@ -29,16 +29,17 @@ def _name(type_uuid: str | None) -> str:
 
 
 def _fstab_mentions(fstab: Sequence[str], p: dict[str, Any]) -> list[str]:
+    """The fstab lines for ``p``: by mount point or UUID; a swap line by its UUID when the
+    image has several swap partitions (DPS enables the first only, fstab the others)."""
+    ids = {p["uuid"].lower(), str(p.get("fs_uuid") or p["uuid"]).lower()}
     hits = []
     for line in fstab:
         words = str(line).split()
-        if (
-            len(words) > 1
-            and (words[1] == p["mountpoint"] or p["uuid"] in words[0].lower())
-            or p["filesystem"] == "swap"
-            and len(words) > 2
-            and words[2] == "swap"
-        ):
+        named = bool(words) and any(i in words[0].lower() for i in ids)
+        if p["filesystem"] == "swap":
+            if len(words) > 2 and words[2] == "swap" and (named or "=" not in words[0]):
+                hits.append(str(line))
+        elif len(words) > 1 and (words[1] == p["mountpoint"] or named):
             hits.append(str(line))
     return hits
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from composer import dps
+from composer.output import sha256_file
 from composer.vm.boot import boot_image
 from composer.vm.validate import Verdict, load_expectations
 
@@ -136,8 +137,12 @@ def test_offline_fixup_of_the_legacy_image(default_image: Path, tmp_path: Path) 
     assert "change: /efi/loader/entries/legacy.conf: drop root=PARTUUID=" in first.stdout
     gpt = subprocess.run(["sfdisk", "-d", str(legacy)], capture_output=True, text=True).stdout
     assert GENERIC.upper() in gpt, "the original must stay as it was"
+    # nothing left to do: decided read-only, the image's bytes (and mtime) stay as they were
+    digest, mtime = sha256_file(fixed), fixed.stat().st_mtime_ns
     again = composer("fixup", str(fixed))
     assert "change:" not in again.stdout, again.stdout
+    assert "read-only" in again.stderr and "read-write" not in again.stderr, again.stderr
+    assert sha256_file(fixed) == digest and fixed.stat().st_mtime_ns == mtime
     report = composer("inspect", str(fixed), "--json")
     assert json.loads(report.stdout)["discovery"]["ok"] is True
     verdict = boot(fixed, tmp_path / "boot3")

@@ -99,3 +99,27 @@ def test_guest_script_reports_mounts_swaps_and_disk_as_json() -> None:
     assert isinstance(root["fs_size"], int) and root["fs_size"] > 0
     assert isinstance(swaps, list)
     assert disk is None or {"device", "size", "root_partition", "root_fs_size"} <= set(disk)
+
+
+def test_two_swaps_and_var_by_fstab_each_by_its_own_line() -> None:
+    var_t = "4d21b016-b534-45c2-a9fb-5c16e091fd2d"
+    parts = [
+        *[dict(p, fstab=True) if p["filesystem"] == "swap" else p for p in PARTS],
+        {"mountpoint": "swap", "uuid": "s-2", "fs_uuid": "sf-2", "type_uuid": SWAP_T, "filesystem": "swap", "fstab": True},
+        {"mountpoint": "/var", "uuid": "v-1", "fs_uuid": "vf-1", "type_uuid": var_t, "filesystem": "ext4", "fstab": True},
+    ]  # fmt: skip
+    g = copy.deepcopy(GUEST)
+    g["fstab"] += [
+        "PARTUUID=s-1\tnone\tswap\tdefaults\t0\t0",
+        "PARTUUID=s-2\tnone\tswap\tdefaults\t0\t0",
+        "UUID=vf-1\t/var\text4\tdefaults\t0\t2",
+    ]
+    g["swaps"].append({"source": "/dev/vda6", "parttype": SWAP_T, "partuuid": "s-2", "size": 1})
+    g["mounts"].append({"target": "/var", "source": "/dev/vda7", "fstype": "ext4", "options": "rw",
+                        "parttype": var_t, "partuuid": "v-1"})  # fmt: skip
+    ((_, ok, detail),) = dps_mount_checks(g, parts, False)
+    assert ok, detail
+    assert "swap /dev/vda5 swap by fstab" in detail and "swap /dev/vda6 swap by fstab" in detail
+    g["fstab"].remove("PARTUUID=s-2\tnone\tswap\tdefaults\t0\t0")  # each swap needs its own line
+    assert "swap: expected an fstab line" in dps_mount_checks(g, parts, False)[0][2]
+    assert "/var /dev/vda7 ext4 var by fstab" in detail

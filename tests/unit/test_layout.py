@@ -89,10 +89,15 @@ def test_every_partition_kind_order_and_sizes() -> None:
     assert plan.partition("home").filesystem == "xfs"
 
 
-def test_var_needs_a_machine_id() -> None:
-    e = err(bp(part(mountpoint="/var")))
-    assert e.key == "customizations.disk.partitions[0]" and e.line == 4
-    assert "machine_id" in e.message and "HMAC" in e.message
+def test_var_without_a_machine_id_is_mounted_by_fstab_uuid_as_osbuild_does() -> None:
+    plan = make_plan(parse(bp(part(mountpoint="/var", fs_type="xfs", minsize="1 GiB"))))
+    var = plan.partition("var")
+    assert var.fstab and var.type_uuid == str(dps.by_designator("var").uuid)
+    assert plan.fstab == (f"UUID={var.fs_uuid}\t/var\txfs\tdefaults\t0\t0",)
+    assert any("/var: mounted by an fstab line" in n and "machine_id" in n for n in plan.notes)
+    with_id = make_plan(parse(bp(part(mountpoint="/var"), f'[image]\nmachine_id = "{MID}"')))
+    assert not with_id.partition("var").fstab and with_id.fstab == ()
+    assert with_id.partition("var").uuid == str(dps.var_partition_uuid(MID))
 
 
 def test_var_part_uuid_must_be_the_hmac() -> None:

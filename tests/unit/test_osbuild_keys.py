@@ -61,7 +61,7 @@ REJECTED = [
 def test_unsupported_keys_are_errors_with_reasons(fragment: str, key: str, word: str) -> None:
     text = f'name = "x"\n{fragment}\n'
     with pytest.raises(BlueprintError) as info:
-        parse(text, "osb.toml")
+        make_plan(parse(text, "osb.toml"))
     e = info.value
     assert e.key == key, e
     assert e.line is not None and e.line >= 2

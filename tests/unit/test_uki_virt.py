@@ -15,10 +15,11 @@ from composer.plan import make_plan
 from composer.repositories import Repository
 from composer.rootfs.apt import _local_repo_hooks
 from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
+from composer.rootfs.pkgset import deb_file_name
 from composer.uki import initrd, packages
 from composer.uki.debpkg import control_text
 from composer.uki.image import PlacedUkiError, take_placed_uki
-from composer.uki.kernel import control_field, deb_file_name, image_dependency
+from composer.uki.kernel import control_field, image_dependency
 from composer.uki.repo import apt_source, dnf_repo
 from composer.uki.rpmpkg import spec_text
 from composer.uki.virt import UkiVirtConfig, sbat_line, sbat_text
@@ -180,7 +181,7 @@ def test_fedora_blueprint_takes_repositories_debian_rejects_them() -> None:
     assert plan.customizations.repositories[0].baseurls == ("http://example.org/r",)
     assert "kernel-uki-virt" in plan.packages and "kernel-core" not in plan.packages
     with pytest.raises(BlueprintError) as info:
-        parse(f'name = "d"\n{repos}')
+        make_plan(parse(f'name = "d"\n{repos}'))
     assert info.value.key == "customizations.repositories" and info.value.line == 2
 
 
