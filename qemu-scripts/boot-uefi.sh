@@ -11,8 +11,11 @@
 #
 # Without --timeout the console is interactive on this terminal (Ctrl-A X quits) and logged.
 # With --timeout S the VM runs headless; the script waits for --expect (default: a login
-# prompt, the dps-composer check line or a power-off), prints the matching line and exits 0,
-# or exits 1 after S seconds or when QEMU ends without a match.
+# prompt, the dps-composer check record or a power-off; with --check: the check record or a
+# power-off), prints the matching line and exits 0, or exits 1 after S seconds or when QEMU
+# ends without a match. A check record is taken only when it is whole: its line has ended and
+# its trailer (" DPS-COMPOSER-CHECK-END bytes=N sha256=HEX") matches the JSON before it; a
+# record that arrived damaged is reported and exits 1.
 #
 # Options:
 #   --secure-boot VARS   Secure Boot firmware (feature secure-boot) with this varstore
@@ -21,7 +24,9 @@
 #   --timeout S          headless, give up after S seconds
 #   --expect REGEX       (with --timeout) extended regex that ends the wait successfully
 #   --check              pass the dps-composer.check credential: an image built by
-#                        dps-composer then runs its boot check and prints DPS-COMPOSER-CHECK
+#                        dps-composer then runs its boot check and prints DPS-COMPOSER-CHECK;
+#                        also the systemd-firstboot credentials (locale, keymap, time zone,
+#                        a locked root password), so that no first-boot question waits
 #   --serial-log FILE    keep the console log here (default: IMAGE.serial.log)
 #   --arch ARCH          x86_64 (default: uname -m) or aarch64
 #   --accel kvm|tcg      default: kvm when /dev/kvm is usable, else tcg
@@ -36,7 +41,10 @@ say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
 IMAGE='' SB_VARS='' VARS='' TPM=0 TIMEOUT='' EXPECT='' CHECK=0 LOG='' DRY=0 FW_DIRS=''
 ARCH=$(uname -m) ACCEL='' MEMORY=2048M
+CHECK_PREFIX='DPS-COMPOSER-CHECK '
+CHECK_END=' DPS-COMPOSER-CHECK-END'
 DEFAULT_EXPECT='login: *$|DPS-COMPOSER-CHECK |reboot: Power down'
+CHECK_EXPECT='DPS-COMPOSER-CHECK |reboot: Power down'
 
 need_arg() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -138,7 +146,9 @@ fi
 # one vCPU under TCG: multi-threaded TCG can crash x86 guests patching their own code (int3)
 case $ACCEL in kvm) CPU=host SMP=2 ;; tcg) CPU=max SMP=1 ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
 [ -n "$LOG" ] || LOG=$IMAGE.serial.log
-[ -n "$EXPECT" ] || EXPECT=$DEFAULT_EXPECT
+if [ -z "$EXPECT" ]; then
+    if [ "$CHECK" = 1 ]; then EXPECT=$CHECK_EXPECT; else EXPECT=$DEFAULT_EXPECT; fi
+fi
 
 # --- work directory, cleanup ----------------------------------------------------------------
 if [ "$DRY" = 1 ]; then
@@ -192,6 +202,10 @@ else
 fi
 if [ "$CHECK" = 1 ]; then
     set -- "$@" -smbios type=11,value=io.systemd.credential:dps-composer.check=1
+    for cred in firstboot.locale=C.UTF-8 firstboot.keymap=us firstboot.timezone=UTC \
+        'passwd.hashed-password.root=!*'; do
+        set -- "$@" -smbios "type=11,value=io.systemd.credential:$cred"
+    done
     if [ "$ARCH" = x86_64 ]; then
         set -- "$@" -chardev "file,id=check,path=$WORK/check.log" -serial chardev:check
     else
@@ -244,20 +258,56 @@ QEMU_PID=$!
 say "qemu: pid $QEMU_PID, waiting up to $TIMEOUT s for /$EXPECT/"
 start=$(date +%s)
 ESC=$(printf '\033')
+# settled FILE: the log as far as it can be judged, in $WORK/settled: escapes and CRs gone, and
+# without a last, unfinished line that holds the start of a check record (the guest may still
+# be writing it). Other unfinished lines stay: prompts such as "login: " never end.
+settled() {
+    tr -d '\r' <"$1" | sed "s/$ESC\[[0-9;=?]*[A-Za-z]//g" >"$WORK/settled"
+    if [ -n "$(tail -c 1 "$WORK/settled")" ] &&
+        tail -n 1 "$WORK/settled" | grep -q -a -F -e "$CHECK_PREFIX"; then
+        sed -i '$d' "$WORK/settled"
+    fi
+}
+# record_intact LINE: the check record on LINE is whole: its trailer's length and sha256 match
+# the JSON before it (an older image's record without a trailer: the JSON must parse)
+record_intact() {
+    _body=${1#*"$CHECK_PREFIX"}
+    case $_body in
+        *"$CHECK_END bytes="*" sha256="*) ;;
+        *) printf '%s' "$_body" | jq -e 'type == "object"' >/dev/null 2>&1; return ;;
+    esac
+    _trailer=${_body##*"$CHECK_END "}
+    _body=${_body%"$CHECK_END "*}
+    _want_bytes=${_trailer#bytes=}
+    _want_bytes=${_want_bytes%% *}
+    _want_sum=${_trailer##*sha256=}
+    [ "$(printf '%s' "$_body" | wc -c | tr -d ' ')" = "$_want_bytes" ] &&
+        [ "$(printf '%s' "$_body" | sha256sum | cut -d ' ' -f 1)" = "$_want_sum" ]
+}
+DAMAGED=''
 found() {
     for f in "$WORK/check.log" "$LOG"; do
         [ -f "$f" ] || continue
-        line=$(tr -d '\r' <"$f" | sed "s/$ESC\[[0-9;=?]*[A-Za-z]//g" | grep -a -E -m 1 -e "$EXPECT" || true)
-        if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
+        settled "$f"
+        line=$(grep -a -E -m 1 -e "$EXPECT" "$WORK/settled" || true)
+        [ -n "$line" ] || continue
+        case $line in *"$CHECK_PREFIX"*) record_intact "$line" || DAMAGED=$f ;; esac
+        printf '%s\n' "$line"
+        return 0
     done
     return 1
 }
+done_or_damaged() {
+    [ -z "$DAMAGED" ] && exit 0
+    say "the check record in $DAMAGED arrived damaged (its length or sha256 differ)"
+    exit 1
+}
 while :; do
-    if found; then exit 0; fi
+    if found; then done_or_damaged; fi
     if ! kill -0 "$QEMU_PID" 2>/dev/null; then
         wait "$QEMU_PID" || true
         QEMU_PID=''
-        found && exit 0
+        found && done_or_damaged
         say "QEMU exited without /$EXPECT/: $(tail -n 3 "$WORK/qemu.log" | tr '\n' ' ')"
         exit 1
     fi
