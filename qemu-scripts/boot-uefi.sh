@@ -7,7 +7,8 @@
 # the union of /usr/share/qemu/firmware, /etc/qemu/firmware and $XDG_CONFIG_HOME/qemu/firmware by
 # file name (later directories override, an empty file hides), sorted, first match wins.
 # The image is never written (snapshot=on); the varstore is a private copy; swtpm, QEMU and the
-# work directory are removed on exit, Ctrl-C included.
+# work directory are removed on exit, Ctrl-C included; swtpm and QEMU die with the script even
+# when it is killed outright (SIGKILL: setpriv --pdeathsig, where util-linux has it).
 #
 # Without --timeout the console is interactive on this terminal (Ctrl-A X quits) and logged.
 # With --timeout S the VM runs headless; the script waits for --expect (default: a login
@@ -157,13 +158,11 @@ else
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/boot-uefi.XXXXXX")
 fi
 QEMU_PID='' SWTPM_PID=''
-# stop a daemon (not our child; swtpm): TERM, up to 10 s, then KILL
-stop_pid() {
-    kill "$1" 2>/dev/null || return 0
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
-    kill -9 "$1" 2>/dev/null || true
-}
+# Children get SIGKILL when this script dies, however it dies (no trap runs on SIGKILL).
+DIE_WITH_US=''
+if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig KILL true 2>/dev/null; then
+    DIE_WITH_US='setpriv --pdeathsig KILL --'
+fi
 # our own background child: TERM, KILL after 10 s, and reap it (a zombie answers kill -0)
 stop_child() {
     kill "$1" 2>/dev/null
@@ -175,7 +174,7 @@ stop_child() {
 cleanup() {
     set +e  # a process that is already gone must not stop the cleanup
     [ -z "$QEMU_PID" ] || stop_child "$QEMU_PID"
-    [ -z "$SWTPM_PID" ] || stop_pid "$SWTPM_PID"
+    [ -z "$SWTPM_PID" ] || stop_child "$SWTPM_PID"
     [ "$DRY" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -220,7 +219,7 @@ if [ "$TPM" = 1 ]; then
 fi
 
 if [ "$DRY" = 1 ]; then
-    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK --daemon"
+    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK"
     printf '%s' "$1"
     shift
     for a in "$@"; do printf ' %s' "$a"; done
@@ -236,24 +235,25 @@ if [ "$TPM" = 1 ]; then
     : >"$WORK/swtpm_setup.conf"
     swtpm_setup --tpm2 --tpmstate "$WORK/tpm" --pcr-banks sha256 --config "$WORK/swtpm_setup.conf" \
         --logfile "$WORK/swtpm_setup.log" >/dev/null || die "swtpm_setup failed (see $WORK/swtpm_setup.log)"
-    swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" --ctrl "type=unixio,path=$SWTPM_SOCK" \
-        --log "file=$WORK/swtpm.log" --pid "file=$WORK/swtpm.pid" --daemon
+    $DIE_WITH_US swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" \
+        --ctrl "type=unixio,path=$SWTPM_SOCK" --log "file=$WORK/swtpm.log" </dev/null &
+    SWTPM_PID=$!
     i=0
-    while [ ! -S "$SWTPM_SOCK" ] || [ ! -s "$WORK/swtpm.pid" ]; do
+    while [ ! -S "$SWTPM_SOCK" ]; do
         i=$((i + 1)); [ $i -le 50 ] || die "swtpm did not create $SWTPM_SOCK"
+        kill -0 "$SWTPM_PID" 2>/dev/null || die "swtpm exited (see $WORK/swtpm.log)"
         sleep 0.1
     done
-    SWTPM_PID=$(cat "$WORK/swtpm.pid")
     say "swtpm: pid $SWTPM_PID"
 fi
 
 say "serial log: $LOG"
 if [ -z "$TIMEOUT" ]; then
-    "$@"
+    $DIE_WITH_US "$@"
     exit $?
 fi
 
-"$@" >"$WORK/qemu.log" 2>&1 &
+$DIE_WITH_US "$@" >"$WORK/qemu.log" 2>&1 &
 QEMU_PID=$!
 say "qemu: pid $QEMU_PID, waiting up to $TIMEOUT s for /$EXPECT/"
 start=$(date +%s)

@@ -19,10 +19,11 @@ from composer.vm.serial import SerialEvent
 from composer.vm.validate import Check, Verdict, failed_units
 
 # tpm2-tss: TSS2_TCTI_RC_IO_ERROR is 0x000a000a (TCTI layer 10, base error 10, tss2_common.h):
-# the TPM device did not answer, which says nothing about what the image asked of it.
+# the TPM device did not answer, which says nothing about what the image asked of it. Its
+# device TCTI logs the errno first: 62 (ETIME) when the kernel's TPM driver gave up waiting.
 TPM_TRANSPORT = re.compile(
-    r"ErrorCode \(0x000a000a\)|TSS2_TCTI_RC_IO_ERROR|tpm-emulator: |tpm_emulator: "
-    r"|tpm tpm\d+: (?:Operation Timed out|tpm_(?:try_)?transmit: )"
+    r"ErrorCode \(0x000a000a\)|TSS2_TCTI_RC_IO_ERROR|tcti_device_\w+\(\) .*errno 62"
+    r"|tpm-emulator: |tpm_emulator: |tpm tpm\d+: (?:Operation Timed out|tpm_(?:try_)?transmit: )"
 )
 # units whose whole job is talking to the TPM (systemd's tpm2-setup, pcrphase, pcrextend, ...)
 TPM_UNIT = re.compile(r"^systemd-(?:tpm2|pcr)[\w@.\\-]*\.(?:service|socket)$")

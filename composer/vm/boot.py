@@ -198,9 +198,11 @@ def _keep_verdict(
     say(f"kept: {target}")
 
 
-def unfinished_verdict(reason: Check, events: Sequence[SerialEvent], **fields: str) -> Verdict:
+def unfinished_verdict(
+    reason: Check, events: Sequence[SerialEvent], interrupted: str = ""
+) -> Verdict:
     """The verdict of a boot that did not get to be judged (a setup error, an interruption)."""
-    return Verdict(False, [reason], timings=milestone_times(events), **fields)  # type: ignore[arg-type]
+    return Verdict(False, [reason], milestone_times(events), interrupted=interrupted)
 
 
 def _interrupted(exc: BaseException, scanner: SerialScanner, started: float) -> Verdict:
@@ -246,9 +248,12 @@ def _configure(
         # One vCPU under TCG: with two, multi-threaded TCG lets one vCPU run code the other
         # is patching (x86 static keys), and the guest dies with "Oops: int3" during boot.
         smp = 1 if chosen.name == "tcg" else 2
-    vars_copy = work / "vars.fd"
-    shutil.copyfile(st.vars_file or fw.vars_template, vars_copy)
-    say(f"varstore: private copy of {st.vars_file or fw.vars_template}")
+    vars_copy, source = work / "vars.fd", st.vars_file or fw.vars_template
+    try:
+        shutil.copyfile(source, vars_copy)
+    except OSError as err:
+        raise ComposerError(f"cannot copy the varstore {source}: {err.strerror}") from None
+    say(f"varstore: private copy of {source}")
     extra = [*st.extra_qemu_args, *(st.attach(work) if st.attach else ())]
     cfg = QemuConfig(
         firmware=fw,
@@ -336,7 +341,7 @@ def boot_image(
         try:
             verdict = _boot_in(work, image, exp, scanner, st, say)
         except ComposerError as err:
-            why = Check("booted", False, f"could not boot: {err}")
+            why = Check("booted", False, f"could not boot: {err}", host_fault="setup")
             _keep_verdict(work, keep_dir, unfinished_verdict(why, scanner.events), say)
             raise
         except (KeyboardInterrupt, Interrupted) as exc:

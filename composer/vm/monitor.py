@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from composer.lifetime import Interrupted
 from composer.vm.hostload import CpuWait
-from composer.vm.record import Record, RecordReader
+from composer.vm.record import CHECK_PREFIX, Record, RecordReader
 from composer.vm.serial import SerialEvent, SerialScanner, SerialTail
 from composer.vm.validate import Expectations, Verdict, parse_check_payload
 
@@ -29,7 +29,7 @@ POLL_INTERVAL = 0.25
 POWEROFF_GRACE = 20.0  # after the check line: time for the guest to power off by itself
 FATAL_GRACE = 3.0  # after a fatal sign: keep reading, the next lines usually explain it
 STRETCH = 3.0  # the deadline grows with the VM's CPU waits, up to this many times the timeout
-CHECK_MARK = "DPS-COMPOSER-CHECK (result received)"  # scanned instead of the JSON itself
+CHECK_MARK = CHECK_PREFIX + "(result received)"  # scanned instead of the JSON itself
 
 
 class Process(Protocol):
@@ -112,7 +112,7 @@ class _Channels:
         record: Record | None = None
         lines, partial = self.console.poll()
         for lt, line in lines:
-            inside = self.readers[0].pending or "DPS-COMPOSER-CHECK " in line
+            inside = self.readers[0].pending or CHECK_PREFIX in line
             record = record or self.readers[0].feed(line)
             events += scanner.feed(CHECK_MARK if inside else line, lt, remember=not inside)
         if partial:

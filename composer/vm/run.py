@@ -190,9 +190,15 @@ def keep_dir_for(keep: Path | None, image: Path, name: str, several: bool) -> Pa
     return keep / name.replace("/", "_") if several else keep
 
 
-def _error_result(image: Path, name: str, err: ComposerError, keep: Path | None) -> BootResult:
-    verdict = Verdict(False, [Check("booted", False, f"could not boot: {err}")])
-    kept = keep if keep is not None and (keep / "verdict.json").is_file() else None
+def _verdict_stamp(keep: Path) -> float | None:
+    try:
+        return (keep / "verdict.json").stat().st_mtime
+    except OSError:
+        return None
+
+
+def _error_result(image: Path, name: str, err: ComposerError, kept: Path | None) -> BootResult:
+    verdict = Verdict(False, [Check("booted", False, f"could not boot: {err}", "setup")])
     return BootResult(image, name, verdict, kept, "error", error_code=err.exit_code)
 
 
@@ -206,11 +212,13 @@ def boot_guarded(
 ) -> BootResult:
     """boot_one, with an error that stops this image (bad image, no firmware) as its result."""
     started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    before = _verdict_stamp(keep)
     try:
         result = boot_one(image, name, opts, keep, console, stop)
     except ComposerError as err:
         console(f"error: {err}")
-        result = _error_result(image, name, err, keep)
+        kept = keep if _verdict_stamp(keep) not in (None, before) else None
+        result = _error_result(image, name, err, kept)
     result.started = started
     return result
 

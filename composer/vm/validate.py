@@ -100,7 +100,8 @@ class Check:
     name: str
     passed: bool
     detail: str
-    # set when the host, not the image, failed this check: the reason (composer/vm/blame.py)
+    # set when the host, not the image, failed this check: the reason (composer/vm/blame.py;
+    # "setup" when the boot could not even start)
     host_fault: str = ""
 
 

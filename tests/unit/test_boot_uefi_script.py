@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,26 @@ def test_headless_wait_reports_a_damaged_record(fw: dict[str, Path], tmp_path: P
     proc = run_headless(fw, tmp_path, frame(payload).replace('"version"', '"versjon"') + "\n")
     assert proc.returncode == 1
     assert "arrived damaged" in proc.stderr
+
+
+def test_qemu_dies_with_the_script_even_on_sigkill(fw: dict[str, Path], tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").write_text("#!/bin/sh\nexec sleep 300\n")
+    (bin_dir / "qemu-system-x86_64").chmod(0o755)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--timeout", "300"]
+    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    qemu = next(int(m[1]) for ln in proc.stderr if (m := re.search(r"qemu: pid (\d+)", ln)))
+    comm = Path(f"/proc/{qemu}/comm")
+    while comm.read_text().strip() != "sleep":  # the stand-in runs (setpriv has done its part)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    fd = os.pidfd_open(qemu)
+    try:
+        assert select.select([fd], [], [], 30)[0], "QEMU outlived the killed script"
+    finally:
+        os.close(fd)
