@@ -32,8 +32,6 @@ def result_dict(r: BootResult) -> dict[str, Any]:
     d: dict[str, Any] = {"image": str(r.image), "name": r.name, "mode": r.mode}
     d["started"] = r.started
     d.update(r.verdict.to_dict())
-    if r.mode == "error":
-        d["outcome"] = "error"
     d["exit_code"] = r.exit_code
     return d
 
@@ -61,6 +59,12 @@ def _error_type(r: BootResult, c: Check) -> str | None:
     return c.host_fault or None
 
 
+def _mark(r: BootResult, c: Check) -> str:
+    if c.passed:
+        return "PASS"
+    return "ERROR" if _error_type(r, c) else "FAIL"
+
+
 def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
     v = r.verdict
     failing = [c for c in v.checks if not c.passed]
@@ -86,7 +90,7 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
     facts = {
         "image": str(r.image),
         "mode": r.mode,
-        "outcome": "error" if r.mode == "error" else v.outcome,
+        "outcome": v.outcome,
         "firmware": v.firmware or "",
         "accelerator": v.accel or "",
         "serial_log": str(v.serial_log or ""),
@@ -112,11 +116,7 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
             kind, typ = ("error", err_type) if err_type else ("failure", c.name)
             el = ET.SubElement(case, kind, {"message": _xml_text(c.detail[:1000]), "type": typ})
             el.text = _xml_text(c.detail)
-    marks = {True: "PASS"}
-    out = [
-        f"{marks.get(c.passed) or ('ERROR' if _error_type(r, c) else 'FAIL')} {c.name}: {c.detail}"
-        for c in v.checks
-    ]
+    out = [f"{_mark(r, c)} {c.name}: {c.detail}" for c in v.checks]
     ET.SubElement(suite, "system-out").text = _xml_text("\n".join([*out, *v.notes]))
     tail = "" if v.passed else "\n".join(v.serial_tail)
     ET.SubElement(suite, "system-err").text = _xml_text(tail)

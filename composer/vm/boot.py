@@ -213,10 +213,6 @@ def _interrupted(exc: BaseException, scanner: SerialScanner, started: float) -> 
     return unfinished_verdict(Check("booted", False, detail), scanner.events, interrupted=name)
 
 
-def _boot_parent() -> Path:
-    return work_parent()
-
-
 @dataclass(frozen=True)
 class Settings:
     """How to boot (boot_image's keyword arguments)."""
@@ -336,7 +332,7 @@ def boot_image(
         raise ComposerError(f"{image}: no such image file")
     exp = expectations or load_expectations(image)
     scanner = SerialScanner()
-    with scratch_dir("boot", _boot_parent()) as work:
+    with scratch_dir("boot", work_parent()) as work:
         started = time.monotonic()
         try:
             verdict = _boot_in(work, image, exp, scanner, st, say)
