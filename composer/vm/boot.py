@@ -174,7 +174,9 @@ def _keep(work: Path, keep_dir: Path, verdict: Verdict) -> None:
     (keep_dir / "verdict.json").write_text(verdict.to_json() + "\n")
 
 
-KeepDir = Path | Callable[[Verdict], Path | None] | None  # or chosen once the verdict is known
+# where to keep a boot's files; a function is called with the verdict just before it is kept
+# (it may complete the verdict) and says where
+KeepDir = Path | Callable[[Verdict], Path | None] | None
 
 
 def _keep_verdict(

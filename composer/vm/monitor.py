@@ -146,8 +146,8 @@ def _dead_helper(helpers: Sequence[Helper], elapsed: float) -> str:
 
 
 def _deadline(out: Outcome, timeout: float, elapsed: float) -> str:
-    """ "timeout" once the VM had ``timeout`` seconds to run; "overloaded" when the wall clock
-    reached STRETCH times the timeout first."""
+    """The deadline: "timeout" once the VM had ``timeout`` seconds to run, or when the wall
+    clock reached STRETCH times the timeout first (then ``overloaded`` says why)."""
     if elapsed - out.cpu_wait > timeout:
         return "timeout"
     if elapsed > timeout * STRETCH:
@@ -187,6 +187,8 @@ def monitor(
             _report(console, ev)
         out.elapsed = round(now - start, 2)
         out.cpu_wait = round(cpu.sample(), 2) if cpu else 0.0
+        if exited and record is None and out.record is None:
+            record = channels.finish()
         if record is not None and out.record is None:
             out.record = record
             if record.payload is not None:
@@ -196,7 +198,6 @@ def monitor(
         if login_at is None and any(e.name == "login" for e in events):
             login_at = now
         if exited:
-            out.record = out.record or channels.finish()
             out.reason, out.exit_status = ("check" if out.check else "exited"), qemu.poll()
         elif out.record is not None and out.record.payload is None:
             out.reason = "record"

@@ -3,8 +3,11 @@
 Each boot is self-contained (its own work dir, swtpm, varstore copy, QEMU), so several can run
 in a thread pool; console lines are prefixed with the image name. A signal (Ctrl-C, SIGTERM,
 SIGHUP) stops every boot in progress (each one stops its QEMU and swtpm and keeps its logs)
-before it is re-raised. A boot that only the host failed (composer/vm/blame.py) is booted
-again, up to ``retries`` times; the verdict lists the attempts.
+before it is re-raised. QEMU and swtpm die with the thread that started them
+(PR_SET_PDEATHSIG is per thread): a pool's worker threads live until the pool shuts down, after
+every boot in it has stopped its VM, so only the composer's death ends them early. A boot that
+only the host failed (composer/vm/blame.py) is booted again, up to ``retries`` times; the verdict
+lists the attempts.
 
 Exit codes with several images: the most severe result wins, in this order: an image that could
 not be booted at all (its error's code: 2 input, 3 environment), an image FAIL (1), an
@@ -88,7 +91,7 @@ def _attempt_summary(verdict: Verdict, number: int) -> dict[str, Any]:
     }
 
 
-def _with_retries(
+def with_retries(
     boot: Callable[[Callable[[Verdict], Path | None]], Verdict],
     keep: Path | None,
     retries: int,
@@ -96,30 +99,29 @@ def _with_retries(
 ) -> Verdict:
     """Boot; after an infrastructure error boot again (at most ``retries`` times). The files of
     an attempt that is booted again are kept in ``attempt-N`` inside the keep directory; the
-    last attempt's beside them."""
+    last attempt's beside them, with a verdict that lists the earlier ones."""
     earlier: list[dict[str, Any]] = []
-    for number in range(1, retries + 2):
-        last = number == retries + 1
+    number = 1
+    while True:
+        last = number > retries
 
-        def where(v: Verdict, n: int = number, last: bool = last) -> Path | None:
-            if keep is None or last or v.outcome != "error":
-                return keep
-            return keep / f"attempt-{n}"
+        def finish(v: Verdict, n: int = number, last: bool = last) -> Path | None:
+            """Called with the verdict before it is kept: where to keep it."""
+            if v.outcome == "error" and not last:
+                return keep / f"attempt-{n}" if keep is not None else None
+            v.attempts = list(earlier)
+            v.notes += [f"attempt {a['attempt']}: {a['reason']}: {a['detail']}" for a in earlier]
+            return keep
 
-        verdict = boot(where)
+        verdict = boot(finish)
         if verdict.outcome != "error" or last:
-            break
+            return verdict
         earlier.append(_attempt_summary(verdict, number))
+        number += 1
         console(
             f"infrastructure error ({earlier[-1]['reason']}): {earlier[-1]['detail'][:200]}; "
-            f"booting again (attempt {number + 1} of {retries + 1})"
+            f"booting again (attempt {number} of {retries + 1})"
         )
-    verdict.attempts = earlier
-    for a in earlier:
-        verdict.notes.append(
-            f"attempt {a['attempt']}: infrastructure error {a['reason']}: {a['detail']}"
-        )
-    return verdict
 
 
 def boot_one(
@@ -144,7 +146,7 @@ def boot_one(
     if has_manifest(image):
         exp = load_expectations(image)
         watch = Watch(stop=stop)
-        verdict = _with_retries(
+        verdict = with_retries(
             lambda keep: boot(expectations=exp, keep_dir=keep, watch=watch),
             keep_dir,
             opts.retries,
@@ -159,7 +161,7 @@ def boot_one(
         return ["-drive", f"file={iso},format=raw,if=virtio,readonly=on"]
 
     watch = Watch(login_grace=plan.login_grace, serial_judge=judge_serial, stop=stop)
-    verdict = _with_retries(
+    verdict = with_retries(
         lambda keep: boot(
             expectations=plan.expectations,
             keep_dir=keep,

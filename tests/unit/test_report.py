@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xmlschema
 
 from composer.report import junit_xml, verdicts_json
-from composer.vm.run import BootOptions, BootResult, boot_many, exit_code, unique_names
+from composer.vm.run import (
+    BootOptions,
+    BootResult,
+    boot_many,
+    exit_code,
+    unique_names,
+    with_retries,
+)
 from composer.vm.validate import Check, Verdict
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parents[1] / "data" / "junit.xsd"))
@@ -151,3 +159,33 @@ def test_exit_code_precedence() -> None:
     assert exit_code([bad, error_result(3)]) == 3
     assert exit_code([error_result(3), error_result(2)]) == 2
     assert exit_code([ok, error_result(7)]) == 7  # another error's own code
+
+
+def test_an_infrastructure_error_is_booted_again_and_listed(tmp_path: Path) -> None:
+    outcomes = [host_failed("a").verdict, result("a", True).verdict]
+    kept: list[Path | None] = []
+
+    def boot(finish: Any) -> Verdict:
+        verdict = outcomes.pop(0)
+        kept.append(finish(verdict))
+        return verdict
+
+    lines: list[str] = []
+    verdict = with_retries(boot, tmp_path / "keep", 1, lines.append)
+    assert verdict.outcome == "pass" and kept == [tmp_path / "keep/attempt-1", tmp_path / "keep"]
+    assert [a["reason"] for a in verdict.attempts] == ["tpm-io-error"]
+    assert any(n.startswith("attempt 1: tpm-io-error") for n in verdict.notes)
+    assert "booting again (attempt 2 of 2)" in lines[0]
+
+
+def test_retries_are_bounded() -> None:
+    calls: list[int] = []
+
+    def boot(finish: Any) -> Verdict:
+        calls.append(1)
+        verdict = host_failed("a").verdict
+        finish(verdict)
+        return verdict
+
+    verdict = with_retries(boot, None, 2, lambda _: None)
+    assert len(calls) == 3 and verdict.outcome == "error" and len(verdict.attempts) == 2
