@@ -41,7 +41,7 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 PROMPT_CHECK = "no-console-prompt"
 _PROMPTS = (
     # systemd-firstboot (src/firstboot/firstboot.c): its welcome and each question it asks
-    ("firstboot-prompt", r"Please configure (?:your|the) system!"),
+    ("firstboot-prompt", r"Please configure (?:your|the) system!|-- Press any key to proceed --"),
     (
         "firstboot-prompt",
         r"Please enter (?:the |a )?(?:new )?(?:system (?:message )?locale|system keymap"

@@ -135,12 +135,13 @@ def test_tail_handles_split_utf8(tmp_path: Path) -> None:
     assert tail.poll()[0] == [(1.0, "caf\u00e9 ok")]
 
 
-# Console text captured from real boots that wait for a person (trixie, systemd 257).
+# Console text of boots that wait for a person. FIRSTBOOT is captured from a first boot of a
+# trixie image (systemd 257) that lacks a root password.
 FIRSTBOOT = (
-    "[  OK  ] Finished systemd-sysusers.service - Create System Users.\r\n"
-    "\x1b[0;1;39mWelcome to \x1b[0mDebian GNU/Linux 13 (trixie)\x1b[0;1;39m!\x1b[0m\r\n\r\n"
-    "Please configure your system!\r\n\r\n"
-    "\u2024\u2024 Please enter a new root password (empty to skip): "
+    "[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39msystemd-udevd.service\x1b[0m - Ru\u2026anager "
+    "for Device Events and Files.\r\r\n\x1b[!p\x1b]104\x07\x1b[?7h\r\n"
+    "Welcome to your new installation of \x1b[0mDebian GNU/Linux 13 (trixie)\x1b[0m!\r\n\r\n"
+    "Please configure your system!\r\n\r\n-- Press any key to proceed --\r\n"
 )
 EMERGENCY = (
     'You are in emergency mode. After logging in, type "journalctl -xb" to view\r\n'
@@ -161,7 +162,8 @@ def test_console_prompts_are_fatal_and_name_their_check() -> None:
         (EMERGENCY, "maintenance-prompt"),
         (LOCKED, "maintenance-prompt"),
         (PASSPHRASE, "passphrase-prompt"),
-        ("Please configure the system!\n", "firstboot-prompt"),
+        ("Please configure the system!\n", "firstboot-prompt"),  # systemd 258 and later
+        ("\u2023 Please enter a new root password (empty to skip): ", "firstboot-prompt"),
         ("Please enter system keymap name or number (empty to skip): ", "firstboot-prompt"),
     ):
         fatal = [e for e in scan_text(text) if e.kind == "fatal" and e.name == name]
@@ -175,14 +177,16 @@ def test_normal_boot_output_has_no_prompt() -> None:
 
 
 def test_prompt_on_an_unfinished_line_is_seen(tmp_path: Path) -> None:
-    """A prompt line has no newline: the tail hands it out as the partial line."""
+    """A question waits on its own line, with no newline: the tail hands it out as the partial
+    line, and the scanner sees it there."""
     log = tmp_path / "serial.log"
-    log.write_bytes(FIRSTBOOT.encode())
+    log.write_bytes(("[  OK  ] Reached target cryptsetup-pre.target.\r\n" + PASSPHRASE).encode())
     lines, partial = SerialTail(log, start=0.0, clock=lambda: 1.0).poll()
+    assert partial.startswith("\U0001f510 Please enter passphrase")
     scanner = SerialScanner()
     scanner.feed_all(lines)
     scanner.feed(partial, 1.0, remember=False)
-    assert [e.name for e in scanner.events if e.kind == "fatal"] == ["firstboot-prompt"]
+    assert [e.name for e in scanner.events if e.kind == "fatal"] == ["passphrase-prompt"]
 
 
 def test_tpm_timeouts_are_host_signs_not_fatal() -> None:
