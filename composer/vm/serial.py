@@ -94,9 +94,10 @@ FATAL_SIGNS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
 )
 
 # Evidence that the host let the guest down (not fatal by itself: the verdict decides what it
-# explains, composer/vm/blame.py). The guest kernel gives an emulated TPM 750 ms for most
-# commands (drivers/char/tpm/tpm2-cmd.c, TPM_MEDIUM for GetCapability and PCR_Extend); a VM
-# that waits longer than that for a host CPU sees its TPM "time out".
+# explains, composer/vm/blame.py). The guest kernel gives the TPM 750 ms for most commands
+# (drivers/char/tpm/tpm2-cmd.c, TPM_MEDIUM for GetCapability and PCR_Extend) and the guest's
+# clock under TCG is the host's: QEMU threads that wait that long for a host CPU make the
+# emulated TPM "time out".
 HOST_SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(rx))
     for name, rx in (
