@@ -13,10 +13,8 @@ from typing import IO
 
 from composer.errors import ComposerError
 from composer.lifetime import die_with_parent
-from composer.vm.credentials import CHECK_CREDENTIAL, boot_credentials, smbios_args
+from composer.vm.credentials import boot_credentials, smbios_args
 from composer.vm.firmware import Firmware
-
-__all__ = ["CHECK_CREDENTIAL", "QemuConfig", "QemuProcess", "build_command", "detect_format"]
 
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 

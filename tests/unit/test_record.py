@@ -53,7 +53,7 @@ def test_a_whole_record_is_taken_once() -> None:
 @pytest.mark.parametrize("cut", [20, 200, -80, -64, -1])
 def test_a_record_cut_short_is_not_taken_and_is_truncated_at_the_end(cut: int) -> None:
     """The reader is handed what a channel has so far: any prefix of the line is not a record
-    (the issue's JSONDecodeError came from taking a line the guest was still writing)."""
+    (taking a line the guest was still writing gave a JSONDecodeError: "Unterminated string")."""
     line = guest_frame(PAYLOAD)[:cut]
     reader, got = read([line])
     assert got == [None] and reader.pending
