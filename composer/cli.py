@@ -169,20 +169,27 @@ def boot(
             "--vars", help="OVMF varstore to boot with (default: the manifest's NAME.vars.fd)"
         ),
     ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(help="Boot again after an infrastructure error, at most N times"),
+    ] = 1,
 ) -> None:
-    """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS.
+    """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
+    1 if one FAILs, 4 if only the host failed a boot (infrastructure error).
 
     Images without a manifest.json beside them (built by other tools) get the check through
     a cloud-init NoCloud ISO, or are judged from the serial console when they lack cloud-init.
     """
     from composer.files import atomic_write
     from composer.report import junit_xml, verdicts_json
-    from composer.vm.run import BootOptions, boot_many, boot_one, unique_names
+    from composer.vm.run import BootOptions, boot_many, exit_code
 
     if accel not in ("auto", "kvm", "tcg"):
         fail(ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg"))
     if jobs < 1:
         fail(ComposerError(f"--jobs: must be at least 1, not {jobs}"))
+    if retries < 0:
+        fail(ComposerError(f"--retries: must be 0 or more, not {retries}"))
     with guard():  # before minutes of booting: reports that could not be written, bad --vars
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
         _check_boot_inputs(json_out, junit, vars_file, keeps)
@@ -192,6 +199,7 @@ def boot(
         keep=keep,
         timeout_for=lambda image: timeout or _manifest_timeout(image),
         vars_for=lambda image: vars_file or _manifest_varstore(image),
+        retries=retries,
     )
     several = len(images) > 1
 
@@ -200,26 +208,31 @@ def boot(
         return lambda line: say(prefix + line, "dim")
 
     with guard("interrupted: QEMU and swtpm stopped"):
-        if several:
-            results = boot_many(images, opts, jobs, console_for)
-        else:
-            image, name = images[0], unique_names(images)[0]
-            keep_dir = keep or image.parent / f"{image.name}.boot"
-            results = [boot_one(image, name, opts, keep_dir, console_for(name))]
+        results = boot_many(images, opts, jobs, console_for)
     for r in results:
         prefix = f"[{r.name}] " if several else ""
         for check in r.verdict.checks:
-            mark = ("PASS", "green") if check.passed else ("FAIL", "bold red")
+            mark = _check_mark(check.passed, check.host_fault)
             out.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
         where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
-        mark = ("PASS", "bold green") if r.verdict.passed else ("FAIL", "bold red")
+        mark = _OUTCOME_MARK.get(r.verdict.outcome, ("FAIL", "bold red"))
         out.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
     with guard():
         if json_out is not None:
             atomic_write(json_out, verdicts_json(results) + "\n")
         if junit is not None:
             atomic_write(junit, junit_xml(results))
-    raise typer.Exit(0 if all(r.verdict.passed for r in results) else 1)
+    raise typer.Exit(exit_code(results))
+
+
+_OUTCOME_MARK = {"pass": ("PASS", "bold green"), "error": ("ERROR", "bold yellow")}
+
+
+def _check_mark(passed: bool, host_fault: str) -> tuple[str, str]:
+    """PASS, FAIL (the image), or ERROR (the host failed the check: infrastructure)."""
+    if passed:
+        return ("PASS", "green")
+    return ("ERROR", "bold yellow") if host_fault else ("FAIL", "bold red")
 
 
 @app.command()

@@ -55,11 +55,16 @@ def _libc() -> ctypes.CDLL:
 
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess: the child gets ``sig`` when its parent thread dies.
-    If the parent is already gone when the child starts, the child exits at once."""
+    If the parent is already gone when the child starts, the child exits at once.
+
+    ``prctl`` is looked up here, before the fork: between fork and exec a child of a threaded
+    program (``boot -j``) must not call into the dynamic loader, whose lock another thread may
+    have held at the fork."""
     parent = os.getpid()
+    prctl = _libc().prctl
 
     def preexec() -> None:
-        if _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        if prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)

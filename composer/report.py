@@ -3,6 +3,8 @@
 The JUnit layout is the one Ant's JUnit task writes and CI systems read (Jenkins, GitLab,
 GitHub test reporters): <testsuites> with one <testsuite> per image (properties, testcases,
 system-out, system-err). tests/data/junit.xsd is the schema the tests validate it against.
+A check the image failed is a <failure>; one that could not be judged (a setup error, or the
+host failed it: composer/vm/blame.py) is an <error>, typed with its reason.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
-from composer.vm.run import BootResult
+from composer.vm.run import BootResult, exit_code
+from composer.vm.validate import Check
 
 CLASS_PREFIX = "dps-composer.boot"
 # XML 1.0 forbids most C0 control characters, even escaped
@@ -26,8 +29,10 @@ def _xml_text(text: str) -> str:
 
 
 def result_dict(r: BootResult) -> dict[str, Any]:
-    d = {"image": str(r.image), "name": r.name, "mode": r.mode, "started": r.started}
+    d: dict[str, Any] = {"image": str(r.image), "name": r.name, "mode": r.mode}
+    d["started"] = r.started
     d.update(r.verdict.to_dict())
+    d["exit_code"] = r.exit_code
     return d
 
 
@@ -37,6 +42,7 @@ def verdicts_json(results: Sequence[BootResult]) -> str:
         return json.dumps(result_dict(results[0]), indent=2)
     doc = {
         "passed": all(r.verdict.passed for r in results),
+        "exit_code": exit_code(results),
         "images": [result_dict(r) for r in results],
     }
     return json.dumps(doc, indent=2)
@@ -46,10 +52,24 @@ def _fmt(seconds: float) -> str:
     return f"{seconds:.3f}"
 
 
+def _error_type(r: BootResult, c: Check) -> str | None:
+    """The <error> type of a check that could not be judged; None for a real failure."""
+    if r.mode == "error":
+        return c.name
+    return c.host_fault or None
+
+
+def _mark(r: BootResult, c: Check) -> str:
+    if c.passed:
+        return "PASS"
+    return "ERROR" if _error_type(r, c) else "FAIL"
+
+
 def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
     v = r.verdict
-    failures = sum(1 for c in v.checks if not c.passed) if r.mode != "error" else 0
-    errors = len(v.checks) if r.mode == "error" else 0
+    failing = [c for c in v.checks if not c.passed]
+    errors = sum(1 for c in failing if _error_type(r, c))
+    failures = len(failing) - errors
     total = v.timings.get("total", 0.0)
     suite = ET.Element(
         "testsuite",
@@ -70,9 +90,12 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
     facts = {
         "image": str(r.image),
         "mode": r.mode,
+        "outcome": v.outcome,
         "firmware": v.firmware or "",
         "accelerator": v.accel or "",
         "serial_log": str(v.serial_log or ""),
+        "host_fault": (v.host_fault or {}).get("reason", ""),
+        "attempts": str(len(v.attempts) + 1),
     }
     facts.update({f"timing.{k}": _fmt(t) for k, t in sorted(v.timings.items())})
     for name, value in facts.items():
@@ -89,10 +112,11 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
             },
         )
         if not c.passed:
-            kind = "error" if r.mode == "error" else "failure"
-            el = ET.SubElement(case, kind, {"message": _xml_text(c.detail[:1000]), "type": c.name})
+            err_type = _error_type(r, c)
+            kind, typ = ("error", err_type) if err_type else ("failure", c.name)
+            el = ET.SubElement(case, kind, {"message": _xml_text(c.detail[:1000]), "type": typ})
             el.text = _xml_text(c.detail)
-    out = [f"{'PASS' if c.passed else 'FAIL'} {c.name}: {c.detail}" for c in v.checks]
+    out = [f"{_mark(r, c)} {c.name}: {c.detail}" for c in v.checks]
     ET.SubElement(suite, "system-out").text = _xml_text("\n".join([*out, *v.notes]))
     tail = "" if v.passed else "\n".join(v.serial_tail)
     ET.SubElement(suite, "system-err").text = _xml_text(tail)

@@ -7,14 +7,19 @@
 # the union of /usr/share/qemu/firmware, /etc/qemu/firmware and $XDG_CONFIG_HOME/qemu/firmware by
 # file name (later directories override, an empty file hides), sorted, first match wins.
 # The image is never written (writes go to a throw-away qcow2 overlay); the varstore is a private
-# copy; swtpm, QEMU and the work directory are removed on exit, Ctrl-C included. Drives are
-# JSON block nodes made with jq: a path is one JSON string (a ',' in it is not an option), the
-# format is given (never probed), and a qcow2's backing file is not followed ("backing": null).
+# copy; swtpm, QEMU and the work directory are removed on exit, Ctrl-C included; swtpm and QEMU
+# die with the script even when it is killed outright (SIGKILL: setpriv --pdeathsig, where
+# util-linux has it). Drives are JSON block nodes made with jq: a path is one JSON string (a ','
+# in it is not an option), the format is given (never probed), and a qcow2's backing file is not
+# followed ("backing": null).
 #
 # Without --timeout the console is interactive on this terminal (Ctrl-A X quits) and logged.
 # With --timeout S the VM runs headless; the script waits for --expect (default: a login
-# prompt, the dps-composer check line or a power-off), prints the matching line and exits 0,
-# or exits 1 after S seconds or when QEMU ends without a match.
+# prompt, the dps-composer check record or a power-off; with --check: the check record or a
+# power-off), prints the matching line and exits 0, or exits 1 after S seconds or when QEMU
+# ends without a match. A check record is taken only when it is whole: its line has ended and
+# its trailer (" DPS-COMPOSER-CHECK-END bytes=N sha256=HEX") matches the JSON before it; a
+# record that arrived damaged is reported and exits 1.
 #
 # Options:
 #   --secure-boot VARS   Secure Boot firmware (feature secure-boot) with this varstore
@@ -23,7 +28,9 @@
 #   --timeout S          headless, give up after S seconds
 #   --expect REGEX       (with --timeout) extended regex that ends the wait successfully
 #   --check              pass the dps-composer.check credential: an image built by
-#                        dps-composer then runs its boot check and prints DPS-COMPOSER-CHECK
+#                        dps-composer then runs its boot check and prints DPS-COMPOSER-CHECK;
+#                        also the systemd-firstboot credentials (locale, keymap, time zone,
+#                        a locked root password), so that no first-boot question waits
 #   --serial-log FILE    keep the console log here (default: IMAGE.serial.log)
 #   --arch ARCH          x86_64 (default: uname -m) or aarch64
 #   --accel kvm|tcg      default: kvm when /dev/kvm is usable, else tcg
@@ -38,7 +45,10 @@ say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
 IMAGE='' SB_VARS='' VARS='' TPM=0 TIMEOUT='' EXPECT='' CHECK=0 LOG='' DRY=0 FW_DIRS=''
 ARCH=$(uname -m) ACCEL='' MEMORY=2048M
+CHECK_PREFIX='DPS-COMPOSER-CHECK '
+CHECK_END=' DPS-COMPOSER-CHECK-END'
 DEFAULT_EXPECT='login: *$|DPS-COMPOSER-CHECK |reboot: Power down'
+CHECK_EXPECT='DPS-COMPOSER-CHECK |reboot: Power down'
 
 need_arg() { [ $# -ge 2 ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -140,7 +150,9 @@ fi
 # one vCPU under TCG: multi-threaded TCG can crash x86 guests patching their own code (int3)
 case $ACCEL in kvm) CPU=host SMP=2 ;; tcg) CPU=max SMP=1 ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
 [ -n "$LOG" ] || LOG=$IMAGE.serial.log
-[ -n "$EXPECT" ] || EXPECT=$DEFAULT_EXPECT
+if [ -z "$EXPECT" ]; then
+    if [ "$CHECK" = 1 ]; then EXPECT=$CHECK_EXPECT; else EXPECT=$DEFAULT_EXPECT; fi
+fi
 
 # --- work directory, cleanup ----------------------------------------------------------------
 if [ "$DRY" = 1 ]; then
@@ -149,13 +161,11 @@ else
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/boot-uefi.XXXXXX")
 fi
 QEMU_PID='' SWTPM_PID=''
-# stop a daemon (not our child; swtpm): TERM, up to 10 s, then KILL
-stop_pid() {
-    kill "$1" 2>/dev/null || return 0
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
-    kill -9 "$1" 2>/dev/null || true
-}
+# Children get SIGKILL when this script dies, however it dies (no trap runs on SIGKILL).
+DIE_WITH_US=''
+if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig KILL true 2>/dev/null; then
+    DIE_WITH_US='setpriv --pdeathsig KILL --'
+fi
 # our own background child: TERM, KILL after 10 s, and reap it (a zombie answers kill -0)
 stop_child() {
     kill "$1" 2>/dev/null
@@ -167,7 +177,7 @@ stop_child() {
 cleanup() {
     set +e  # a process that is already gone must not stop the cleanup
     [ -z "$QEMU_PID" ] || stop_child "$QEMU_PID"
-    [ -z "$SWTPM_PID" ] || stop_pid "$SWTPM_PID"
+    [ -z "$SWTPM_PID" ] || stop_child "$SWTPM_PID"
     [ "$DRY" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -205,6 +215,10 @@ else
 fi
 if [ "$CHECK" = 1 ]; then
     set -- "$@" -smbios type=11,value=io.systemd.credential:dps-composer.check=1
+    for cred in firstboot.locale=C.UTF-8 firstboot.keymap=us firstboot.timezone=UTC \
+        'passwd.hashed-password.root=!*'; do
+        set -- "$@" -smbios "type=11,value=io.systemd.credential:$cred"
+    done
     if [ "$ARCH" = x86_64 ]; then
         set -- "$@" -chardev "file,id=check,path=$WORK/check.log" -serial chardev:check
     else
@@ -219,7 +233,7 @@ if [ "$TPM" = 1 ]; then
 fi
 
 if [ "$DRY" = 1 ]; then
-    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK --daemon"
+    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK"
     printf '%s' "$1"
     shift
     for a in "$@"; do printf ' %s' "$a"; done
@@ -239,42 +253,79 @@ if [ "$TPM" = 1 ]; then
     : >"$WORK/swtpm_setup.conf"
     swtpm_setup --tpm2 --tpmstate "$WORK/tpm" --pcr-banks sha256 --config "$WORK/swtpm_setup.conf" \
         --logfile "$WORK/swtpm_setup.log" >/dev/null || die "swtpm_setup failed (see $WORK/swtpm_setup.log)"
-    swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" --ctrl "type=unixio,path=$SWTPM_SOCK" \
-        --log "file=$WORK/swtpm.log" --pid "file=$WORK/swtpm.pid" --daemon
+    $DIE_WITH_US swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" \
+        --ctrl "type=unixio,path=$SWTPM_SOCK" --log "file=$WORK/swtpm.log" </dev/null &
+    SWTPM_PID=$!
     i=0
-    while [ ! -S "$SWTPM_SOCK" ] || [ ! -s "$WORK/swtpm.pid" ]; do
+    while [ ! -S "$SWTPM_SOCK" ]; do
         i=$((i + 1)); [ $i -le 50 ] || die "swtpm did not create $SWTPM_SOCK"
+        kill -0 "$SWTPM_PID" 2>/dev/null || die "swtpm exited (see $WORK/swtpm.log)"
         sleep 0.1
     done
-    SWTPM_PID=$(cat "$WORK/swtpm.pid")
     say "swtpm: pid $SWTPM_PID"
 fi
 
 say "serial log: $LOG"
 if [ -z "$TIMEOUT" ]; then
-    "$@"
+    $DIE_WITH_US "$@"
     exit $?
 fi
 
-"$@" >"$WORK/qemu.log" 2>&1 &
+$DIE_WITH_US "$@" >"$WORK/qemu.log" 2>&1 &
 QEMU_PID=$!
 say "qemu: pid $QEMU_PID, waiting up to $TIMEOUT s for /$EXPECT/"
 start=$(date +%s)
 ESC=$(printf '\033')
+# settled FILE: the log as far as it can be judged, in $WORK/settled: escapes and CRs gone, and
+# without a last, unfinished line that holds the start of a check record (the guest may still
+# be writing it). Other unfinished lines stay: prompts such as "login: " never end.
+settled() {
+    tr -d '\r' <"$1" | sed "s/$ESC\[[0-9;=?]*[A-Za-z]//g" >"$WORK/settled"
+    if [ -n "$(tail -c 1 "$WORK/settled")" ] &&
+        tail -n 1 "$WORK/settled" | grep -q -a -F -e "$CHECK_PREFIX"; then
+        sed -i '$d' "$WORK/settled"
+    fi
+}
+# record_intact LINE: the check record on LINE is whole: its trailer's length and sha256 match
+# the JSON before it (an older image's record without a trailer: the JSON must parse)
+record_intact() {
+    _body=${1#*"$CHECK_PREFIX"}
+    case $_body in
+        *"$CHECK_END bytes="*" sha256="*) ;;
+        *) printf '%s' "$_body" | jq -e 'type == "object"' >/dev/null 2>&1; return ;;
+    esac
+    _trailer=${_body##*"$CHECK_END "}
+    _body=${_body%"$CHECK_END "*}
+    _want_bytes=${_trailer#bytes=}
+    _want_bytes=${_want_bytes%% *}
+    _want_sum=${_trailer##*sha256=}
+    [ "$(printf '%s' "$_body" | wc -c | tr -d ' ')" = "$_want_bytes" ] &&
+        [ "$(printf '%s' "$_body" | sha256sum | cut -d ' ' -f 1)" = "$_want_sum" ]
+}
+DAMAGED=''
 found() {
     for f in "$WORK/check.log" "$LOG"; do
         [ -f "$f" ] || continue
-        line=$(tr -d '\r' <"$f" | sed "s/$ESC\[[0-9;=?]*[A-Za-z]//g" | grep -a -E -m 1 -e "$EXPECT" || true)
-        if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
+        settled "$f"
+        line=$(grep -a -E -m 1 -e "$EXPECT" "$WORK/settled" || true)
+        [ -n "$line" ] || continue
+        case $line in *"$CHECK_PREFIX"*) record_intact "$line" || DAMAGED=$f ;; esac
+        printf '%s\n' "$line"
+        return 0
     done
     return 1
 }
+done_or_damaged() {
+    [ -z "$DAMAGED" ] && exit 0
+    say "the check record in $DAMAGED arrived damaged (its length or sha256 differ)"
+    exit 1
+}
 while :; do
-    if found; then exit 0; fi
+    if found; then done_or_damaged; fi
     if ! kill -0 "$QEMU_PID" 2>/dev/null; then
         wait "$QEMU_PID" || true
         QEMU_PID=''
-        found && exit 0
+        found && done_or_damaged
         say "QEMU exited without /$EXPECT/: $(tail -n 3 "$WORK/qemu.log" | tr '\n' ' ')"
         exit 1
     fi

@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from composer.files import atomic_write
 from composer.tools import output, which
 from composer.vm.firmware import Firmware
 from composer.vm.qemu import QemuProcess, firmware_args
+from composer.workdir import scratch_dir, work_parent
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_API_VERSION = 12
@@ -133,8 +133,8 @@ def probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
         return done(False, f"/dev/kvm unusable: {err.strerror or err}")
     if api != KVM_API_VERSION:
         return done(False, f"KVM_GET_API_VERSION returned {api}, expected {KVM_API_VERSION}")
-    with tempfile.TemporaryDirectory(prefix="dps-composer-kvm-") as tmp:
-        ok, reason = _boot_firmware(firmware, Path(tmp), timeout)
+    with scratch_dir("kvm-probe", work_parent()) as tmp:  # swept after a SIGKILL too
+        ok, reason = _boot_firmware(firmware, tmp, timeout)
     return done(ok, reason)
 
 

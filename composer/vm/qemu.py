@@ -14,9 +14,10 @@ from typing import IO, Any
 
 from composer import tools
 from composer.disk.imagefile import ImageFileError, blockdev, detect_format, virtual_size
+from composer.lifetime import die_with_parent
+from composer.vm.credentials import boot_credentials, smbios_args
 from composer.vm.firmware import Firmware
 
-CHECK_CREDENTIAL = "dps-composer.check"
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 
 
@@ -64,7 +65,7 @@ class QemuConfig:
     tpm_args: Sequence[str] = ()
     memory: str = "2048M"
     smp: int = 2
-    credentials: Mapping[str, str] = field(default_factory=lambda: {CHECK_CREDENTIAL: "1"})
+    credentials: Mapping[str, str] = field(default_factory=boot_credentials)
     extra: Sequence[str] = ()
 
 
@@ -102,8 +103,7 @@ def build_command(qemu: str, cfg: QemuConfig) -> list[str]:
     argv += ["-m", cfg.memory, "-smp", str(cfg.smp)]
     argv += ["-nodefaults", "-display", "none", "-no-reboot", "-no-user-config"]
     argv += _serial_args(cfg)
-    for name, value in cfg.credentials.items():
-        argv += ["-smbios", f"type=11,value=io.systemd.credential:{name}={value}"]
+    argv += smbios_args(cfg.credentials)
     argv += ["-device", "virtio-rng-pci"]
     if cfg.image is not None:
         argv += _disk_args(cfg.image, cfg.snapshot, cfg.vars_copy.parent)
@@ -112,7 +112,11 @@ def build_command(qemu: str, cfg: QemuConfig) -> list[str]:
 
 
 class QemuProcess:
-    """QEMU in its own process group; leaving the context kills it (TERM, then KILL) and reaps."""
+    """QEMU in its own process group; leaving the context kills it (TERM, then KILL) and reaps.
+
+    Its own session keeps a terminal's Ctrl-C away from it (we stop it, in order); since nothing
+    else then ties it to us, it is also asked to die with the thread that started it
+    (PR_SET_PDEATHSIG): a composer killed with SIGKILL takes its QEMU with it."""
 
     def __init__(self, argv: Sequence[str], log: Path, term_grace: float = 5.0) -> None:
         self.argv = list(argv)
@@ -130,6 +134,7 @@ class QemuProcess:
                 stdout=self._log_fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us, not QEMU: we stop it in order
+                preexec_fn=die_with_parent(),
             )
         except BaseException:
             self._log_fh.close()

@@ -1,24 +1,37 @@
 """`dps-composer boot IMAGE...`: one image or several at once, composer-built or foreign.
 
 Each boot is self-contained (its own work dir, swtpm, varstore copy, QEMU), so several can run
-in a thread pool; console lines are prefixed with the image name. Ctrl-C stops every boot in
-progress (each one stops its QEMU and swtpm) before it is re-raised.
+in a thread pool; console lines are prefixed with the image name. A signal (Ctrl-C, SIGTERM,
+SIGHUP) stops every boot in progress (each one stops its QEMU and swtpm and keeps its logs)
+before it is re-raised. QEMU and swtpm die with the thread that started them
+(PR_SET_PDEATHSIG is per thread): a pool's worker threads live until the pool shuts down, after
+every boot in it has stopped its VM, so only the composer's death ends them early. A boot that
+only the host failed (composer/vm/blame.py) is booted again, up to ``retries`` times; the verdict
+lists the attempts.
+
+Exit codes with several images: the most severe result wins, in this order: an image that could
+not be booted at all (its error's code: 2 input, 3 environment), an image FAIL (1), an
+infrastructure error (4, only the host failed a boot), PASS (0). A FAIL outranks 4 because
+a CI job that retries on 4 must never retry a broken image into a pass.
 """
 
 from __future__ import annotations
 
 import functools
-import tempfile
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from composer.errors import ComposerError
+from composer.lifetime import Interrupted
 from composer.vm.boot import Console, Watch, boot_image
 from composer.vm.foreign import judge_serial, make_cidata, plan_foreign
+from composer.vm.monitor import StopFlag
 from composer.vm.validate import Check, Verdict, load_expectations
 
 
@@ -29,6 +42,8 @@ class BootOptions:
     keep: Path | None = None  # with several images: one sub-directory per image
     timeout_for: Callable[[Path], float] = lambda _image: 600.0
     vars_for: Callable[[Path], Path | None] = lambda _image: None
+    retries: int = 1  # boots again after an infrastructure error, at most this many times
+    firstboot: bool = True  # answer systemd-firstboot's questions with credentials
 
 
 @dataclass
@@ -39,10 +54,74 @@ class BootResult:
     keep_dir: Path | None
     mode: str  # manifest | cidata | serial | check | error
     started: str = ""  # local time the boot started, ISO 8601 without zone (as JUnit wants)
+    error_code: int = 0  # mode "error": the exit code of the error that stopped it
+
+    @property
+    def exit_code(self) -> int:
+        if self.mode == "error":
+            return self.error_code or 1
+        return {"pass": 0, "error": 4}.get(self.verdict.outcome, 1)
+
+
+# most severe first; codes not listed (other errors) rank with the setup errors
+PRECEDENCE = (2, 3, 1, 4, 0)
+
+
+def exit_code(results: Sequence[BootResult]) -> int:
+    """The run's exit code: the most severe of the images' (module docstring)."""
+    codes = {r.exit_code for r in results}
+    other = sorted(codes - set(PRECEDENCE))
+    if other:
+        return other[0]
+    return next((c for c in PRECEDENCE if c in codes), 0)
 
 
 def has_manifest(image: Path) -> bool:
     return (image.parent / "manifest.json").is_file()
+
+
+def _attempt_summary(verdict: Verdict, number: int) -> dict[str, Any]:
+    fault = verdict.host_fault or {}
+    return {
+        "attempt": number,
+        "outcome": verdict.outcome,
+        "reason": fault.get("reason", ""),
+        "detail": fault.get("detail", ""),
+        "total": verdict.timings.get("total", 0.0),
+    }
+
+
+def with_retries(
+    boot: Callable[[Callable[[Verdict], Path | None]], Verdict],
+    keep: Path | None,
+    retries: int,
+    console: Console,
+) -> Verdict:
+    """Boot; after an infrastructure error boot again (at most ``retries`` times). The files of
+    an attempt that is booted again are kept in ``attempt-N`` inside the keep directory; the
+    last attempt's beside them, with a verdict that lists the earlier ones."""
+    earlier: list[dict[str, Any]] = []
+    number = 1
+    while True:
+        last = number > retries
+
+        def finish(v: Verdict, n: int = number, last: bool = last) -> Path | None:
+            """Called with the verdict before it is kept: where to keep it."""
+            if v.outcome == "error" and not last:
+                return keep / f"attempt-{n}" if keep is not None else None
+            v.attempts = list(earlier)
+            v.notes += [f"attempt {a['attempt']}: {a['reason']}: {a['detail']}" for a in earlier]
+            return keep
+
+        verdict = boot(finish)
+        if verdict.outcome != "error" or last:
+            return verdict
+        earlier.append(_attempt_summary(verdict, number))
+        number += 1
+        console(
+            f"infrastructure error ({earlier[-1]['reason']}): {earlier[-1]['detail'][:200]}; "
+            f"booting again (attempt {number} of {retries + 1})"
+        )
 
 
 def boot_one(
@@ -61,24 +140,38 @@ def boot_one(
         timeout=opts.timeout_for(image),
         tpm=opts.tpm,
         vars_file=opts.vars_for(image),
-        keep_dir=keep_dir,
         console=console,
+        firstboot=opts.firstboot,
     )
     if has_manifest(image):
-        verdict = boot(expectations=load_expectations(image), watch=Watch(stop=stop))
+        exp = load_expectations(image)
+        watch = Watch(stop=stop)
+        verdict = with_retries(
+            lambda keep: boot(expectations=exp, keep_dir=keep, watch=watch),
+            keep_dir,
+            opts.retries,
+            console,
+        )
         return BootResult(image, name, verdict, keep_dir, "manifest")
     plan = plan_foreign(image)
     console(f"foreign image (no manifest.json): {plan.mode} mode, {plan.reason}")
-    with tempfile.TemporaryDirectory(prefix="dps-composer-cidata-") as tmp:
-        extra: list[str] = []
-        if plan.mode == "cidata":
-            iso = make_cidata(Path(tmp) / "cidata.iso")
-            extra = ["-drive", f"file={iso},format=raw,if=virtio,readonly=on"]
-        verdict = boot(
+
+    def cidata(work: Path) -> list[str]:
+        iso = make_cidata(work / "cidata.iso")
+        return ["-drive", f"file={iso},format=raw,if=virtio,readonly=on"]
+
+    watch = Watch(login_grace=plan.login_grace, serial_judge=judge_serial, stop=stop)
+    verdict = with_retries(
+        lambda keep: boot(
             expectations=plan.expectations,
-            extra_qemu_args=extra,
-            watch=Watch(login_grace=plan.login_grace, serial_judge=judge_serial, stop=stop),
-        )
+            keep_dir=keep,
+            watch=watch,
+            attach=cidata if plan.mode == "cidata" else None,
+        ),
+        keep_dir,
+        opts.retries,
+        console,
+    )
     # serial: judged from the console (no check line came); check: the image had its own check
     mode = "serial" if verdict.guest is None else "cidata" if plan.mode == "cidata" else "check"
     verdict.notes[:0] = [*plan.notes, f"mode: {mode} ({plan.reason})"]
@@ -91,15 +184,45 @@ def unique_names(images: Sequence[Path]) -> list[str]:
     return [f"{i.parent.name}/{i.name}" if names.count(i.name) > 1 else i.name for i in images]
 
 
-def _keep_dir(opts: BootOptions, image: Path, name: str, several: bool) -> Path:
-    if opts.keep is None:
+def keep_dir_for(keep: Path | None, image: Path, name: str, several: bool) -> Path:
+    """Where a boot's files are kept: ``--keep`` (a sub-directory per image when there are
+    several), else IMAGE-NAME.boot beside the image."""
+    if keep is None:
         return image.parent / f"{image.name}.boot"
-    return opts.keep / name.replace("/", "_") if several else opts.keep
+    return keep / name.replace("/", "_") if several else keep
 
 
-def _error_result(image: Path, name: str, err: ComposerError) -> BootResult:
-    verdict = Verdict(False, [Check("booted", False, f"could not boot: {err}")])
-    return BootResult(image, name, verdict, None, "error")
+def _verdict_stamp(keep: Path) -> float | None:
+    try:
+        return (keep / "verdict.json").stat().st_mtime
+    except OSError:
+        return None
+
+
+def _error_result(image: Path, name: str, err: ComposerError, kept: Path | None) -> BootResult:
+    verdict = Verdict(False, [Check("booted", False, f"could not boot: {err}", "setup")])
+    return BootResult(image, name, verdict, kept, "error", error_code=err.exit_code)
+
+
+def boot_guarded(
+    image: Path,
+    name: str,
+    opts: BootOptions,
+    keep: Path,
+    console: Console,
+    stop: threading.Event | None = None,
+) -> BootResult:
+    """boot_one, with an error that stops this image (bad image, no firmware) as its result."""
+    started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    before = _verdict_stamp(keep)
+    try:
+        result = boot_one(image, name, opts, keep, console, stop)
+    except ComposerError as err:
+        console(f"error: {err}")
+        kept = keep if _verdict_stamp(keep) not in (None, before) else None
+        result = _error_result(image, name, err, kept)
+    result.started = started
+    return result
 
 
 def boot_many(
@@ -109,21 +232,18 @@ def boot_many(
     console_for: Callable[[str], Console],
 ) -> list[BootResult]:
     """Boot ``images`` with up to ``jobs`` at a time; results in the order of ``images``.
-    A setup error (bad image, no firmware) fails that image only."""
+    A setup error (bad image, no firmware) fails that image only. One image boots in this
+    thread; several in a pool, and a signal here stops them all before it is re-raised."""
     names = unique_names(images)
     several = len(images) > 1
-    stop = threading.Event()
+    if not several:
+        keep = keep_dir_for(opts.keep, images[0], names[0], False)
+        return [boot_guarded(images[0], names[0], opts, keep, console_for(names[0]))]
+    stop = StopFlag()
 
     def one(image: Path, name: str) -> BootResult:
-        started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
-        try:
-            keep = _keep_dir(opts, image, name, several)
-            result = boot_one(image, name, opts, keep, console_for(name), stop)
-        except ComposerError as err:
-            console_for(name)(f"error: {err}")
-            result = _error_result(image, name, err)
-        result.started = started
-        return result
+        keep = keep_dir_for(opts.keep, image, name, several)
+        return boot_guarded(image, name, opts, keep, console_for(name), stop)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures: list[Future[BootResult]] = [
@@ -131,8 +251,9 @@ def boot_many(
         ]
         try:
             return [f.result() for f in futures]
-        except KeyboardInterrupt:
-            stop.set()  # every running boot stops its QEMU and swtpm
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # every running boot stops its QEMU and swtpm; queued ones never start
+            stop.trip(exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
             for f in futures:
                 f.cancel()
             raise

@@ -1,5 +1,7 @@
 """Serial console parsing: strip terminal noise, timestamp lines as they arrive, spot milestones
-and fatal signs early (so a boot can fail fast instead of running into the timeout)."""
+and fatal signs early (so a boot can fail fast instead of running into the timeout), and the
+signs that the host, not the image, let a boot down (an emulated TPM that did not answer in
+time)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-CHECK_PREFIX = "DPS-COMPOSER-CHECK "
 
 # Cursor positioning / screen clearing acts as a line break on a real terminal.
 _CURSOR_BREAK = re.compile(r"\x1b\[[0-9;?=]*[HfJ]")
@@ -35,6 +35,32 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("login", r"(^|\s)login: *$"),  # a getty's prompt (the line may still be unfinished)
     )
 )
+
+# A console that waits for a person: nobody will answer, so the boot has failed now, not at the
+# timeout. (name, pattern); each implicates the "no-console-prompt" check.
+PROMPT_CHECK = "no-console-prompt"
+_PROMPTS = (
+    # systemd-firstboot (src/firstboot/firstboot.c): its welcome and each question it asks
+    ("firstboot-prompt", r"Please configure (?:your|the) system!|-- Press any key to proceed --"),
+    (
+        "firstboot-prompt",
+        r"Please enter (?:the |a )?(?:new )?(?:system (?:message )?locale|system keymap"
+        r"|keymap|timezone|time zone|hostname|root password|root shell)",
+    ),
+    # sulogin(8) in emergency.service / rescue.service, and its refusal with a locked root
+    (
+        "maintenance-prompt",
+        r"Give root password for maintenance|Press Enter for maintenance"
+        r"|Cannot open access to console, the root account is locked",
+    ),
+    # systemd-cryptsetup's and cryptsetup's questions, GRUB's password and LUKS prompts
+    (
+        "passphrase-prompt",
+        r"Please enter (?:the )?(?:passphrase|recovery key|(?:LUKS2 token |security token )?PIN)"
+        r"\b|Enter passphrase for |^Enter username: *$",
+    ),
+)
+PROMPTS = tuple((name, PROMPT_CHECK, rx) for name, rx in _PROMPTS)
 
 # (name, verdict check it implicates, pattern)
 _GPT_AUTO_ROOT = r"gpt(?:-|\\x2d)auto(?:-|\\x2d)root"
@@ -63,6 +89,20 @@ FATAL_SIGNS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ),
         ("uefi-shell", "booted", r"UEFI Interactive Shell"),
         ("no-boot-device", "booted", r"No bootable option or device"),
+        *PROMPTS,
+    )
+)
+
+# Evidence that the host let the guest down (not fatal by itself: the verdict decides what it
+# explains, composer/vm/blame.py). The guest kernel gives the TPM 750 ms for most commands
+# (drivers/char/tpm/tpm2-cmd.c, TPM_MEDIUM for GetCapability and PCR_Extend) and the guest's
+# clock under TCG is the host's: QEMU threads that wait that long for a host CPU make the
+# emulated TPM "time out".
+HOST_SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(rx))
+    for name, rx in (
+        ("tpm-timeout", r"tpm tpm\d+: (?:Operation Timed out|Operation Canceled)"),
+        ("tpm-transmit", r"tpm tpm\d+: tpm_(?:try_)?transmit: .*error -?\d+"),
     )
 )
 
@@ -82,7 +122,7 @@ def clean_lines(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class SerialEvent:
-    kind: str  # "milestone" | "fatal"
+    kind: str  # "milestone" | "fatal" | "host"
     name: str
     t: float  # seconds since QEMU started when the line arrived
     line: str
@@ -108,6 +148,9 @@ class SerialScanner:
         for name, check, rx in FATAL_SIGNS:
             if ("fatal", name) not in self._seen and rx.search(line):
                 new.append(SerialEvent("fatal", name, t, line.strip()[:300], check))
+        for name, rx in HOST_SIGNS:
+            if ("host", name) not in self._seen and rx.search(line):
+                new.append(SerialEvent("host", name, t, line.strip()[:300]))
         self._seen.update((e.kind, e.name) for e in new)
         self.events.extend(new)
         return new
@@ -125,14 +168,26 @@ def scan_text(text: str, t: float = 0.0) -> list[SerialEvent]:
 
 
 class SerialTail:
-    """Follow a growing serial log file; each complete line gets the time it was first read."""
+    """Follow a growing serial log file; each complete line gets the time it was first read.
 
-    MAX_PARTIAL = 64 * 1024
+    ``errors``: how undecodable bytes are read ("replace" for text that is printed;
+    "surrogateescape" for the check channel, whose record is hashed byte for byte).
+    ``max_partial``: an unterminated line longer than this is handed out as it is."""
 
-    def __init__(self, path: Path, start: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        path: Path,
+        start: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        errors: str = "replace",
+        max_partial: int = 64 * 1024,
+    ):
         self.path = path
         self.start = start
         self.clock = clock
+        self.errors = errors
+        self.max_partial = max_partial
         self._pos = 0
         self._buf = b""
 
@@ -148,18 +203,12 @@ class SerialTail:
         self._buf += data
         t = round(self.clock() - self.start, 2)
         cut = self._buf.rfind(b"\n") + 1
-        if cut == 0 and len(self._buf) > self.MAX_PARTIAL:
+        if cut == 0 and len(self._buf) > self.max_partial:
             cut = len(self._buf)
         done, self._buf = self._buf[:cut], self._buf[cut:]
-        lines = [(t, ln) for ln in clean_lines(done.decode("utf-8", errors="replace"))]
+        lines = [(t, ln) for ln in clean_lines(done.decode("utf-8", errors=self.errors))]
         partial = " ".join(clean_lines(self._buf.decode("utf-8", errors="replace")))
         return lines, partial
-
-
-def find_check_payload(line: str) -> str | None:
-    """The JSON text after the check prefix, or None when the line is not a check line."""
-    i = line.find(CHECK_PREFIX)
-    return line[i + len(CHECK_PREFIX) :].strip() if i >= 0 else None
 
 
 def milestone_times(events: Iterable[SerialEvent]) -> dict[str, float]:

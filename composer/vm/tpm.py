@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer.errors import ComposerError
+from composer.lifetime import die_with_parent
 from composer.tools import run, which
 
 SUN_PATH_MAX = 107
@@ -23,6 +24,11 @@ class Swtpm:
     log: Path
     pid: int
     qemu_args: tuple[str, ...]
+    proc: subprocess.Popen[bytes]
+
+    def poll(self) -> int | None:
+        """swtpm's exit status once it has ended (it should live as long as QEMU)."""
+        return self.proc.poll()
 
 
 def tpm_device(arch: str) -> str:
@@ -114,9 +120,11 @@ def swtpm(work: Path, arch: str = "x86_64") -> Iterator[Swtpm]:
                 stdout=err,
                 stderr=err,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop swtpm after QEMU
+                preexec_fn=die_with_parent(),  # and SIGKILL of us takes it along
             )
         listener.close()  # swtpm holds its own copy
-        yield Swtpm(sock_path, state, log, proc.pid, qemu_tpm_args(sock_path, tpm_device(arch)))
+        args = qemu_tpm_args(sock_path, tpm_device(arch))
+        yield Swtpm(sock_path, state, log, proc.pid, args, proc)
     finally:
         listener.close()
         if proc is not None:

@@ -100,6 +100,9 @@ class Check:
     name: str
     passed: bool
     detail: str
+    # set when the host, not the image, failed this check: the reason (composer/vm/blame.py;
+    # "setup" when the boot could not even start)
+    host_fault: str = ""
 
 
 @dataclass
@@ -113,13 +116,30 @@ class Verdict:
     guest: dict[str, Any] | None = None  # the raw check result
     serial_tail: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the host's fault that failed this boot ({"reason", "detail"}), when there is one
+    host_fault: dict[str, str] | None = None
+    # earlier attempts that the host failed and that were booted again ({"reason", ...})
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: str = ""  # the signal that stopped the boot before a verdict
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    @property
+    def outcome(self) -> str:
+        """pass; fail (the image); error (only the host failed it: an infrastructure error,
+        exit code 4); interrupted."""
+        if self.interrupted:
+            return "interrupted"
+        if self.passed:
+            return "pass"
+        failing = [c for c in self.checks if not c.passed]
+        return "error" if failing and all(c.host_fault for c in failing) else "fail"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["serial_log"] = str(self.serial_log) if self.serial_log else None
+        d["outcome"] = self.outcome
         return d
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -21,8 +21,10 @@ import pytest
 from composer import dps
 from composer.arch import get_arch
 from composer.build import default_cache_dir
+from composer.disk.gpt import read_gpt
 from composer.rootfs.chroot import run_in
 from composer.uki.toolstree import ensure_tools_tree
+from composer.vm.run import BootOptions, boot_one
 
 from .conftest import ModuleTmp, composer
 from .foreign_image import build_repart_image
@@ -184,16 +186,50 @@ def test_inspect_reads_an_xfs_root_with_libguestfs(tmp_path: Path) -> None:
     assert rc == 1 and any("/etc/fstab mounts /" in p for p in report["discovery"]["problems"])
 
 
+@pytest.fixture(scope="module")
+def unprovisioned(default_image: Path, module_tmp: ModuleTmp) -> Path:
+    """The default image without its manifest, made to look unprovisioned: /etc/machine-id says
+    "uninitialized" (a first boot, machine-id(5); the image's empty one is not) and there is no
+    /etc/shadow, so systemd-firstboot asks for the root password on the console (it asks for
+    every setting the image lacks; an image made by another tool, such as mkosi's default
+    one, lacks more)."""
+    out = module_tmp.mktemp("unprovisioned")
+    raw = out / "unprovisioned.raw"
+    subprocess.run(
+        ["cp", "--sparse=always", str(default_image / "debian-uki-sdboot.raw"), str(raw)],
+        check=True,
+    )
+    (out / "machine-id").write_text("uninitialized\n")
+    (out / "debugfs.cmds").write_text(
+        "rm /etc/shadow\nrm /etc/machine-id\n"
+        f"write {out / 'machine-id'} /etc/machine-id\nsif /etc/machine-id mode 0100444\n"
+    )
+    root = read_gpt(raw)[1][-1]
+    subprocess.run(
+        ["debugfs", "-w", "-f", str(out / "debugfs.cmds"), f"{raw}?offset={root.start}"],
+        check=True,
+    )
+    return raw
+
+
 def test_boot_without_cloud_init_is_judged_from_the_serial_console(
-    default_image: Path, tmp_path: Path
+    unprovisioned: Path, tmp_path: Path
 ) -> None:
-    """The default image without its manifest: no cloud-init in it, so no cidata; the verdict
-    comes from the console (login prompt, root mounted) and says so."""
-    image = tmp_path / "no-manifest.qcow2"
-    shutil.copyfile(default_image / "debian-uki-sdboot.qcow2", image)
+    """No cloud-init in the image, so no cidata; the verdict comes from the console (login
+    prompt, root mounted) and says so. The image's first boot asks for the root password
+    unless it is told: `boot` passes systemd-firstboot's credentials, so it boots on."""
     verdict_file = tmp_path / "verdict.json"
+    keep = tmp_path / "keep"
     proc = composer(
-        "boot", str(image), "--json", str(verdict_file), "--timeout", "1200", check=False
+        "boot",
+        str(unprovisioned),
+        "--json",
+        str(verdict_file),
+        "--keep",
+        str(keep),
+        "--timeout",
+        "1200",
+        check=False,
     )
     verdict = json.loads(verdict_file.read_text())
     assert proc.returncode == 0, verdict["checks"]
@@ -202,3 +238,21 @@ def test_boot_without_cloud_init_is_judged_from_the_serial_console(
     assert all("serial console only" in c["detail"] for c in verdict["checks"])
     assert "login" in verdict["timings"]
     assert any("no cloud-init" in n for n in verdict["notes"])
+    console = (keep / "serial.log").read_text(errors="replace")
+    assert "First Boot Wizard" in console  # systemd-firstboot ran, and asked nothing
+    assert "Please configure your system!" not in console
+
+
+def test_a_console_prompt_fails_the_boot_at_once(unprovisioned: Path, tmp_path: Path) -> None:
+    """Without the credentials the same first boot stops at systemd-firstboot's question: a
+    FAIL naming the prompt as soon as it shows, not a wait for the timeout."""
+    opts = BootOptions(timeout_for=lambda _: 1200.0, firstboot=False, retries=0)
+    result = boot_one(unprovisioned, "unprovisioned", opts, tmp_path / "keep", print)
+    verdict = result.verdict
+    print(verdict.to_json())
+    assert result.mode == "serial" and verdict.outcome == "fail"
+    prompt = verdict.check("no-console-prompt")
+    assert prompt is not None and not prompt.passed
+    assert "Please configure your system!" in prompt.detail
+    booted = verdict.check("booted")
+    assert booted is not None and "within 1200 s" not in booted.detail

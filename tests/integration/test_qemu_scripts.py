@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.vm.record import RecordReader
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -27,8 +29,6 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
             "tcg",
             "--timeout",
             "900",
-            "--expect",
-            "DPS-COMPOSER-CHECK ",
             "--serial-log",
             str(log),
         ],
@@ -40,7 +40,9 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
     print(proc.stderr)
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
-    payload = json.loads(line.split("DPS-COMPOSER-CHECK ", 1)[1])
+    record = RecordReader().feed(line)  # --check waits for the whole, verified record
+    assert record is not None and record.framed and record.payload is not None, line
+    payload = json.loads(record.payload)
     assert payload["root"]["parttype"] == "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
     assert payload["tpm"]["tpm0"] is True  # the script's swtpm
     assert "Linux version" in log.read_text(errors="replace")

@@ -1,15 +1,21 @@
-"""qemu-scripts/boot-uefi.sh --dry-run against fixture firmware descriptor directories."""
+"""qemu-scripts/boot-uefi.sh against fixture firmware descriptor directories: --dry-run, and the
+headless wait with a stand-in QEMU."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from composer.vm.record import frame
 
 SCRIPT = Path(__file__).parents[2] / "qemu-scripts" / "boot-uefi.sh"
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
@@ -59,7 +65,7 @@ def fw(tmp_path: Path) -> dict[str, Path]:
     descriptor(dist, "30-i440fx.json", files["other-code"], files["vars"], [], ["pc-i440fx-*"])
     files["usr"], files["etc"] = dist, etc
     image = tmp_path / "disk.qcow2"
-    image.write_bytes(b"QFI\xfb" + bytes(60))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
     files["image"] = image
     return files
 
@@ -153,3 +159,79 @@ def test_bad_usage(fw: dict[str, Path]) -> None:
         ["sh", str(SCRIPT), "/nonexistent.raw"], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no such image file" in missing.stderr
+
+
+# A stand-in for QEMU on PATH: writes the check record to the check channel's file in pieces
+# (the guest writes ~8 KB at 115200 baud), as the real one would, then stays up.
+FAKE_QEMU = """#!/bin/sh
+for a in "$@"; do
+    case $a in file,id=check,path=*) out=${a#file,id=check,path=} ;; esac
+done
+size=$(wc -c <"$RECORD")
+i=0
+while [ $((i * 512)) -lt "$size" ]; do
+    dd if="$RECORD" bs=512 skip=$i count=1 status=none >>"$out"
+    i=$((i + 1))
+    sleep 0.3
+done
+exec sleep 60
+"""
+
+
+def run_headless(
+    fw: dict[str, Path], tmp_path: Path, record: str
+) -> subprocess.CompletedProcess[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").write_text(FAKE_QEMU)
+    (bin_dir / "qemu-system-x86_64").chmod(0o755)
+    (tmp_path / "record").write_text(record)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--check", "--timeout", "60"]
+    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "RECORD": str(tmp_path / "record"),
+        "TMPDIR": str(tmp_path),
+    }
+    return subprocess.run(argv, text=True, capture_output=True, check=False, env=env, timeout=120)
+
+
+def test_headless_wait_takes_the_check_record_only_when_whole(
+    fw: dict[str, Path], tmp_path: Path
+) -> None:
+    payload = json.dumps({"version": 1, "pad": "x" * 3000})
+    proc = run_headless(fw, tmp_path, frame(payload) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line == frame(payload)
+    assert not list(tmp_path.glob("boot-uefi.*"))  # its work directory is gone
+
+
+def test_headless_wait_reports_a_damaged_record(fw: dict[str, Path], tmp_path: Path) -> None:
+    payload = json.dumps({"version": 1, "pad": "x" * 600})
+    proc = run_headless(fw, tmp_path, frame(payload).replace('"version"', '"versjon"') + "\n")
+    assert proc.returncode == 1
+    assert "arrived damaged" in proc.stderr
+
+
+def test_qemu_dies_with_the_script_even_on_sigkill(fw: dict[str, Path], tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").write_text("#!/bin/sh\nexec sleep 300\n")
+    (bin_dir / "qemu-system-x86_64").chmod(0o755)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--timeout", "300"]
+    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    qemu = next(int(m[1]) for ln in proc.stderr if (m := re.search(r"qemu: pid (\d+)", ln)))
+    comm = Path(f"/proc/{qemu}/comm")
+    while comm.read_text().strip() != "sleep":  # the stand-in runs (setpriv has done its part)
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    fd = os.pidfd_open(qemu)
+    try:
+        assert select.select([fd], [], [], 30)[0], "QEMU outlived the killed script"
+    finally:
+        os.close(fd)

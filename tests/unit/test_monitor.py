@@ -1,16 +1,21 @@
-"""The boot monitor's exits for foreign images and parallel runs, with a small shell script in
-QEMU's place writing to the console log (a real child process, stopped like QEMU)."""
+"""The boot monitor's exits (check record, login prompt, helper death, signals, deadline), with a
+small shell script in QEMU's place writing to the serial logs (a real child process, stopped
+like QEMU)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from composer.vm.boot import monitor
+from composer.lifetime import Interrupted
+from composer.vm.monitor import Helper, StopFlag, monitor
 from composer.vm.qemu import QemuProcess
+from composer.vm.record import frame
 from composer.vm.serial import SerialScanner
 
 
@@ -38,15 +43,81 @@ def test_login_prompt_ends_the_watch_after_the_grace(tmp_path: Path) -> None:
 
 
 def test_without_grace_a_login_prompt_does_not_end_it(tmp_path: Path) -> None:
-    payload = '{"version":1}'
+    line = frame('{"version":1}')
     proc, console, check = guest(
         tmp_path,
         "printf 'host login: ' >> @CONSOLE@; sleep 1;"
-        f" printf 'DPS-COMPOSER-CHECK {payload}\\n' >> @CHECKLOG@; exit 0",
+        f" printf '%s\\n' '{line}' >> @CHECKLOG@; exit 0",
     )
     with proc as qemu:
         out = monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None)
     assert out.reason == "check" and out.check == {"version": 1}
+
+
+def test_a_record_written_slowly_is_read_whole(tmp_path: Path) -> None:
+    """The guest writes the ~8 KB record over a while: the reader waits for its end."""
+    payload = '{"version":1,"blame":["' + "x" * 8000 + '"]}'
+    (tmp_path / "record").write_text(frame(payload) + "\n")
+    proc, console, check = guest(
+        tmp_path,
+        f"for i in $(seq 0 20); do dd if={tmp_path}/record bs=400 skip=$i count=1 "
+        "status=none >> @CHECKLOG@; sleep 0.05; done; sleep 0.3; exit 0",
+    )
+    with proc as qemu:
+        out = monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None)
+    assert out.reason == "check" and out.check is not None and "parse_error" not in out.check
+    assert out.check["blame"] == ["x" * 8000]
+
+
+CUT = frame('{"version":1,"pad":"' + "y" * 3000 + '"}')[:1500]
+DAMAGED = frame('{"version":1}').replace('"version"', '"versjon"')
+
+
+@pytest.mark.parametrize(
+    ("script", "reason", "problem"),
+    [
+        # the VM ends in the middle of the record
+        (f"printf '%s' '{CUT}' >> @CHECKLOG@; exit 0", "exited", "truncated"),
+        # the record arrived whole but not intact: the watch ends at once
+        (f"printf '%s\\n' '{DAMAGED}' >> @CHECKLOG@; sleep 60", "record", "damaged"),
+    ],
+)
+def test_a_record_that_is_not_whole_is_no_result(
+    tmp_path: Path, script: str, reason: str, problem: str
+) -> None:
+    proc, console, check = guest(tmp_path, script)
+    with proc as qemu:
+        out = monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None)
+    assert out.reason == reason and out.check is None
+    assert out.record is not None and problem in out.record.problem
+
+
+def test_a_helper_that_dies_ends_the_boot(tmp_path: Path) -> None:
+    proc, console, check = guest(tmp_path, "sleep 60")
+    helper = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 3"])
+    with proc as qemu:
+        out = monitor(
+            qemu,
+            console,
+            check,
+            SerialScanner(),
+            30.0,
+            lambda _: None,
+            helpers=[Helper("swtpm", helper, lambda: "swtpm: gone")],
+        )
+    assert out.reason == "helper"
+    assert out.helper_died.startswith("swtpm exited with status 3 at ")
+    assert out.helper_died.endswith(": swtpm: gone")
+
+
+def test_stop_flag_unwinds_as_the_signal_it_names(tmp_path: Path) -> None:
+    proc, console, check = guest(tmp_path, "sleep 60")
+    stop = StopFlag()
+    threading.Timer(0.5, stop.trip, args=(signal.SIGTERM,)).start()
+    with proc as qemu, pytest.raises(Interrupted) as caught:
+        monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None, stop=stop)
+    assert caught.value.exit_code == 143
+    assert proc.poll() is not None
 
 
 def test_stop_flag_interrupts_the_watch(tmp_path: Path) -> None:
