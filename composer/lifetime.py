@@ -12,6 +12,7 @@ with us (``PR_SET_PDEATHSIG``) for the one signal nothing can catch, SIGKILL.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import threading
@@ -49,6 +50,7 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -57,9 +59,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """A ``preexec_fn`` for subprocess: the child gets ``sig`` when its parent thread dies.
     If the parent is already gone when the child starts, the child exits at once."""
     parent = os.getpid()
+    prctl = _libc().prctl  # loaded here: the child of a threaded parent must not dlopen
 
     def preexec() -> None:
-        if _libc().prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        if prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)

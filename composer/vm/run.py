@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from composer import image_manifest
 from composer.errors import ComposerError
 from composer.vm.boot import Console, Watch, boot_image
 from composer.vm.foreign import judge_serial, make_cidata, plan_foreign
-from composer.vm.validate import Check, Verdict, load_expectations
+from composer.vm.validate import Check, Verdict, expectations_from_manifest
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class BootOptions:
     keep: Path | None = None  # with several images: one sub-directory per image
     timeout_for: Callable[[Path], float] = lambda _image: 600.0
     vars_for: Callable[[Path], Path | None] = lambda _image: None
+    manifest: Path | None = None  # judge every image against this one (boot --manifest)
 
 
 @dataclass
@@ -41,8 +43,10 @@ class BootResult:
     started: str = ""  # local time the boot started, ISO 8601 without zone (as JUnit wants)
 
 
-def has_manifest(image: Path) -> bool:
-    return (image.parent / "manifest.json").is_file()
+def has_manifest(image: Path, manifest: Path | None = None) -> bool:
+    """Whether ``image`` is judged against a manifest (``manifest``, else NAME.manifest.json
+    beside it, which must list the image's sha256: composer/image_manifest.py)."""
+    return image_manifest.load(image, manifest) is not None
 
 
 def boot_one(
@@ -64,11 +68,14 @@ def boot_one(
         keep_dir=keep_dir,
         console=console,
     )
-    if has_manifest(image):
-        verdict = boot(expectations=load_expectations(image), watch=Watch(stop=stop))
+    found = image_manifest.load(image, opts.manifest)
+    if found is not None:
+        expectations = expectations_from_manifest(found.data, found.path)
+        verdict = boot(expectations=expectations, watch=Watch(stop=stop))
+        verdict.notes.append(found.note)
         return BootResult(image, name, verdict, keep_dir, "manifest")
     plan = plan_foreign(image)
-    console(f"foreign image (no manifest.json): {plan.mode} mode, {plan.reason}")
+    console(f"foreign image (no manifest beside it): {plan.mode} mode, {plan.reason}")
     with tempfile.TemporaryDirectory(prefix="dps-composer-cidata-") as tmp:
         extra: list[str] = []
         if plan.mode == "cidata":
