@@ -28,7 +28,7 @@ from composer.cache_record import ENTRY, RECORD_VERSION
 from composer.errors import ComposerError
 from composer.files import atomic_write, fsync_dir, sync_filesystem
 from composer.units import parse_size
-from composer.workdir import owned_dir, sweep
+from composer.workdir import owned_dir, sweep, unowned
 
 __all__ = ["ENTRY", "IN_USE_GRACE", "Entry", "StageCache", "key_of", "file_digest"]
 
@@ -74,9 +74,9 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def sweep_temporaries(cache: Path) -> list[Path]:
-    """Remove the temporaries of killed commands anywhere in the cache directory (stage
-    entries being made or removed, tools trees, uki-virt builds, downloads, keys)."""
+def _temporary_places(cache: Path) -> list[Path]:
+    """Where the cache directory's temporaries are made (stage entries being made or removed,
+    tools trees, uki-virt builds, downloads, archive syncs, keys): two levels deep."""
     places = [cache]
     with contextlib.suppress(OSError):
         for child in cache.iterdir():
@@ -87,10 +87,23 @@ def sweep_temporaries(cache: Path) -> list[Path]:
                     for d in child.iterdir()
                     if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
                 ]
+    return places
+
+
+def sweep_temporaries(cache: Path) -> list[Path]:
+    """Remove the temporaries of killed commands anywhere in the cache directory."""
     removed = []
-    for place in places:
+    for place in _temporary_places(cache):
         removed += sweep(place, f"{TEMPORARY}*")
     return removed
+
+
+def leftover_temporaries(cache: Path) -> list[Path]:
+    """The temporaries of killed commands in the cache directory (nobody holds their lock)."""
+    found = []
+    for place in _temporary_places(cache):
+        found += unowned(place, f"{TEMPORARY}*")
+    return found
 
 
 class StageCache:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from composer import cache_record
-from composer.cache import StageCache, sweep_temporaries
+from composer.cache import StageCache, leftover_temporaries
 from composer.cli_support import guard, out, say
 from composer.errors import ComposerError
 from composer.units import human_size, parse_duration, parse_size
@@ -79,13 +79,13 @@ def prune(
 @cache_app.command()
 def check(cache_dir: CacheDir = None) -> None:
     """Check every entry against its record in full (sizes, sha256 of every file, tree
-    contents); remove damaged entries and what killed builds left behind. Exits 1 when an
-    entry was damaged."""
+    contents) and remove the damaged ones; exits 1 when there were any. Temporaries of
+    killed commands are listed (the next build or `cache prune` removes them)."""
     damaged = 0
     with guard():
         cache = _cache(cache_dir)
-        for path in sweep_temporaries(cache.cache):
-            say(f"removed leftover {path}", console=out)
+        for path in leftover_temporaries(cache.cache):
+            say(f"leftover of a killed command: {path}", console=out)
         entries = list(cache.entries())
         for e in entries:
             problem = e.problem or cache_record.check(e.path, full=True)

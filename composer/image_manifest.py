@@ -120,29 +120,26 @@ def load(image: Path, explicit: Path | None = None) -> ImageManifest | None:
     """The manifest to judge ``image`` against: ``explicit`` (``--manifest``), else the one
     beside it by name (None: the image is foreign). Raises ManifestError when the manifest
     found by name does not list the image with its sha256."""
-    path = explicit if explicit is not None else find_manifest(image)
-    if path is None:
-        return None
-    try:
-        st = image.stat()
-        mst = path.stat()
-    except OSError as err:
-        raise ManifestError(f"{err.filename}: {err.strerror}") from None
-    return _load(
-        image, path, explicit is not None, (st.st_ino, st.st_size, st.st_mtime_ns, mst.st_mtime_ns)
-    )
+    with _publishing_paused(image.parent):
+        path = explicit if explicit is not None else find_manifest(image)
+        if path is None:
+            return None
+        try:
+            st = image.stat()
+            mst = path.stat()
+        except OSError as err:
+            raise ManifestError(f"{err.filename}: {err.strerror}") from None
+        version = (st.st_ino, st.st_size, st.st_mtime_ns, mst.st_ino, mst.st_mtime_ns)
+        return _load(image, path, explicit is not None, version)
 
 
 @functools.lru_cache(maxsize=16)
-def _load(
-    image: Path, path: Path, explicit: bool, _version: tuple[int, int, int, int]
-) -> ImageManifest:
+def _load(image: Path, path: Path, explicit: bool, _version: tuple[int, ...]) -> ImageManifest:
     """Memoized per image and manifest version: `boot` asks for the timeout, the varstore and
     the expectations, and an image's sha256 takes seconds."""
-    with _publishing_paused(path.parent):
-        data = read_manifest(path)
-        recorded = _recorded_sha256(data, image.name)
-        actual = sha256_file(image) if recorded is not None or explicit else None
+    data = read_manifest(path)
+    recorded = _recorded_sha256(data, image.name)
+    actual = sha256_file(image) if recorded is not None or explicit else None
     if explicit:
         same = (
             "matches"

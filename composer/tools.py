@@ -141,8 +141,9 @@ def run(
     log: Path | None = None,
     stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a tool; raise ToolError on failure. With ``log`` the output is appended there;
-    with ``stdout`` (an open file) the tool writes its output into that file."""
+    """Run a tool; raise ToolError on failure. With ``log`` its output and errors go there as
+    they come (a killed build's log shows how far each tool got); with ``stdout`` (an open
+    file) the tool writes its output into that file."""
     args = [str(a) for a in argv]
     tool = Path(args[0]).name
     exe = which(args[0]) if "/" not in args[0] else args[0]
@@ -154,11 +155,11 @@ def run(
         with open(log, "ab") as fh:
             fh.write(("$ " + " ".join(args) + "\n").encode())
             fh.flush()
-            out, err, code = _communicate(
-                [exe, *args[1:]], full_env, cwd, input, stdin, stdout or fh, subprocess.PIPE
+            start_at = fh.tell()
+            _, _, code = _communicate(
+                [exe, *args[1:]], full_env, cwd, input, stdin, stdout or fh, fh
             )
-            fh.write(err)
-        result = subprocess.CompletedProcess(args, code, b"", err)
+        result = subprocess.CompletedProcess(args, code, b"", _tail(log, start_at) if code else b"")
     else:
         pipe = subprocess.PIPE if capture else None
         out, err, code = _communicate(
@@ -173,6 +174,14 @@ def run(
     return result
 
 
+def _tail(log: Path, start: int, size: int = 64 * 1024) -> bytes:
+    """What a failed tool wrote to the log (its last ``size`` bytes): for the error message."""
+    with open(log, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(start, end - size))
+        return fh.read()
+
+
 def _communicate(
     argv: list[str],
     env: Mapping[str, str],
@@ -180,7 +189,7 @@ def _communicate(
     input: bytes | None,
     stdin: int,
     stdout: int | IO[bytes] | None,
-    stderr: int | None,
+    stderr: int | IO[bytes] | None,
 ) -> tuple[bytes, bytes, int]:
     proc = start(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
     try:

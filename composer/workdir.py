@@ -104,9 +104,15 @@ def sweep(parent: Path, pattern: str) -> list[Path]:
     return removed
 
 
-def is_owned_temporary(path: Path) -> bool:
-    """Whether ``path`` is a directory this module made (it has a lock file beside it)."""
-    return _lock_of(path).exists()
+def unowned(parent: Path, pattern: str) -> list[Path]:
+    """The directories ``parent/<pattern>`` (or their lock files) whose owner is gone."""
+    found = []
+    for lock in sorted(parent.glob(pattern + LOCK_SUFFIX)):
+        held = locks.acquire(lock, wait=False, create=False)
+        if held is not None:
+            locks.release(held)
+            found.append(lock.with_name(lock.name.removesuffix(LOCK_SUFFIX)))
+    return found
 
 
 @contextlib.contextmanager

@@ -248,7 +248,7 @@ def test_cache_commands_never_show_a_traceback(tmp_path: Path, command: list[str
         assert "1 entries checked, 0 damaged" in again.output
 
 
-def test_cache_check_removes_what_killed_builds_left(tmp_path: Path) -> None:
+def test_cache_check_lists_what_killed_builds_left_and_prune_removes_it(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_PUT, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
@@ -258,8 +258,10 @@ def test_cache_check_removes_what_killed_builds_left(tmp_path: Path) -> None:
     stage = tmp_path / "stages" / "s"
     assert [p.name for p in stage.iterdir() if p.name.startswith(".tmp-")], "nothing left?"
     result = CliRunner().invoke(app, ["cache", "check", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # no entry is damaged: nothing was published
+    assert "leftover of a killed command" in result.output
+    result = CliRunner().invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "removed leftover" in result.output
     assert [p.name for p in stage.iterdir() if not p.name.endswith(".lock")] == []
 
 

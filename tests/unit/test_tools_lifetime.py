@@ -127,3 +127,14 @@ def test_output_into_an_open_file(tmp_path: Path) -> None:
     with open(dest, "wb") as fh:
         tools.run(["printf", "%s", "bytes"], stdout=fh)
     assert dest.read_bytes() == b"bytes"
+
+
+def test_a_logged_tools_output_and_errors_go_to_the_log_as_they_come(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("# stage x\n")
+    tools.run(["sh", "-c", "echo out; echo err >&2"], log=log)
+    with pytest.raises(ToolError, match=r"(?s)exit 4.*late"):
+        tools.run(["sh", "-c", "echo early; echo late >&2; exit 4"], log=log)
+    text = log.read_text()
+    assert text.startswith("# stage x\n$ sh -c echo out; echo err >&2\nout\nerr\n")
+    assert text.endswith("early\nlate\n")
