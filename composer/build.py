@@ -4,7 +4,7 @@ Outputs are made in a hidden staging directory in the output directory and publi
 (composer/publish.py) only when every stage succeeded: an interrupted build leaves no
 half-written image, and a failed one leaves its log, ``NAME.build.log``. Scratch and staging
 directories are locked temporaries (composer/workdir.py) that the next build removes when a
-killed build could not. The build log marks where each stage starts (``# stage NAME``).
+killed build could not. The build log marks where each stage starts (``# stage: NAME``).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
             space.require(ctx.places, ctx.needs)
             with timed(ctx, stage, "root tree"):
                 if entry is not None:
-                    copy_tree(entry / "tree", root)
+                    copy_tree(entry / "tree", root, ctx.log)
                 else:
                     backend.make_root(
                         plan,
@@ -150,7 +150,7 @@ def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
                         local_repos=local_repos,
                         epoch=ctx.epoch,
                     )
-                    ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree"))
+                    ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree", ctx.log))
         with timed(ctx, stage, "UKI"):
             uki, uki_rel = _uki(ctx, tools_tree, root, uki_key)
         result = _image_stages(ctx, staging, stage, tools_tree, root, pins, uki, uki_rel)
@@ -309,10 +309,10 @@ def _image_stages(
     return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)
 
 
-def copy_tree(src: Path, dest: Path) -> None:
+def copy_tree(src: Path, dest: Path, log: Path | None = None) -> None:
     """A copy of a root tree: owners, modes, hard links, xattrs kept; reflinked where the
     file system can."""
-    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)])
+    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)], log=log)
 
 
 def _gpt_entry(p: PartitionPlan) -> GptEntry:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -97,11 +98,20 @@ class Context:
 
 
 def keep_failed_log(ctx: Context, output_dir: Path, exc: BaseException) -> None:
-    """The log of a failed build goes to the output directory; the error names it."""
+    """The log of a failed build goes to the output directory; the error names it. What
+    else the staging directory holds goes first (a full disk leaves room for the last line)."""
+    for path in ctx.log.parent.iterdir():
+        if path == ctx.log:
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     if isinstance(exc, KeyboardInterrupt | Interrupted):
         why = f"interrupted ({'SIGINT' if isinstance(exc, KeyboardInterrupt) else exc})"
     else:
-        why = "failed: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = "failed: " + (str(exc).strip() or type(exc).__name__).replace("\n", "\n# ")
     with contextlib.suppress(OSError):
         ctx.note(f"build {why}")
     kept = keep_log(ctx.log, output_dir, ctx.plan.name)
@@ -112,7 +122,7 @@ def keep_failed_log(ctx: Context, output_dir: Path, exc: BaseException) -> None:
 @contextlib.contextmanager
 def timed(ctx: Context, stage: StageHook, name: str) -> Iterator[None]:
     start = time.monotonic()
-    ctx.note(f"stage {name}")
+    ctx.note(f"stage: {name}")
     with stage(name):
         yield
     ctx.timings[name] = round(time.monotonic() - start, 2)

@@ -43,6 +43,7 @@ TOOLS_TREE = 240 * MiB
 UKI_VIRT_REPO = 80 * MiB
 FORMAT_SHARE = {"raw": 1.0, "qcow2": 0.7, "vmdk": 0.7, "raw.zst": 0.7, "raw.xz": 0.7}
 DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+FULL = 4 * MiB  # a file system with less free space than this is full (for a silent tool)
 ROLES = ("scratch", "cache", "output")
 HINT = {
     "scratch": "free space there or set DPS_COMPOSER_WORK_DIR to a roomier directory",
@@ -170,6 +171,14 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def _full_now(places: Places) -> list[str]:
+    """The roles on a file system that is full right now (none: [])."""
+    for roles in _groups(places).values():
+        if free_bytes(places.of(roles[0])) < FULL:
+            return roles
+    return []
+
+
 def _full_roles(places: Places, exc: BaseException) -> list[str]:
     """The roles on the file system that ran out: the one the failing file is on, else the
     one with the least free space."""
@@ -190,7 +199,8 @@ def disk_full_errors(places: Places, needs: Callable[[], Needs]) -> Iterator[Non
     try:
         yield
     except (OSError, ToolError) as exc:
-        if not is_disk_full(exc):
+        # a tool that fails without saying why (sfdisk does) while a disk is full: that is why
+        if not is_disk_full(exc) and not (isinstance(exc, ToolError) and _full_now(places)):
             raise
         roles = _full_roles(places, exc)
         wanted = sum(needs().of(r) for r in roles)

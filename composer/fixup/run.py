@@ -9,10 +9,12 @@ from pathlib import Path
 
 from composer import tools
 from composer.errors import ComposerError
+from composer.files import check_target
 from composer.fixup import guest, running
 from composer.fixup.actions import FixupPlan
 from composer.fixup.facts import LOADERS
 from composer.fixup.plan import plan_fixup
+from composer.workdir import owned_dir, sweep
 
 Say = Callable[[str], None]
 
@@ -50,25 +52,21 @@ def fixup_image(
         raise ComposerError(f"{image}: no such image file")
     if dry_run and (output is not None or install is not None):
         raise ComposerError("--dry-run changes nothing: it cannot be combined with -o or --install")
-    target = image
-    partial: Path | None = None
-    if output is not None:
-        if output.resolve() == image.resolve():
-            raise ComposerError(
-                f"-o {output}: that is the image itself; leave -o out to fix in place"
-            )
-        partial = output.with_name(f".{output.name}.partial")
+    if output is None:
+        return _fix(image, loader=loader, dry_run=dry_run, install=install, say=say)
+    if output.resolve() == image.resolve():
+        raise ComposerError(f"-o {output}: that is the image itself; leave -o out to fix in place")
+    check_target(output)
+    prefix = f".{output.name}.partial-"  # a locked temporary: a killed run's copy is swept
+    sweep(output.parent, prefix + "*")
+    with owned_dir(output.parent, prefix) as tmp:
+        partial = tmp / output.name
         say(f"copying {image} -> {output}")
-        tools.run(["cp", "--sparse=always", "--reflink=auto", str(image), str(partial)])
-        target = partial
-    try:
-        plan = _fix(target, loader=loader, dry_run=dry_run, install=install, say=say)
-        if partial is not None and output is not None:
-            os.replace(partial, output)
+        tools.run(["cp", "--sparse=always", "--reflink=auto", "--", str(image), str(partial)])
+        plan = _fix(partial, loader=loader, dry_run=dry_run, install=install, say=say)
+        check_target(output)
+        os.replace(partial, output)
         return plan
-    finally:
-        if partial is not None and partial.exists():
-            partial.unlink()
 
 
 def _fix(image: Path, *, loader: str, dry_run: bool, install: Path | None, say: Say) -> FixupPlan:
