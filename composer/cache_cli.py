@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +24,22 @@ CacheDir = Annotated[
 ]
 
 
+@contextlib.contextmanager
+def _guarded() -> Iterator[None]:
+    """The CLI's error boundary, with the file system's refusals (permissions, a vanished
+    directory) as one line each: no cache command shows a traceback."""
+    with guard():
+        try:
+            yield
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            raise CacheAccessError(f"stage cache: {where}{err.strerror or err}") from None
+
+
+class CacheAccessError(ComposerError):
+    exit_code = 3
+
+
 def _cache(cache_dir: Path | None) -> StageCache:
     from composer.build import default_cache_dir
 
@@ -37,7 +55,7 @@ def list_entries(cache_dir: CacheDir = None) -> None:
     table = Table("stage", "key", "size", "last used", "state")
     total = 0
     now = time.time()
-    with guard():
+    with _guarded():
         for e in _cache(cache_dir).entries():
             total += e.size
             table.add_row(
@@ -68,7 +86,7 @@ def prune(
         size = parse_size(max_size) if max_size else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    with guard():
+    with _guarded():
         removed = _cache(cache_dir).prune(older_than=age, max_size=size)
     for e in removed:
         why = f", damaged: {e.problem}" if e.problem else ""
@@ -82,7 +100,7 @@ def check(cache_dir: CacheDir = None) -> None:
     contents) and remove the damaged ones; exits 1 when there were any. Temporaries of
     killed commands are listed (the next build or `cache prune` removes them)."""
     damaged = 0
-    with guard():
+    with _guarded():
         cache = _cache(cache_dir)
         for path in leftover_temporaries(cache.cache):
             say(f"leftover of a killed command: {path}", console=out)

@@ -307,3 +307,24 @@ def test_one_build_makes_an_entry_the_others_wait_and_take_it(tmp_path: Path) ->
     said = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert said == ["hit result", "hit result", "miss result"]
     assert made.read_text() == "made\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads what the test makes unreadable")
+def test_an_unreadable_cache_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    _entry_with_file_and_tree(cache)
+    stage = tmp_path / "stages" / "s"
+    stage.chmod(0o000)
+    try:
+        result = CliRunner().invoke(app, ["cache", "list", "--cache-dir", str(tmp_path)])
+    finally:
+        stage.chmod(0o755)
+    assert result.exit_code == 3 and "Permission denied" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path / "file")])
+    assert result.exit_code == 1 and "not a directory" in result.output
+    assert "Traceback" not in result.output
