@@ -2,24 +2,24 @@
 
 Every tool dies with the command that started it, whatever kills that command, and so do the
 tool's own children (mmdebstrap -> apt -> dpkg -> maintainer scripts, dnf and its scriptlets,
-dracut in a chroot): each tool runs as the first process of its own PID namespace
-(``unshare --pid --fork --kill-child``). When that process dies the kernel kills everything
-else in the namespace (pid_namespaces(7)), and it dies when ``unshare`` dies, which gets
-SIGKILL when the composer's thread that started it dies (PR_SET_PDEATHSIG, also after a
-SIGKILL of the composer). On an exception in the composer (Ctrl-C, SIGTERM, SIGHUP, an error)
-the namespace's first process is killed and ``unshare`` reaped: when :func:`run` returns or
-raises, nothing of the tool is left. Without the privilege to make PID namespaces the tool
-gets its own process group instead, killed as a whole.
+dracut in a chroot): each tool runs below a small reaper process (composer/reaper.py), a child
+subreaper that every orphan of the tool is re-parented to. The reaper gets SIGTERM from the
+kernel when the composer's thread that started it dies (PR_SET_PDEATHSIG), also after a
+SIGKILL of the composer, and from the composer on an error or a signal (Ctrl-C, SIGTERM,
+SIGHUP); it then kills the tool's whole tree and reaps it before it exits, and the composer
+reaps the reaper: when :func:`run` returns or raises, nothing of the tool is left. A PID
+namespace would do the same, but systemd (detect-virt) takes a PID namespace for a container,
+and dracut then makes initrds without device nodes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -47,7 +47,7 @@ PACKAGES = {
     "unshare": "util-linux",
     "chroot": "coreutils",
 }
-PID_NAMESPACE = ("--pid", "--fork", "--kill-child")
+REAPER = Path(__file__).with_name("reaper.py")
 
 
 def which(tool: str) -> str:
@@ -57,53 +57,21 @@ def which(tool: str) -> str:
     return path
 
 
-@functools.cache
-def _unshare() -> str | None:
-    """unshare(1) when it can make PID namespaces here (root, not in a restricted container)."""
-    exe = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
-    if exe is None or os.geteuid() != 0:
-        return None
-    probe = subprocess.run(
-        [exe, *PID_NAMESPACE, "--", "true"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
-    return exe if probe.returncode == 0 else None
-
-
-def confined(argv: Sequence[str]) -> list[str]:
-    """``argv`` as it is started: inside its own PID namespace where that is possible."""
-    unshare = _unshare()
-    return [unshare, *PID_NAMESPACE, "--", *argv] if unshare else list(argv)
-
-
-def _namespace_init(pid: int) -> int | None:
-    """The first process of the namespace that ``unshare`` (``pid``) forked, if any yet."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
+def reaped(argv: Sequence[str]) -> list[str]:
+    """``argv`` as it is started: below its reaper (the standard library only: -I -S)."""
+    return [sys.executable, "-I", "-S", str(REAPER), "--", *argv]
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a started tool with everything it started, and reap it.
-
-    The namespace's first process goes first: the kernel then kills the rest of the
-    namespace, and ``unshare`` (which waits for it) exits only once the namespace is empty."""
+    """Stop a started tool with everything it started, and reap it: its reaper kills the
+    tool's tree and exits only when nothing of it is left."""
     if proc.poll() is not None:
         return
-    init = _namespace_init(proc.pid)
-    if init is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(init, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
-        if init is None:  # no namespace (yet): the process group, the starter included
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.terminate()
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # a reaper that does not answer: its group, at least
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -118,15 +86,15 @@ def start(
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` confined (see the module docstring); :func:`stop` ends it."""
+    """Start ``argv`` below its reaper (see the module docstring); :func:`stop` ends it."""
     return subprocess.Popen(
-        confined(argv),
+        reaped(argv),
         env=env,
         cwd=cwd,
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
-        preexec_fn=die_with_parent(),
+        preexec_fn=die_with_parent(signal.SIGTERM),  # the reaper's cue to kill the tree
         process_group=0,  # Ctrl-C reaches the composer only; it stops the tool itself
     )
 

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "blueprints/debian-uki-sdboot.toml"
@@ -286,3 +287,17 @@ def partial_files(out: Path) -> list[str]:
         if size == -1 or (size is not None and path.stat().st_size != size):
             bad.append(path.name)
     return sorted(bad)
+
+
+def initrd_names(raw: Path, manifest: dict[str, Any]) -> set[str]:
+    """The paths in the initrd of the image's UKI (read from its ESP)."""
+    from composer.disk.read import read_vfat_file
+    from composer.pe import sections
+
+    esp = manifest["disk"]["partitions"][0]["offset"]
+    initrd = sections(read_vfat_file(raw, esp, manifest["uki"]["path"]))[".initrd"]
+    cpio = subprocess.run(
+        ["zstd", "-dc"], input=initrd.rstrip(b"\0"), capture_output=True, check=True
+    ).stdout
+    listing = subprocess.run(["cpio", "-t", "--quiet"], input=cpio, capture_output=True).stdout
+    return set(listing.decode().split())

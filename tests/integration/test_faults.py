@@ -31,7 +31,17 @@ import pytest
 from composer.output import sha256_file
 
 from .conftest import ModuleTmp
-from .faults import DEFAULT, Build, Env, Kill, leftovers, partial_files, stop_builds, variant
+from .faults import (
+    DEFAULT,
+    Build,
+    Env,
+    Kill,
+    initrd_names,
+    leftovers,
+    partial_files,
+    stop_builds,
+    variant,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +112,9 @@ def test_three_concurrent_builds_share_one_cache(env: Env, fleet: dict[str, Any]
     assert sha256_file(a / "debian-uki-sdboot.raw") == raw
     assert sha256_file(b / "debian-uki-sdboot.raw") == raw, "two builds of one blueprint differ"
     assert "less" in mc["packages"] and "less" not in ma["packages"]
+    # the uki-virt build ran dracut below a reaper, not in a PID namespace: dracut saw no
+    # container and made the initrd's device nodes
+    assert {"dev/console", "dev/null"} <= initrd_names(a / "debian-uki-sdboot.raw", ma)
     assert sha256_file(c / "other.raw") != raw
     # one build made the uki-virt repository; the others waited for it and took it
     made = [log for log in fleet["logs"] if "uki-virt" in log and "building into" in log]
