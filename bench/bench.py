@@ -58,7 +58,8 @@ def run(label: str, fn: Any, runs: int, results: dict[str, Any]) -> None:
 
 
 def sizes(out: Path) -> dict[str, int]:
-    manifest = json.loads((out / "manifest.json").read_text())
+    (path,) = out.glob("*.manifest.json")
+    manifest = json.loads(path.read_text())
     result = {"uki_bytes": manifest["uki"]["size"]}
     for o in manifest["outputs"]:
         result[f"{o['format']}_bytes"] = o["size"]

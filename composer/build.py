@@ -1,93 +1,54 @@
 """Plan -> image: the build stages in order, in a private work directory.
 
-Outputs are made in a hidden staging directory beside the destination and moved into
-place only when every stage succeeded: an interrupted build leaves no half-written image.
+Outputs are made in a hidden staging directory in the output directory and published
+(composer/publish.py) only when every stage succeeded: an interrupted build leaves no
+half-written image, and a failed one leaves its log, ``NAME.build.log``. Scratch and staging
+directories are locked temporaries (composer/workdir.py) that the next build removes when a
+killed build could not. The build log marks where each stage starts (``# stage: NAME``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import dps, measured_boot, output, resolution_check, stage_keys, tools
+from composer import dps, measured_boot, output, resolution_check, space, stage_keys, tools
 from composer.boot.chain import default_keys_dir, stage_boot_chain
 from composer.boot.systemd_boot import uki_file_name
-from composer.cache import ENTRY, IN_USE_GRACE, StageCache, max_size_from_env
+from composer.build_context import (
+    BuildResult,
+    Context,
+    StageHook,
+    default_cache_dir,
+    image_needs,
+    keep_failed_log,
+    quiet_stage,
+    read_json,
+    reuse_cached_image,
+    timed,
+)
+from composer.cache import IN_USE_GRACE, StageCache, max_size_from_env, sweep_temporaries
 from composer.cache_secret import cache_secret
 from composer.disk.fs import Reproducible, copy_into, make_vfat
 from composer.disk.gpt import GptEntry, write_gpt
 from composer.disk.partitions import build_partitions, manifest_entry
+from composer.image_manifest import manifest_name
 from composer.layout import PartitionPlan
 from composer.measure import PHASES, predict_pcr11, uki_sections
 from composer.plan import Plan
+from composer.publish import known_digests, publish
+from composer.publish import store_image as _store_outputs
 from composer.reproducible import clamp_mtimes, source_date_epoch
 from composer.rootfs import apt, backend, customize, extras, versions
 from composer.uki import image as uki_image
 from composer.uki.build import Uki, build_uki
 from composer.uki.toolstree import ensure_tools_tree, tools_key
-from composer.workdir import scratch_dir, work_parent
+from composer.workdir import owned_dir, scratch_dir, sweep, work_parent
 
 BOOTED_PHASE = PHASES[-1]
-StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
-
-
-@contextlib.contextmanager
-def _quiet_stage(name: str) -> Iterator[None]:
-    yield
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("DPS_COMPOSER_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dps-composer"
-
-
-@dataclass
-class BuildResult:
-    manifest: Path
-    outputs: list[Path]
-    log: Path
-    timings: dict[str, float] = field(default_factory=dict)
-    cache: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
-
-
-@dataclass
-class _Context:
-    plan: Plan
-    work: Path
-    cache: Path
-    log: Path
-    use_cache: bool = True
-    epoch: int | None = None  # SOURCE_DATE_EPOCH of every file in the image
-    timings: dict[str, float] = field(default_factory=dict)
-    status: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
-
-    def note(self, text: str) -> None:
-        with open(self.log, "a") as fh:
-            fh.write(f"# {text}\n")
-
-    def lookup(self, stage: str, key: str | None) -> Path | None:
-        """The stage's cache entry for ``key``, recording hit or miss (off: no key)."""
-        if key is None:
-            self.status[stage] = "off"
-            return None
-        entry = StageCache(self.cache).get(stage, key)
-        self.status[stage] = "hit" if entry is not None else "miss"
-        self.note(f"stage cache {stage} {key}: {self.status[stage]}")
-        return entry
-
-    def store(self, stage: str, key: str | None, make: Callable[[Path], object]) -> None:
-        if key is not None:
-            StageCache(self.cache).put(stage, key, make, {"plan": self.plan.name})
+STAGING = ".{name}.partial-"  # the staging directory's prefix in the output directory
+__all__ = ["BuildResult", "StageHook", "build", "copy_tree", "default_cache_dir"]
 
 
 def build(
@@ -95,51 +56,60 @@ def build(
     output_dir: Path,
     *,
     cache_dir: Path | None = None,
-    stage: StageHook = _quiet_stage,
+    stage: StageHook = quiet_stage,
     work_root: Path | None = None,
     use_cache: bool = True,
 ) -> BuildResult:
     """``use_cache=False`` builds every stage afresh and stores nothing (downloaded packages
-    and the tools tree are still reused)."""
+    and the tools tree are still reused). A failed or interrupted build leaves its log as
+    ``NAME.build.log`` in ``output_dir`` (named in a note on the exception)."""
     cache_cap = max_size_from_env()  # a bad value fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    with scratch_dir(plan.name, work_parent(work_root)) as work:
-        staging = Path(tempfile.mkdtemp(prefix=f".{plan.name}.partial-", dir=output_dir))
+    scratch = work_parent(work_root)
+    sweep(output_dir, STAGING.format(name="*") + "*")  # what killed builds left behind
+    sweep_temporaries(cache)
+    with (
+        scratch_dir(plan.name, scratch) as work,
+        owned_dir(output_dir, STAGING.format(name=plan.name)) as staging,
+    ):
         log = staging / f"{plan.name}.build.log"
-        ctx = _Context(plan, work, cache, log, use_cache)
+        places = space.Places(scratch, cache, output_dir)
+        ctx = Context(plan, work, cache, log, places, use_cache)
         try:
-            result = _run_stages(ctx, staging, stage)
-            published = _publish(result, staging, output_dir)
-            if use_cache and cache_cap is not None:
-                StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
-            return published
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            with space.disk_full_errors(places, lambda: ctx.needs):
+                result = _run_stages(ctx, staging, stage)
+                files, manifest = publish(
+                    plan.name, [*result.outputs, result.log], result.manifest, output_dir
+                )
+        except BaseException as exc:
+            keep_failed_log(ctx, output_dir, exc)
+            raise
+    published = BuildResult(
+        manifest, files[:-1], files[-1], result.timings, result.cache, ctx.warnings
+    )
+    if use_cache and cache_cap is not None:
+        try:
+            StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
+        except OSError as exc:  # the image is published; a cache that cannot shrink is a note
+            published.warnings.append(f"stage cache not trimmed: {exc}")
+    return published
 
 
-@contextlib.contextmanager
-def _timed(ctx: _Context, stage: StageHook, name: str) -> Iterator[None]:
-    start = time.monotonic()
-    with stage(name):
-        yield
-    ctx.timings[name] = round(time.monotonic() - start, 2)
-
-
-def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
+def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
     plan, work = ctx.plan, ctx.work
     arch = plan.arch
-    with _timed(ctx, stage, "tools tree"):
+    with timed(ctx, stage, "tools tree"):
         tools_tree = ensure_tools_tree(ctx.cache, arch, ctx.log)
     # uki-virt (issue 4): a blueprint listing it installs it from a cached local repository;
     # the root tree comes from the distribution's backend (apt: mmdebstrap, dnf: dnf)
     uki_repo = None
     if uki_image.lists_uki_virt(plan):
-        with _timed(ctx, stage, "uki-virt"):
+        with timed(ctx, stage, "uki-virt"):
             uki_repo = uki_image.prepare_repo(plan, ctx.cache, ctx.log)
     local_repos = [uki_repo.repo] if uki_repo else []
-    with _timed(ctx, stage, "cache keys"):
+    with timed(ctx, stage, "cache keys"):
         pins = backend.resolve_pins(plan, cache=ctx.cache, log=ctx.log)
         ctx.epoch = source_date_epoch(plan)
         root_key = _root_key(ctx, pins, local_repos, tools_key(arch))
@@ -154,40 +124,51 @@ def _run_stages(ctx: _Context, staging: Path, stage: StageHook) -> BuildResult:
                 keys=keys if plan.secureboot_sign else None,
                 secret=cache_secret(ctx.cache),  # passwords go in blinded
             )
+    with ctx.building("image", image_key):
         entry = ctx.lookup("image", image_key)
         if entry is not None:  # nothing changed: the earlier build's outputs
-            # its ingredients stay warm too: the next customization change needs them
-            for name, key in (("root", root_key), ("uki", uki_key)):
-                if key is not None:
-                    StageCache(ctx.cache).get(name, key)
-            return _reuse_image(ctx, entry, staging)
-    with _timed(ctx, stage, "package check"):  # what the archive decides, before long stages
-        resolution_check.check(plan, pins, cache=ctx.cache, log=ctx.log, key=root_key)
-    root = work / "root"
-    with _timed(ctx, stage, "root tree"):
-        entry = ctx.lookup("root", root_key)
-        if entry is not None:
-            copy_tree(entry / "tree", root)
-        else:
-            backend.make_root(
-                plan,
-                root,
-                pins,
-                cache=ctx.cache,
-                log=ctx.log,
-                local_repos=local_repos,
-                epoch=ctx.epoch,
-            )
-            ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree"))
-    with _timed(ctx, stage, "UKI"):
-        uki, uki_rel = _uki(ctx, tools_tree, root, uki_key)
-    result = _image_stages(ctx, staging, stage, tools_tree, root, pins, uki, uki_rel)
-    ctx.store("image", image_key, lambda d: _store_image(result, d))
-    return result
+            reused = reuse_cached_image(ctx, entry, staging)
+            if reused is not None:
+                # its ingredients stay warm too: the next customization change needs them
+                for name, key in (("root", root_key), ("uki", uki_key)):
+                    if key is not None:
+                        StageCache(ctx.cache).touch(name, key)
+                return reused
+        with timed(ctx, stage, "package check"):  # what the archive decides, before long stages
+            resolution_check.check(plan, pins, cache=ctx.cache, log=ctx.log, key=root_key)
+        root = work / "root"
+        with ctx.building("root", root_key):
+            entry = ctx.lookup("root", root_key)
+            ctx.needs = image_needs(ctx, entry, image_key is not None)
+            space.require(ctx.places, ctx.needs)
+            with timed(ctx, stage, "root tree"):
+                if entry is not None:
+                    copy_tree(entry / "tree", root, ctx.log)
+                else:
+                    backend.make_root(
+                        plan,
+                        root,
+                        pins,
+                        cache=ctx.cache,
+                        log=ctx.log,
+                        local_repos=local_repos,
+                        epoch=ctx.epoch,
+                    )
+                    ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree", ctx.log))
+        with timed(ctx, stage, "UKI"):
+            uki, uki_rel = _uki(ctx, tools_tree, root, uki_key)
+        result = _image_stages(ctx, staging, stage, tools_tree, root, pins, uki, uki_rel)
+        ctx.store(
+            "image",
+            image_key,
+            lambda d: _store_outputs(result.outputs, result.manifest, d),
+            known_digests(read_json(result.manifest)),
+        )
+        return result
 
 
 def _root_key(
-    ctx: _Context, pins: dict[str, str], local_repos: list[Path], tools: str
+    ctx: Context, pins: dict[str, str], local_repos: list[Path], tools: str
 ) -> str | None:
     """The root tree's cache key, None when the package index cannot be read (no caching)."""
     if not ctx.use_cache:
@@ -214,7 +195,7 @@ def _uki_key(plan: Plan, root_key: str | None) -> str | None:
     )
 
 
-def _uki(ctx: _Context, tools_tree: Path, root: Path, key: str | None) -> tuple[Uki, str]:
+def _uki(ctx: Context, tools_tree: Path, root: Path, key: str | None) -> tuple[Uki, str]:
     """The image's UKI in the work directory (it may be signed there) and its ESP path.
 
     Built from the root tree before customizations: the initrd is generic, nothing of the
@@ -226,20 +207,21 @@ def _uki(ctx: _Context, tools_tree: Path, root: Path, key: str | None) -> tuple[
         return Uki(placed.path, placed.kernel_version, plan.cmdline), placed.rel
     kver = apt.kernel_version(root)
     uki_rel = f"EFI/Linux/{uki_file_name(plan.os_id, kver)}"
-    entry = ctx.lookup("uki", key)
-    if entry is None:
-        uki = build_uki(
-            tools_tree,
-            root,
-            kver,
-            plan.cmdline,
-            plan.arch.efi,
-            work / "uki",
-            ctx.log,
-            _usr_type(plan),
-        )
-        ctx.store("uki", key, lambda d: shutil.copyfile(uki.path, d / "uki.efi"))
-        return uki, uki_rel
+    with ctx.building("uki", key):
+        entry = ctx.lookup("uki", key, hash_files=True)
+        if entry is None:
+            uki = build_uki(
+                tools_tree,
+                root,
+                kver,
+                plan.cmdline,
+                plan.arch.efi,
+                work / "uki",
+                ctx.log,
+                _usr_type(plan),
+            )
+            ctx.store("uki", key, lambda d: shutil.copyfile(uki.path, d / "uki.efi"))
+            return uki, uki_rel
     dest = work / "uki" / "uki.efi"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(entry / "uki.efi", dest)
@@ -247,7 +229,7 @@ def _uki(ctx: _Context, tools_tree: Path, root: Path, key: str | None) -> tuple[
 
 
 def _image_stages(
-    ctx: _Context,
+    ctx: Context,
     staging: Path,
     stage: StageHook,
     tools_tree: Path,
@@ -258,7 +240,7 @@ def _image_stages(
 ) -> BuildResult:
     plan, work = ctx.plan, ctx.work
     arch = plan.arch
-    with _timed(ctx, stage, "customize"):
+    with timed(ctx, stage, "customize"):
         customize.prepare_system(root)
         secret = cache_secret(ctx.cache)  # generated passwords derive from it
         customize.apply(root, plan.customizations, ctx.log, secret=secret, image=plan.name)
@@ -269,7 +251,7 @@ def _image_stages(
     kver = uki.kernel_version
     esp_part = plan.partition("esp")
     esp_tree = work / "esp"
-    with _timed(ctx, stage, "ESP"):
+    with timed(ctx, stage, "ESP"):
         chain = stage_boot_chain(
             plan,
             esp_tree,
@@ -285,12 +267,12 @@ def _image_stages(
         volume_id = plan.derive("fs:esp:volume-id").hex[:8]
         repro = Reproducible(ctx.epoch, tools_tree)
         make_vfat(esp_img, esp_part.size, esp_tree, volume_id, esp_part.fs_label, ctx.log, repro)
-    with _timed(ctx, stage, "file systems"):
+    with timed(ctx, stage, "file systems"):
         if ctx.epoch is not None:
             clamp_mtimes(root, ctx.epoch)
         images = build_partitions(plan, root, work / "parts", ctx.log, repro)
     raw = staging / plan.output_name("raw")
-    with _timed(ctx, stage, "disk"):
+    with timed(ctx, stage, "disk"):
         with open(raw, "wb") as fh:
             fh.truncate(plan.disk_size)
         write_gpt(raw, plan.disk_guid, [_gpt_entry(p) for p in plan.partitions])
@@ -298,7 +280,7 @@ def _image_stages(
         for p in plan.partitions:
             if p.number in images:
                 copy_into(images[p.number], raw, p.start)
-    with _timed(ctx, stage, "outputs"):
+    with timed(ctx, stage, "outputs"):
         outputs = output.make_outputs(
             raw,
             plan.formats,
@@ -325,7 +307,7 @@ def _image_stages(
     )
     manifest["expect"]["pcrs"].update(measured_boot.enforced_pcrs(manifest["measured_boot"]))
     manifest["cache"] = ctx.status
-    manifest_path = staging / "manifest.json"
+    manifest_path = staging / manifest_name(plan.name)
     output.write_json_atomic(manifest_path, manifest)
     files = [staging / o["file"] for o in outputs]
     if chain.varstore is not None:
@@ -333,36 +315,10 @@ def _image_stages(
     return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)
 
 
-def copy_tree(src: Path, dest: Path) -> None:
+def copy_tree(src: Path, dest: Path, log: Path | None = None) -> None:
     """A copy of a root tree: owners, modes, hard links, xattrs kept; reflinked where the
     file system can."""
-    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)])
-
-
-def _copy_file(src: Path, dest: Path) -> None:
-    """Sparse files stay sparse (disk images)."""
-    tools.run(["cp", "--reflink=auto", "--sparse=always", "--", str(src), str(dest)])
-
-
-def _store_image(result: BuildResult, entry: Path) -> None:
-    for path in [*result.outputs, result.manifest]:
-        _copy_file(path, entry / path.name)
-
-
-def _reuse_image(ctx: _Context, entry: Path, staging: Path) -> BuildResult:
-    """Every output of an earlier build with the same key, copied into ``staging``."""
-    files = []
-    for path in sorted(entry.iterdir()):
-        if path.name in (ENTRY, "manifest.json"):
-            continue
-        _copy_file(path, staging / path.name)
-        files.append(staging / path.name)
-    manifest = json.loads((entry / "manifest.json").read_text())
-    manifest["cache"] = ctx.status
-    manifest["timings"] = ctx.timings
-    manifest_path = staging / "manifest.json"
-    output.write_json_atomic(manifest_path, manifest)
-    return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)
+    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)], log=log)
 
 
 def _gpt_entry(p: PartitionPlan) -> GptEntry:
@@ -417,15 +373,3 @@ def _manifest(
         "validate": {"timeout": plan.validate_timeout},
         "timings": timings,
     }
-
-
-def _publish(result: BuildResult, staging: Path, output_dir: Path) -> BuildResult:
-    """Move every output into ``output_dir``; the manifest goes last."""
-    moved: list[Path] = []
-    for path in [*result.outputs, result.log]:
-        dest = output_dir / path.name
-        os.replace(path, dest)
-        moved.append(dest)
-    manifest = output_dir / "manifest.json"
-    os.replace(result.manifest, manifest)
-    return BuildResult(manifest, moved[:-1], moved[-1], result.timings, result.cache)

@@ -112,14 +112,17 @@ def build(
         ),
     ] = False,
 ) -> None:
-    """Build the image: root tree, UKI, ESP, disk, outputs and manifest.json.
+    """Build the image: root tree, UKI, ESP, disk, outputs and NAME.manifest.json.
 
     Stages whose inputs did not change since an earlier build are taken from the stage cache.
+    A failed build leaves NAME.build.log in the output directory.
     """
-    with guard("interrupted: nothing was written"):
+    with guard("interrupted: no image was written"):
         bp, p = _load_plan(blueprint)
         with _progress() as stage, _at_lines(bp):
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
+    for warning in result.warnings:
+        say(f"warning: {warning}", "yellow")
     for path in result.outputs:
         wrote(path)
     wrote(result.manifest)
@@ -173,12 +176,22 @@ def boot(
         int,
         typer.Option(help="Boot again after an infrastructure error, at most N times"),
     ] = 1,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Judge the image(s) against this manifest, also when the image was changed "
+            "after the build (default: NAME.manifest.json beside NAME.qcow2, whose sha256 must "
+            "match)",
+        ),
+    ] = None,
 ) -> None:
     """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
     1 if one FAILs, 4 if only the host failed a boot (infrastructure error).
 
-    Images without a manifest.json beside them (built by other tools) get the check through
-    a cloud-init NoCloud ISO, or are judged from the serial console when they lack cloud-init.
+    Images without a NAME.manifest.json beside them (built by other tools) get the check
+    through a cloud-init NoCloud ISO, or are judged from the serial console when they lack
+    cloud-init. An image whose sha256 differs from its manifest's is refused (exit 2).
     """
     from composer.files import atomic_write
     from composer.report import junit_xml, verdicts_json
@@ -197,9 +210,10 @@ def boot(
         accel=accel,
         tpm=tpm,
         keep=keep,
-        timeout_for=lambda image: timeout or _manifest_timeout(image),
-        vars_for=lambda image: vars_file or _manifest_varstore(image),
+        timeout_for=lambda image: timeout or _manifest_timeout(image, manifest),
+        vars_for=lambda image: vars_file or _manifest_varstore(image, manifest),
         retries=retries,
+        manifest=manifest,
     )
     several = len(images) > 1
 
@@ -291,29 +305,19 @@ def _check_boot_inputs(
             )
 
 
-def _manifest_timeout(image: Path) -> float:
-    import json
+def _manifest_timeout(image: Path, manifest: Path | None) -> float:
+    from composer.image_manifest import DEFAULT_TIMEOUT, load
 
-    manifest = image.parent / "manifest.json"
-    try:
-        return float(json.loads(manifest.read_text())["validate"]["timeout"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 600.0
+    found = load(image, manifest)
+    return found.timeout if found is not None else DEFAULT_TIMEOUT
 
 
-def _manifest_varstore(image: Path) -> Path | None:
+def _manifest_varstore(image: Path, manifest: Path | None) -> Path | None:
     """The varstore the build shipped beside the image (Secure Boot keys, boot entries)."""
-    import json
+    from composer.image_manifest import load
 
-    manifest = image.parent / "manifest.json"
-    try:
-        name = json.loads(manifest.read_text())["varstore"]["file"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    path = image.parent / str(name)
-    if not path.is_file():
-        raise ComposerError(f"{manifest}: names varstore {name}, but {path} does not exist")
-    return path
+    found = load(image, manifest)
+    return found.varstore() if found is not None else None
 
 
 keys_app = typer.Typer(

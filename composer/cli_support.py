@@ -33,7 +33,14 @@ def wrote(path: object, *, console: Console = out) -> None:
 
 def fail(exc: ComposerError) -> NoReturn:
     err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
+    _notes(exc)
     raise typer.Exit(exc.exit_code)
+
+
+def _notes(exc: BaseException) -> None:
+    """What was added on the way out (``add_note``): where a failed build's log went."""
+    for note in getattr(exc, "__notes__", ()):
+        say(str(note))
 
 
 @contextlib.contextmanager
@@ -45,9 +52,11 @@ def guard(interrupted: str = "interrupted") -> Iterator[None]:
         yield
     except ComposerError as exc:
         fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         say(f"{interrupted} (SIGINT)", "yellow")
+        _notes(exc)
         raise typer.Exit(130) from None
     except Interrupted as exc:
         say(f"{interrupted} ({exc})", "yellow")
+        _notes(exc)
         raise typer.Exit(exc.exit_code) from None

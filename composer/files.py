@@ -10,6 +10,8 @@ no output ever writes through somebody else's name. A missing directory is a cle
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import stat
 import tempfile
@@ -188,3 +190,18 @@ def copy_into_dir(
             _write_at(fd, name, text.encode(), 0o644, dest)
     finally:
         os.close(fd)
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written to the file system that holds ``path`` (syncfs(2)): one call
+    instead of an fsync per file of a tree of thousands."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc().syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)

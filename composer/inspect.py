@@ -165,12 +165,11 @@ def efi_binary(path: str, data: bytes) -> EfiBinary:
 
 
 def _uki_sections(data: bytes) -> dict[str, bytes]:
-    import tempfile
+    from composer.workdir import scratch_dir, work_parent
 
-    with tempfile.NamedTemporaryFile(suffix=".efi") as fh:
-        fh.write(data)
-        fh.flush()
-        return uki_sections(Path(fh.name))
+    with scratch_dir("uki", work_parent()) as tmp:
+        (tmp / "uki.efi").write_bytes(data)
+        return uki_sections(tmp / "uki.efi")
 
 
 def _read_esp(raw: Path, esp: PartitionInfo, report: Report) -> None:

@@ -12,6 +12,7 @@ with us (``PR_SET_PDEATHSIG``) for the one signal nothing can catch, SIGKILL.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import threading
@@ -49,6 +50,7 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -61,7 +63,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     program (``boot -j``) must not call into the dynamic loader, whose lock another thread may
     have held at the fork."""
     parent = os.getpid()
-    prctl = _libc().prctl
+    prctl = _libc().prctl  # loaded here: the child of a threaded parent must not dlopen
 
     def preexec() -> None:
         if prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:

@@ -7,15 +7,14 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from composer import tools
-from composer.errors import ComposerError, ToolError
+from composer.errors import ComposerError
 from composer.files import atomic_path, atomic_write
 
 MiB = 1024 * 1024
@@ -112,7 +111,7 @@ def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str =
             tools.run(["zstd", "-q", "-f", "-T0", "-o", tmp, raw], log=log)
         elif fmt == "raw.xz":
             with open(tmp, "wb") as out:
-                _xz(raw, out.fileno(), log)
+                _xz(raw, out, log)
         else:
             if fmt == "vhd" and raw.stat().st_size % MiB:
                 raise OutputCheckError(f"{dest.name}: a VHD for Azure must be a whole MiB")
@@ -123,15 +122,9 @@ def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str =
             tools.run(argv, log=log)
 
 
-def _xz(raw: Path, out_fd: int, log: Path) -> None:
-    """xz -T0 -1 of ``raw`` to ``out_fd`` (preset 1: several times faster than -6, ~10 % larger)."""
-    exe = tools.which("xz")
-    argv = [exe, "-T0", "-1", "-c", "-k", str(raw)]
-    with open(log, "ab") as fh:
-        fh.write(("$ " + " ".join(argv) + "\n").encode())
-    proc = subprocess.run(argv, stdout=out_fd, stderr=subprocess.PIPE, check=False)
-    if proc.returncode != 0:
-        raise ToolError("xz", argv, proc.returncode, proc.stderr.decode(errors="replace"))
+def _xz(raw: Path, out: IO[bytes], log: Path) -> None:
+    """xz -T0 -1 of ``raw`` into ``out`` (preset 1: several times faster than -6, ~10 % larger)."""
+    tools.run(["xz", "-T0", "-1", "-c", "-k", "--", raw], stdout=out, log=log)
 
 
 def _vhd_footer(path: Path) -> dict[str, int]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import shutil
 import stat
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from composer import tools
 from composer.errors import ComposerError
 from composer.files import atomic_path
+from composer.workdir import owned_dir, sweep
 
 KEY_NAMES = ("PK", "KEK", "db")
 OWNER_FILE = "owner.guid"  # the signature owner GUID recorded with each enrolled certificate
@@ -166,18 +165,17 @@ def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         return load_keys(directory), False
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        generate_keys(tmp)
+    prefix = f".tmp-{directory.name}-"  # locked: a killed run's half key set is swept
+    sweep(directory.parent, prefix + "*")
+    with owned_dir(directory.parent, prefix) as tmp:
+        generate_keys(tmp / "keys")
         try:
-            os.rename(tmp, directory)  # also replaces an empty directory
+            os.rename(tmp / "keys", directory)
         except OSError:
             if not directory.is_dir():
                 raise
             return load_keys(directory), False
         return load_keys(directory), True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def sign_pe(path: Path, keys: KeySet, log: Path | None = None) -> None:

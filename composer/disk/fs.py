@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,14 @@ def copy_into(src: Path, dest: Path, offset: int) -> None:
 
 def _copy_range(sfd: int, dfd: int, src_off: int, dst_off: int, length: int) -> None:
     while length > 0:
-        n = os.copy_file_range(sfd, dfd, length, src_off, dst_off)
+        try:
+            n = os.copy_file_range(sfd, dfd, length, src_off, dst_off)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            # two file systems (scratch and output directory on different ones): Linux >= 5.19
+            # copies across file systems only between two of one type that supports it
+            n = os.pwrite(dfd, os.pread(sfd, min(length, 1 << 20), src_off), dst_off)
         if n == 0:
             raise OSError("copy_file_range made no progress")
         src_off += n

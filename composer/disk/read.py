@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from composer import tools
 from composer.disk.fs import MTOOLS_ENV
 from composer.errors import ToolError
+from composer.workdir import scratch_dir, work_parent
 
 
 def read_vfat_file(image: Path, offset: int, path: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp) / "file"
+    with scratch_dir("read", work_parent()) as tmp:
+        dest = tmp / "file"
         tools.run(
             ["mcopy", "-n", "-i", f"{image}@@{offset}", f"::{path}", str(dest)], env=MTOOLS_ENV
         )
@@ -25,8 +25,8 @@ def list_vfat_dir(image: Path, offset: int, path: str) -> list[str]:
 
 
 def read_ext4_file(image: Path, offset: int, path: str) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp) / "file"
+    with scratch_dir("read", work_parent()) as tmp:
+        dest = tmp / "file"
         tools.run(["debugfs", "-R", f"dump {path} {dest}", f"{image}?offset={offset}"])
         if not dest.exists():
             raise FileNotFoundError(f"{path} not found in the ext4 file system at offset {offset}")

@@ -11,11 +11,12 @@ from pathlib import Path
 from composer import tools
 from composer.disk.imagefile import detect_format
 from composer.errors import ComposerError
-from composer.files import atomic_path
+from composer.files import check_target
 from composer.fixup import guest, running
 from composer.fixup.actions import FixupPlan
 from composer.fixup.facts import LOADERS
 from composer.fixup.plan import plan_fixup
+from composer.workdir import owned_dir, sweep
 
 Say = Callable[[str], None]
 
@@ -55,15 +56,23 @@ def fixup_image(
         raise ComposerError(f"{image}: no such image file")
     if dry_run and (output is not None or install is not None):
         raise ComposerError("--dry-run changes nothing: it cannot be combined with -o or --install")
-    detect_format(image)
+    detect_format(image)  # refuses images that name other files, before anything opens them
     if output is None:
         return _fix(image, loader=loader, dry_run=dry_run, install=install, say=say)
     if output.absolute() == image.absolute() or (output.exists() and output.samefile(image)):
         raise ComposerError(f"-o {output}: that is the image itself; leave -o out to fix in place")
-    with atomic_path(output, stat.S_IMODE(image.stat().st_mode)) as copy:
+    check_target(output)
+    prefix = f".{output.name}.partial-"  # a locked temporary: a killed run's copy is swept
+    sweep(output.parent, prefix + "*")
+    with owned_dir(output.parent, prefix) as tmp:
+        partial = tmp / output.name
         say(f"copying {image} -> {output}")
-        tools.run(["cp", "--sparse=always", "--reflink=auto", "--", image, copy])
-        return _fix(copy, loader=loader, dry_run=dry_run, install=install, say=say)
+        tools.run(["cp", "--sparse=always", "--reflink=auto", "--", str(image), str(partial)])
+        os.chmod(partial, stat.S_IMODE(image.stat().st_mode))
+        plan = _fix(partial, loader=loader, dry_run=dry_run, install=install, say=say)
+        check_target(output)
+        os.replace(partial, output)
+        return plan
 
 
 def _fix(image: Path, *, loader: str, dry_run: bool, install: Path | None, say: Say) -> FixupPlan:

@@ -9,6 +9,7 @@ from pathlib import Path
 from composer import tools
 from composer.arch import Arch
 from composer.uki.repo import apt_source
+from composer.workdir import owned_dir
 
 
 def mmdebstrap(
@@ -31,6 +32,33 @@ def mmdebstrap(
     uki-virt's) are extra sources while packages install, gone again from the final tree.
     """
     archive_cache.mkdir(parents=True, exist_ok=True)
+    with owned_dir(archive_cache, ".tmp-sync-") as sync:
+        argv = _mmdebstrap_argv(variant, arch, local_repos, archive_cache, sync)
+        if packages:
+            argv.append("--include=" + ",".join(packages))
+        argv += [suite, str(target), mirror, *(apt_source(r) for r in local_repos)]
+        env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
+        if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
+            env["SOURCE_DATE_EPOCH"] = str(epoch)
+        tools.run(argv, env=env, log=log)
+
+
+def _archive_sync_out(cache: Path, sync: Path) -> str:
+    """A customize hook: the .debs this run downloaded into the shared archive cache, each
+    copied aside into ``sync`` (this run's locked temporary), synced, and renamed in, so that
+    another build copying from the cache never takes half a .deb; then out of the tree."""
+    c, s = shlex.quote(str(cache)), shlex.quote(str(sync))
+    return (
+        'for f in "$1"/var/cache/apt/archives/*.deb; do [ -e "$f" ] || continue; '
+        f'n=${{f##*/}}; [ -e {c}/"$n" ] && continue; '
+        f'cp "$f" {s}/"$n" && sync {s}/"$n" && mv -f {s}/"$n" {c}/"$n" || exit 1; done; '
+        'rm -f "$1"/var/cache/apt/archives/*.deb'
+    )
+
+
+def _mmdebstrap_argv(
+    variant: str, arch: Arch, local_repos: Sequence[Path], archive_cache: Path, sync: Path
+) -> list[str]:
     cache = str(archive_cache.resolve())
     argv = [
         # its own mount namespace: the /proc, /sys and /dev mounts mmdebstrap makes in the
@@ -53,18 +81,11 @@ def mmdebstrap(
         *_local_repo_hooks(local_repos),
         f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
         f"find {cache} -maxdepth 1 -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives/\" {{}} +",
-        f"--customize-hook=find \"$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' "
-        f'-exec cp -n -t {cache}/ {{}} + ; rm -f "$1"/var/cache/apt/archives/*.deb',
+        f"--customize-hook={_archive_sync_out(archive_cache.resolve(), sync.resolve())}",
         '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* '
         '"$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old',
     ]
-    if packages:
-        argv.append("--include=" + ",".join(packages))
-    argv += [suite, str(target), mirror, *(apt_source(r) for r in local_repos)]
-    env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
-    if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates, logs…)
-        env["SOURCE_DATE_EPOCH"] = str(epoch)
-    tools.run(argv, env=env, log=log)
+    return argv
 
 
 def _local_repo_hooks(repos: Sequence[Path]) -> list[str]:

@@ -8,7 +8,6 @@ database goes where the target distribution keeps it, through a private ~/.rpmma
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from composer.distros import Distro
 from composer.errors import ComposerError
 from composer.repositories import Repository
 from composer.value_checks import control_char
+from composer.workdir import scratch_dir, work_parent
 
 FEDORA_METALINK = (
     "https://mirrors.fedoraproject.org/metalink?repo={repo}-$releasever&arch=$basearch"
@@ -118,11 +118,11 @@ def install_tree(
     target.mkdir(parents=True)
     cachedir = cache / "dnf" / f"{distro.id}-{arch.name}"
     cachedir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dnf-conf-") as tmp:
-        conf = Path(tmp) / "dnf.conf"
-        inline = write_inline_keys(repos, Path(tmp) / "keys")
+    with scratch_dir("dnf-conf", work_parent()) as tmp:
+        conf = tmp / "dnf.conf"
+        inline = write_inline_keys(repos, tmp / "keys")
         conf.write_text(dnf_conf(repos, cachedir.resolve(), local_repos, inline))
-        (Path(tmp) / ".rpmmacros").write_text(f"%_dbpath {dbpath(distro)}\n")
+        (tmp / ".rpmmacros").write_text(f"%_dbpath {dbpath(distro)}\n")
         tools.run(
             [
                 "dnf",
@@ -136,7 +136,7 @@ def install_tree(
                 "--",  # package names are checked never to start with '-'; belt and braces
                 *packages,
             ],
-            env={"HOME": tmp, "LC_ALL": "C.UTF-8"}
+            env={"HOME": str(tmp), "LC_ALL": "C.UTF-8"}
             | ({"SOURCE_DATE_EPOCH": str(epoch)} if epoch is not None else {}),
             log=log,
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer import tools
+from composer.workdir import owned_dir
 from composer.arch import Arch
 from composer.errors import ComposerError, ToolError
 from composer.rootfs import versions
@@ -106,13 +107,13 @@ def download(
     are downloaded with ``apt-get download`` from the index in ``state``)."""
     archives.mkdir(parents=True, exist_ok=True)
     missing = [f"{p.name}={p.version}" for p in packages if not (archives / p.file_name).exists()]
-    if missing:
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=archives) as tmp:
+    if missing:  # downloaded aside, then renamed in: no build ever sees half a .deb
+        with versions.index_locked(state), owned_dir(archives, ".tmp-download-") as tmp:
             tools.run(
                 ["apt-get", *versions._apt_options(state, arch), "-q", "download", "--",
-                 *missing], cwd=Path(tmp), log=log,
+                 *missing], cwd=tmp, log=log,
             )  # fmt: skip
-            for deb in Path(tmp).glob("*.deb"):
+            for deb in tmp.glob("*.deb"):
                 deb.replace(archives / deb.name)
     paths = [archives / p.file_name for p in packages]
     absent = [str(p) for p in paths if not p.exists()]

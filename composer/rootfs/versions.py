@@ -9,6 +9,7 @@ versions the archive has, highest first, and the first one the glob matches is p
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import fnmatch
 import functools
@@ -16,10 +17,10 @@ import hashlib
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from composer import tools
+from composer import locks, tools
 from composer.arch import Arch
 from composer.errors import ComposerError, KeyedProblems, Problem, ToolError
 
@@ -101,18 +102,28 @@ def _apt_options(state: Path, arch: Arch) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def index_locked(state: Path) -> Iterator[None]:
+    """One command at a time reads or updates the shared index state directory ``state``:
+    apt's own lock makes a second, concurrent `apt-get update` fail instead of waiting."""
+    state.mkdir(parents=True, exist_ok=True)
+    with locks.held(state / "dps-composer.lock"):
+        yield
+
+
 def archive_versions(
     names: Sequence[str], *, suite: str, mirror: str, arch: Arch, state: Path, log: Path
 ) -> dict[str, list[str]]:
     """The versions of ``names`` the archive's suite has (fetches its index into ``state``)."""
-    for sub in ("lists/partial", "lists-state", "cache/archives/partial"):
-        (state / sub).mkdir(parents=True, exist_ok=True)
-    if not (state / "status").exists():  # empty; never touched again: apt's cache keys on it
-        (state / "status").touch()
-    (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
-    opts = _apt_options(state, arch)
-    tools.run(["apt-get", *opts, "-q", "update"], log=log)
-    return parse_madison(tools.output(["apt-cache", *opts, "madison", *names]))
+    with index_locked(state):
+        for sub in ("lists/partial", "lists-state", "cache/archives/partial"):
+            (state / sub).mkdir(parents=True, exist_ok=True)
+        if not (state / "status").exists():  # empty; never touched again: apt's cache keys on it
+            (state / "status").touch()
+        (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
+        opts = _apt_options(state, arch)
+        tools.run(["apt-get", *opts, "-q", "update"], log=log)
+        return parse_madison(tools.output(["apt-cache", *opts, "madison", *names]))
 
 
 def resolve(

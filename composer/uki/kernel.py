@@ -23,6 +23,7 @@ from composer.distros import Distro
 from composer.errors import ComposerError
 from composer.rootfs import pkgset, versions
 from composer.rootfs.chroot import run_in
+from composer.workdir import owned_dir
 
 _IMAGE_DEP = re.compile(r"^linux-image-(?P<kver>[0-9][^\s(]*)\s*(\(=\s*(?P<ver>[^)\s]+)\))?$")
 
@@ -102,16 +103,17 @@ def _resolve_kernel(
     )
     if kernel is None and _IMAGE_DEP.match(meta):  # already a kernel, not a metapackage
         kernel = meta.removeprefix("linux-image-")
-    if kernel is None:
-        stanza = tools.output(["apt-cache", *_apt(state, arch), "show", meta])
-        dep = image_dependency(control_field(stanza, "Depends") or "")
-        if dep is None:
-            raise KernelNotFoundError(
-                f"{distro.id}: {meta} names no linux-image-<release> package in its Depends"
-            )
-        kernel = dep[0]
-    name = f"linux-image-{kernel}"
-    madison = tools.output(["apt-cache", *_apt(state, arch), "madison", name], log=None)
+    with versions.index_locked(state):
+        if kernel is None:
+            stanza = tools.output(["apt-cache", *_apt(state, arch), "show", meta])
+            dep = image_dependency(control_field(stanza, "Depends") or "")
+            if dep is None:
+                raise KernelNotFoundError(
+                    f"{distro.id}: {meta} names no linux-image-<release> package in its Depends"
+                )
+            kernel = dep[0]
+        name = f"linux-image-{kernel}"
+        madison = tools.output(["apt-cache", *_apt(state, arch), "madison", name], log=None)
     found = versions.parse_madison(madison)
     if not found.get(name):
         raise KernelNotFoundError(
@@ -139,9 +141,9 @@ def download(
 def base_files_version(distro: Distro, arch: Arch, *, cache: Path) -> str:
     """base-files' version in the (already fetched) index: its /usr/lib/os-release is the .osrel."""
     state = index_state(cache, distro, arch)
-    madison = versions.parse_madison(
-        tools.output(["apt-cache", *_apt(state, arch), "madison", "base-files"])
-    )
+    with versions.index_locked(state):
+        text = tools.output(["apt-cache", *_apt(state, arch), "madison", "base-files"])
+    madison = versions.parse_madison(text)
     if not madison.get("base-files"):
         raise KernelNotFoundError(f"{distro.id}: base-files is not in {distro.suite}")
     return madison["base-files"][0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from composer import tools
 from composer.files import atomic_path
 from composer.uki.debpkg import clamp_mtimes
+from composer.workdir import scratch_dir, work_parent
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,7 @@ def build_rpm(
         for p in entries
         if p.is_dir() and not p.is_symlink() and not any(p.iterdir())
     ]
-    with tempfile.TemporaryDirectory(prefix="rpmbuild-") as tmp:
-        top = Path(tmp)
+    with scratch_dir("rpmbuild", work_parent()) as top:
         spec_path = top / f"{spec.name}.spec"
         spec_path.write_text(spec_text(spec, files))
         defines = {

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from composer import locks
 from composer.arch import Arch
+from composer.files import fsync_dir, sync_filesystem
 from composer.rootfs.apt import mmdebstrap
+from composer.workdir import owned_dir
 
 TOOLS_SUITE = "trixie"
 TOOLS_MIRROR = "http://deb.debian.org/debian"
@@ -54,29 +55,29 @@ def tools_key(arch: Arch) -> str:
 
 
 def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:
-    """The cached tools tree for ``arch``, built if missing (atomically: temp dir + rename)."""
+    """The cached tools tree for ``arch``, built if missing: by one build at a time (the
+    others wait for it and take its tree), in a locked temporary directory, synced to disk
+    and renamed into place."""
     trees = cache_dir / "trees"
     final = trees / f"tools-{TOOLS_SUITE}-{arch.debian}-{tools_key(arch)}"
     if (final / "usr/bin/ukify").exists():
         return final
     trees.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tools-", dir=trees))
-    try:
-        target = tmp / "tree"
-        mmdebstrap(
-            target,
-            suite=TOOLS_SUITE,
-            mirror=TOOLS_MIRROR,
-            arch=arch,
-            packages=tools_packages(arch),
-            archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{arch.debian}",
-            log=log,
-        )
-        try:
+    with locks.held(trees / f".{final.name}.lock"):
+        if (final / "usr/bin/ukify").exists():  # built while we waited
+            return final
+        with owned_dir(trees, ".tmp-tools-") as tmp:
+            target = tmp / "tree"
+            mmdebstrap(
+                target,
+                suite=TOOLS_SUITE,
+                mirror=TOOLS_MIRROR,
+                arch=arch,
+                packages=tools_packages(arch),
+                archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{arch.debian}",
+                log=log,
+            )
+            sync_filesystem(target)
             target.rename(final)
-        except OSError:
-            if not (final / "usr/bin/ukify").exists():  # lost a race to a concurrent build? fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            fsync_dir(trees)
     return final

@@ -10,20 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from composer import DATA, dps, output
+from composer import DATA, dps, locks, output
 from composer.arch import Arch
 from composer.boot.secureboot import ensure_keys, sign_pe
 from composer.distros import Distro
-from composer.files import atomic_path
+from composer.files import atomic_path, fsync_dir, sync_filesystem
 from composer.uki import initrd, kernel, packages, repo
 from composer.uki.build import build_uki, stage_initrd_extras
 from composer.uki.toolstree import ensure_tools_tree, tools_key
+from composer.workdir import owned_dir, scratch_dir, work_parent
 
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0"
 LAYOUT_VERSION = 2  # bump when what a build makes changes: old cache entries are then unused
@@ -45,11 +45,11 @@ class UkiVirtConfig:
         return cls(cmdline, str(dps.by_designator("usr", arch.dps).uuid), keys)
 
     def fingerprint(self, arch: Arch) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory() as tmp:
-            stage_initrd_extras(Path(tmp), self.usr_type)
+        with scratch_dir("initrd-extras", work_parent()) as tmp:
+            stage_initrd_extras(tmp, self.usr_type)
             extras = sorted(
                 (p.relative_to(tmp).as_posix(), _digest(p.read_bytes()) if p.is_file() else "")
-                for p in Path(tmp).rglob("*")
+                for p in tmp.rglob("*")
             )
         cert = None
         if self.keys is not None:
@@ -129,21 +129,20 @@ def ensure_uki_virt(
     if (final / INFO).exists():
         _note(log, f"uki-virt {pkg.kver} ({pkg.version}): cached build {final}")
         return _load(final, cached=True)
-    _note(log, f"uki-virt {pkg.kver} ({pkg.version}): building into {final}")
     final.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=".uki-virt-", dir=final.parent))
-    try:
-        built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache, log)
-        built["build_seconds"] = round(time.monotonic() - start, 1)
-        output.write_json_atomic(tmp / "repo" / INFO, built)
-        try:
+    with locks.held(final.parent / f".{final.name}.lock"):  # one build at a time makes it
+        if (final / INFO).exists():  # made while we waited
+            _note(log, f"uki-virt {pkg.kver} ({pkg.version}): built meanwhile: {final}")
+            return _load(final, cached=True)
+        _note(log, f"uki-virt {pkg.kver} ({pkg.version}): building into {final}")
+        start = time.monotonic()
+        with owned_dir(final.parent, ".tmp-uki-virt-") as tmp:
+            built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache, log)
+            built["build_seconds"] = round(time.monotonic() - start, 1)
+            output.write_json_atomic(tmp / "repo" / INFO, built)
+            sync_filesystem(tmp)
             (tmp / "repo").rename(final)
-        except OSError:
-            if not (final / INFO).exists():  # a concurrent build won the race: use its result
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            fsync_dir(final.parent)
     _note(log, f"uki-virt built in {built['build_seconds']} s")
     return _load(final, cached=False)
 

@@ -27,12 +27,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from composer import image_manifest
 from composer.errors import ComposerError
 from composer.lifetime import Interrupted
 from composer.vm.boot import Console, Watch, boot_image
 from composer.vm.foreign import judge_serial, make_cidata, plan_foreign
 from composer.vm.monitor import StopFlag
-from composer.vm.validate import Check, Verdict, load_expectations
+from composer.vm.validate import Check, Verdict, expectations_from_manifest
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class BootOptions:
     vars_for: Callable[[Path], Path | None] = lambda _image: None
     retries: int = 1  # boots again after an infrastructure error, at most this many times
     firstboot: bool = True  # answer systemd-firstboot's questions with credentials
+    manifest: Path | None = None  # judge every image against this one (boot --manifest)
 
 
 @dataclass
@@ -76,8 +78,10 @@ def exit_code(results: Sequence[BootResult]) -> int:
     return next((c for c in PRECEDENCE if c in codes), 0)
 
 
-def has_manifest(image: Path) -> bool:
-    return (image.parent / "manifest.json").is_file()
+def has_manifest(image: Path, manifest: Path | None = None) -> bool:
+    """Whether ``image`` is judged against a manifest (``manifest``, else NAME.manifest.json
+    beside it, which must list the image's sha256: composer/image_manifest.py)."""
+    return image_manifest.load(image, manifest) is not None
 
 
 def _attempt_summary(verdict: Verdict, number: int) -> dict[str, Any]:
@@ -143,8 +147,9 @@ def boot_one(
         console=console,
         firstboot=opts.firstboot,
     )
-    if has_manifest(image):
-        exp = load_expectations(image)
+    found = image_manifest.load(image, opts.manifest)
+    if found is not None:
+        exp = expectations_from_manifest(found.data, found.path)
         watch = Watch(stop=stop)
         verdict = with_retries(
             lambda keep: boot(expectations=exp, keep_dir=keep, watch=watch),
@@ -152,9 +157,10 @@ def boot_one(
             opts.retries,
             console,
         )
+        verdict.notes.append(found.note)
         return BootResult(image, name, verdict, keep_dir, "manifest")
     plan = plan_foreign(image)
-    console(f"foreign image (no manifest.json): {plan.mode} mode, {plan.reason}")
+    console(f"foreign image (no manifest beside it): {plan.mode} mode, {plan.reason}")
 
     def cidata(work: Path) -> list[str]:
         iso = make_cidata(work / "cidata.iso")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer import dps
+from composer import dps, image_manifest
 from composer.errors import ComposerError
 from composer.vm.dps_mounts import dps_mount_checks
 from composer.vm.pcrdiff import explain as explain_pcr
@@ -52,11 +52,13 @@ def type_label(uuid: str) -> str:
     return f"{known.name} ({uuid})" if known else uuid
 
 
-def expectations_from_manifest(manifest: dict[str, Any]) -> Expectations:
+def expectations_from_manifest(
+    manifest: dict[str, Any], path: Path | str = "manifest"
+) -> Expectations:
     arch = str(manifest.get("architecture") or "x86_64")
     expect = manifest.get("expect") or {}
     if not isinstance(expect, dict):
-        raise ComposerError("manifest.json: 'expect' must be an object")
+        raise ComposerError(f"{path}: 'expect' must be an object")
     root = expect.get("root_type_uuid") or default_root_type(arch)
     pcrs = {int(k): str(v).lower() for k, v in (expect.get("pcrs") or {}).items()}
     sb = expect.get("secure_boot")
@@ -81,18 +83,15 @@ def expectations_from_manifest(manifest: dict[str, Any]) -> Expectations:
     )
 
 
-def load_expectations(image: Path, architecture: str = "x86_64") -> Expectations:
-    """From manifest.json next to the image, else DPS defaults for the architecture."""
-    path = image.parent / "manifest.json"
-    if not path.exists():
+def load_expectations(
+    image: Path, architecture: str = "x86_64", manifest: Path | None = None
+) -> Expectations:
+    """From ``manifest``, else the image's NAME.manifest.json beside it (whose sha256 for the
+    image must match: composer/image_manifest.py), else DPS defaults for the architecture."""
+    found = image_manifest.load(image, manifest)
+    if found is None:
         return Expectations(default_root_type(architecture), architecture=architecture)
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ComposerError(f"{path}: cannot read manifest: {err}") from err
-    if not isinstance(manifest, dict):
-        raise ComposerError(f"{path}: manifest is not a JSON object")
-    return expectations_from_manifest(manifest)
+    return expectations_from_manifest(found.data, found.path)
 
 
 @dataclass(frozen=True)

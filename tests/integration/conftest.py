@@ -78,6 +78,12 @@ def default_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def manifest_path(out: Path) -> Path:
+    """The one image manifest, NAME.manifest.json, in a build's output directory."""
+    (path,) = out.glob("*.manifest.json")
+    return path
+
+
 def manifest(out: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((out / "manifest.json").read_text())
+    data: dict[str, Any] = json.loads(manifest_path(out).read_text())
     return data

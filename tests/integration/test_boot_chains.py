@@ -26,7 +26,7 @@ from composer.disk.read import list_vfat_dir, read_vfat_file
 from composer.output import sha256_file
 from composer.pe import sections
 
-from .conftest import ROOT, ModuleTmp, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +38,13 @@ def _build(blueprint: Path, out: Path) -> Path:
     return out
 
 
-def _boot(image: Path, keep: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def _boot(
+    image: Path, keep: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     verdict_file = keep / "verdict.out.json"
     keep.mkdir(parents=True, exist_ok=True)
     proc = composer(
-        "boot", str(image), "--json", str(verdict_file), "--keep", str(keep), check=False
+        "boot", str(image), "--json", str(verdict_file), "--keep", str(keep), *args, check=False
     )
     return proc, json.loads(verdict_file.read_text())
 
@@ -191,7 +193,7 @@ def test_tampered_uki_is_refused_by_the_firmware(direct: Path, tmp_path: Path) -
     """The same image with its UKI re-signed by a key the firmware does not know: FAIL, and
     the verdict names secure-boot."""
     m = manifest(direct)
-    for name in (f"{DIRECT}.raw", f"{DIRECT}.vars.fd", "manifest.json"):
+    for name in (f"{DIRECT}.raw", f"{DIRECT}.vars.fd", f"{DIRECT}.manifest.json"):
         shutil.copyfile(direct / name, tmp_path / name)
     raw = tmp_path / f"{DIRECT}.raw"
     esp = _esp_offset(m)
@@ -220,7 +222,8 @@ def test_tampered_uki_is_refused_by_the_firmware(direct: Path, tmp_path: Path) -
             check=True,
             env={**MTOOLS_ENV, "PATH": "/usr/bin:/bin"},
         )
-    proc, verdict = _boot(raw, tmp_path / "boot")
+    # judged against its own manifest on purpose: the image no longer has that sha256
+    proc, verdict = _boot(raw, tmp_path / "boot", "--manifest", str(manifest_path(tmp_path)))
     assert proc.returncode == 1 and verdict["passed"] is False
     failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
     assert "secure-boot" in failed, verdict
@@ -360,7 +363,7 @@ def test_private_keys_are_in_neither_image_nor_log(
         # Control: the public db certificate is in the image (the signatures) and the varstore.
         assert _found(out / f"{name}.raw", [cert_der[-64:]]), "db certificate not found in image"
         assert _found(out / f"{name}.vars.fd", [cert_der[-64:]])
-        for f in (f"{name}.raw", f"{name}.build.log", f"{name}.vars.fd", "manifest.json"):
+        for f in (f"{name}.raw", f"{name}.build.log", f"{name}.vars.fd", f"{name}.manifest.json"):
             assert _found(out / f, needles) == [], f"private key material in {f}"
         for key_file in key_dir.iterdir():
             assert key_file.stat().st_mode & 0o077 == 0, key_file

@@ -15,7 +15,7 @@ from composer.disk.gpt import read_gpt
 from composer.disk.read import list_vfat_dir, read_ext4_file, read_vfat_file
 from composer.pe import sections
 
-from .conftest import composer, manifest
+from .conftest import composer, manifest, manifest_path
 
 pytestmark = pytest.mark.integration
 
@@ -103,11 +103,21 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
 def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Path) -> None:
     image = tmp_path / f"{NAME}.raw"
     shutil.copyfile(default_image / f"{NAME}.raw", image)
-    shutil.copyfile(default_image / "manifest.json", tmp_path / "manifest.json")
+    shutil.copyfile(manifest_path(default_image), tmp_path / f"{NAME}.manifest.json")
     generic = str(dps.by_name("linux-generic").uuid)
     subprocess.run(["sfdisk", "--part-type", str(image), "2", generic], check=True)
     verdict_file = tmp_path / "verdict.json"
-    proc = composer("boot", str(image), "--json", str(verdict_file), check=False)
+    refused = composer("boot", str(image), check=False)  # no longer the image its manifest lists
+    assert refused.returncode == 2 and "does not match the sha256" in refused.stderr
+    proc = composer(
+        "boot",
+        str(image),
+        "--manifest",
+        str(tmp_path / f"{NAME}.manifest.json"),
+        "--json",
+        str(verdict_file),
+        check=False,
+    )
     assert proc.returncode != 0
     verdict = json.loads(verdict_file.read_text())
     assert verdict["passed"] is False

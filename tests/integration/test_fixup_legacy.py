@@ -19,7 +19,7 @@ from composer.output import sha256_file
 from composer.vm.boot import boot_image
 from composer.vm.validate import Verdict, load_expectations
 
-from .conftest import ROOT, composer
+from .conftest import ROOT, composer, manifest_path
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def make_legacy(default_image: Path, out: Path) -> dict[str, str]:
     subprocess.run(
         ["cp", "--sparse=always", str(default_image / f"{NAME}.raw"), str(raw)], check=True
     )
-    shutil.copyfile(default_image / "manifest.json", out / "manifest.json")
+    shutil.copyfile(manifest_path(default_image), out / f"{NAME}.manifest.json")
     os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
     os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
     g = guestfs.GuestFS(python_return_dict=True)
@@ -78,9 +78,10 @@ def make_legacy(default_image: Path, out: Path) -> dict[str, str]:
 
 
 def boot(image: Path, keep: Path, **kwargs: Any) -> Verdict:
+    # changed after the build (that is the point): judged against the build's manifest
     verdict = boot_image(
         image,
-        expectations=load_expectations(image),
+        expectations=load_expectations(image, manifest=image.parent / f"{NAME}.manifest.json"),
         timeout=900,
         keep_dir=keep,
         console=print,
@@ -130,7 +131,9 @@ def test_offline_fixup_of_the_legacy_image(default_image: Path, tmp_path: Path) 
     fixed_dir = tmp_path / "fixed"
     fixed_dir.mkdir()
     fixed = fixed_dir / f"{NAME}.raw"
-    shutil.copyfile(tmp_path / "legacy" / "manifest.json", fixed_dir / "manifest.json")
+    shutil.copyfile(
+        tmp_path / "legacy" / f"{NAME}.manifest.json", fixed_dir / f"{NAME}.manifest.json"
+    )
     first = composer("fixup", str(legacy), "-o", str(fixed))
     assert "change: /dev/sda2: type linux-generic -> root-x86-64 (/)" in first.stdout
     assert "change: /etc/fstab: drop the lines for /" in first.stdout

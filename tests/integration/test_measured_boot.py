@@ -29,7 +29,7 @@ from composer.disk.read import read_vfat_file
 from composer.measure import PHASES, predict_uki
 from composer.vm.pcrdiff import first_difference
 
-from .conftest import ROOT, ModuleTmp, composer, manifest
+from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 
 pytestmark = pytest.mark.integration
 NAME = "debian-uki-sdboot"
@@ -66,7 +66,6 @@ def pair(default_image: Path, module_tmp: ModuleTmp) -> dict[str, Any]:
     altered_dir.mkdir()
     altered = altered_dir / "altered.raw"
     shutil.copyfile(default_image / f"{NAME}.raw", altered)
-    shutil.copyfile(default_image / "manifest.json", altered_dir / "manifest.json")
     uki = alter_uki_cmdline(altered, manifest(default_image), b"console=tty0", b"console=tty1")
     (work / "altered.efi").write_bytes(uki)
     proc = composer(
@@ -83,6 +82,8 @@ def pair(default_image: Path, module_tmp: ModuleTmp) -> dict[str, Any]:
         str(work / "keep"),
         "--timeout",
         "1200",  # two TCG guests share the CPUs; an upper bound, not a wait
+        "--manifest",  # the altered copy is judged against the original's manifest
+        str(manifest_path(default_image)),
         check=False,
     )
     doc = json.loads((work / "verdicts.json").read_text())

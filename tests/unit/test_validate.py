@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -175,12 +176,14 @@ def test_analyze_timings_with_minutes() -> None:
 
 def test_expectations_from_manifest(tmp_path: Path) -> None:
     image = tmp_path / "img.qcow2"
+    image.write_bytes(b"disk")
     assert load_expectations(image).root_type_uuid == ROOT  # no manifest: DPS default
     manifest = {
         "architecture": "aarch64",
+        "outputs": [{"file": "img.qcow2", "sha256": hashlib.sha256(b"disk").hexdigest()}],
         "expect": {"root_type_uuid": None, "tpm": False, "secure_boot": True, "pcrs": {"11": "AB"}},
     }
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "img.manifest.json").write_text(json.dumps(manifest))
     exp = load_expectations(image)
     assert exp == Expectations(
         root_type_uuid="b921b045-1df0-41c3-af44-4c6f280d3fae",
