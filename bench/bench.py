@@ -29,7 +29,7 @@ SECURE = ROOT / "blueprints/debian-uki-sdboot-secureboot.toml"
 def composer(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "composer.cli", *args], cwd=ROOT, text=True, capture_output=True
+        [sys.executable, "-m", "composer", *args], cwd=ROOT, text=True, capture_output=True
     )
     elapsed = time.monotonic() - start
     if proc.returncode not in (0, 1):

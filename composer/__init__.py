@@ -5,4 +5,3 @@ __version__ = "0.1.0"
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
-TEMPLATES = Path(__file__).parent / "templates"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from composer import dps
 from composer.fixup.facts import Partition
+from composer.spec import dps
 
 
 @dataclass(frozen=True)

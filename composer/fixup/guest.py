@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from composer import dps
-from composer.disk.guest import new_handle
-from composer.disk.imagefile import detect_format
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
 from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType, SetUuid, WriteFile
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, efi_arch, machine_id, os_release_id
+from composer.image.formats import detect_format
+from composer.image.guestfs import new_handle
+from composer.spec import dps
 
 GuestFS = Any  # guestfs.GuestFS: the module ships no type information
 

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from composer import dps
 from composer.fixup import edits
 from composer.fixup.actions import (
     Action,
@@ -25,6 +24,7 @@ from composer.fixup.actions import (
     WriteFile,
 )
 from composer.fixup.facts import Facts, Partition
+from composer.spec import dps
 
 # mount point -> designator found there by systemd-gpt-auto-generator
 DISCOVERED = {"/": "root", "/usr": "usr", "/home": "home", "/srv": "srv", "/var": "var",

@@ -8,15 +8,15 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from composer import tools
-from composer.disk.imagefile import detect_format
-from composer.errors import ComposerError
-from composer.files import check_target
+from composer.core import tools
+from composer.core.errors import ComposerError
+from composer.core.files import check_target
+from composer.core.workdir import owned_dir, sweep
 from composer.fixup import guest, running
 from composer.fixup.actions import FixupPlan
 from composer.fixup.facts import LOADERS
 from composer.fixup.plan import plan_fixup
-from composer.workdir import owned_dir, sweep
+from composer.image.formats import detect_format
 
 Say = Callable[[str], None]
 
@@ -49,7 +49,7 @@ def fixup_image(
     say: Say = lambda _: None,
 ) -> FixupPlan:
     """Fix ``image`` in place, or a copy of it at ``output`` (a fresh temporary beside it,
-    renamed into place when done: composer/files.py). An image that names other files
+    renamed into place when done: composer/core/files.py). An image that names other files
     (backing file, VMDK extents) is refused before anything opens it."""
     _check_loader(loader)
     if not image.is_file():

@@ -10,9 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
-from composer import dps, tools
-from composer.errors import ComposerError, ToolError
-from composer.files import atomic_write
+from composer.core import tools
+from composer.core.errors import ComposerError, ToolError
+from composer.core.files import atomic_write
 from composer.fixup.actions import (
     Action,
     CopyFile,
@@ -22,6 +22,7 @@ from composer.fixup.actions import (
     WriteFile,
 )
 from composer.fixup.facts import Facts, Partition
+from composer.spec import dps
 
 EFI_ARCH = {"x86-64": "x64", "x86": "ia32", "arm64": "aa64", "arm": "arm",
             "riscv64": "riscv64", "loongarch64": "loongarch64"}  # fmt: skip

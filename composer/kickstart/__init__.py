@@ -10,8 +10,8 @@ from pathlib import Path
 import jinja2
 
 from composer import DATA
-from composer import blueprint as bp_mod
-from composer.errors import BlueprintError
+from composer.blueprint import load as bp_mod
+from composer.core.errors import BlueprintError
 from composer.kickstart.context import build_context, problems, target_of
 from composer.kickstart.quote import KickstartError, quote
 

@@ -2,7 +2,7 @@
 exists (stages/org.osbuild.users: an existing user is changed with usermod; groups are added
 with groupadd --force, images pkg/osbuild/groups_stage.go): ``root`` becomes ``rootpw`` (and
 ``usermod`` in %post for the rest), another user the Fedora base system has is changed in
-%post, a group it has is kept. Group names are mapped as for images (composer/accounts.py)."""
+%post, a group it has is kept. Group names are mapped as for images (composer/target/accounts.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import datetime
 import re
 from typing import Any
 
-from composer.blueprint import Blueprint
-from composer.customizations import User, is_crypt_hash
-from composer.distros import Distro
-from composer.judge import group_rule
+from composer.blueprint.customizations import User, is_crypt_hash
+from composer.blueprint.load import Blueprint
 from composer.kickstart.post import sh
 from composer.kickstart.quote import KickstartError, checked, word
-from composer.targets import facts_for
+from composer.plan.judgement import group_rule
+from composer.target.distros import Distro
+from composer.target.facts import facts_for
 
 _LIST_ITEM = re.compile(r"^[A-Za-z0-9:_.@-]+$")
 

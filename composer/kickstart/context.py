@@ -1,20 +1,20 @@
 """Blueprint -> the values the kickstart template uses. Pure; every blueprint string is
 checked here (naming its key) and quoted by the template's finalize (quote.quote) or, in
 %post, by post.sh. Every key is either rendered (a command, or %post where kickstart has
-none) or refused by name for kickstarts (composer/keytable.py and ``problems``)."""
+none) or refused by name for kickstarts (composer/plan/keytable.py and ``problems``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from composer.arch import get_arch
-from composer.blueprint import KICKSTART_DISTRO, Blueprint
-from composer.distros import Distro
-from composer.errors import Problem
-from composer.judge import judge
+from composer.blueprint.load import KICKSTART_DISTRO, Blueprint
+from composer.core.errors import Problem
 from composer.kickstart import accounts, disk, post
 from composer.kickstart.quote import KickstartError, Verbatim, checked, comment, word
+from composer.plan.judgement import judge
+from composer.spec.arch import get_arch
+from composer.target.distros import Distro
 
 UKI_PACKAGE = {"fedora": "kernel-uki-virt"}  # Fedora's generic VM UKI
 SDBOOT_PACKAGE = {"fedora": "systemd-boot-unsigned"}
@@ -51,7 +51,7 @@ def target_of(bp: Blueprint) -> Target:
 def _packages(bp: Blueprint) -> list[Verbatim]:
     """`%packages` lines: name or name-version (dnf reads a glob there), @group. pykickstart
     takes these lines as they are (no shell words): the names and globs were validated
-    (composer/bp_packages.py: letters, digits and _.+-:@/*?[])."""
+    (composer/blueprint/packages.py: letters, digits and _.+-:@/*?[])."""
     out = []
     for table in ("packages", "modules"):
         for i, p in enumerate(getattr(bp, table)):

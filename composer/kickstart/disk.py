@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from composer.blueprint import Blueprint, layout_of
-from composer.disk_customizations import Partition
-from composer.errors import Problem
+from composer.blueprint.disk import Partition
+from composer.blueprint.load import Blueprint, layout_of
+from composer.core.errors import Problem
+from composer.core.units import MiB
 from composer.kickstart.post import sh
-from composer.layout import Layout, LayoutErrors, PartitionPlan
-from composer.units import MiB
+from composer.plan.layout import Layout, LayoutErrors, PartitionPlan
 
 
 @dataclass(frozen=True)

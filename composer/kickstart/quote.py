@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 import unicodedata
 
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
 
 
 class KickstartError(ComposerError):

@@ -6,10 +6,10 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from composer import tools
-from composer.arch import Arch
-from composer.uki.repo import apt_source
-from composer.workdir import owned_dir
+from composer.core import tools
+from composer.core.workdir import owned_dir
+from composer.spec.arch import Arch
+from composer.uki_virt.repo import apt_source
 
 
 def mmdebstrap(

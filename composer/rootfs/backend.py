@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from composer.plan import Plan
+from composer.plan.plan import Plan
 from composer.rootfs import apt, dnf, versions
-from composer.uki.repo import dnf_repo
+from composer.uki_virt.repo import dnf_repo
 
 
 def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import stat
 from pathlib import Path, PurePosixPath
 
-from composer import DATA, tools
-from composer.accounts import GroupRule, user_groups
-from composer.cache_secret import generated_hash
-from composer.customizations import Customizations, User
-from composer.errors import ComposerError
-from composer.pkgfacts import UNIT_DIRS, UNIT_SUFFIXES, unit_aliases, unit_name
+from composer import DATA
+from composer.blueprint.customizations import Customizations, User
+from composer.core import tools
+from composer.core.errors import ComposerError
+from composer.core.secret import generated_hash
 from composer.rootfs.intree import InTreeError, Tree
-from composer.targets import load as target_facts
+from composer.rootfs.pkgfacts import UNIT_DIRS, UNIT_SUFFIXES, unit_aliases, unit_name
+from composer.target.accounts import GroupRule, user_groups
+from composer.target.facts import load as target_facts
 
 CHECK_UNIT = "dps-composer-check.service"
 FSTAB_HEADER = (
@@ -72,7 +73,7 @@ def apply(
 ) -> None:
     """Host name, groups, users, SSH keys, time zone. The shadow tools run with ``--root``
     (they chroot(2) into the tree) and ``--`` before the name. Every blueprint value in an
-    argument list has been checked not to read as an option (composer/value_checks.py)."""
+    argument list has been checked not to read as an option (composer/blueprint/values.py)."""
     root = str(tree)
     with Tree(tree) as t:
         if c.hostname:
@@ -216,7 +217,7 @@ def _names(t: Tree, table: str) -> set[str]:
 
 
 def _groups_for(t: Tree, user: User, log: Path) -> list[str]:
-    """The user's groups as this system names them (composer/accounts.py): the other
+    """The user's groups as this system names them (composer/target/accounts.py): the other
     family's administrator group mapped, its other base groups created as system groups."""
     family = "apt" if t.exists("/var/lib/dpkg/status") else "dnf"
     rule = GroupRule(family, target_facts("fedora" if family == "apt" else "debian-13").groups)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from composer import tools
-from composer.arch import Arch
-from composer.distros import Distro
-from composer.errors import ComposerError
-from composer.repositories import Repository
-from composer.value_checks import control_char
-from composer.workdir import scratch_dir, work_parent
+from composer.blueprint.repositories import Repository
+from composer.blueprint.values import control_char
+from composer.core import tools
+from composer.core.errors import ComposerError
+from composer.core.workdir import scratch_dir, work_parent
+from composer.spec.arch import Arch
+from composer.target.distros import Distro
 
 FEDORA_METALINK = (
     "https://mirrors.fedoraproject.org/metalink?repo={repo}-$releasever&arch=$basearch"

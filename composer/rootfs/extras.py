@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from composer import DATA
-from composer.customizations import CaCerts, Customizations, Locale
-from composer.errors import ComposerError
-from composer.fs_customizations import Directory, File
-from composer.plan import Plan
-from composer.repositories import Repository
-from composer.rootfs.chroot import run_in
+from composer.blueprint.customizations import CaCerts, Customizations, Locale
+from composer.blueprint.files import Directory, File
+from composer.blueprint.repositories import Repository
+from composer.core.chroot import run_in
+from composer.core.errors import ComposerError
+from composer.plan.plan import Plan
 from composer.rootfs.intree import InTreeError, Tree
 
 REPART_ROOT = "/usr/lib/repart.d/50-dps-composer-root.conf"

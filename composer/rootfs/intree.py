@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from composer.errors import ComposerError
-from composer.files import replace_at
+from composer.core.errors import ComposerError
+from composer.core.files import replace_at
 from composer.rootfs.resolve import first_link, open_in_root
 
 Owner = tuple[int, int]

@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from composer import locks, tools
-from composer.arch import Arch
-from composer.errors import ComposerError, KeyedProblems, Problem, ToolError
+from composer.core import locks, tools
+from composer.core.errors import ComposerError, KeyedProblems, Problem, ToolError
+from composer.spec.arch import Arch
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 

@@ -35,7 +35,7 @@ run() {
     fi
 }
 
-# --- DPS facts (composer/dps.py; tests/unit/test_fixup_twin.py holds them equal) ---------
+# --- DPS facts (composer/spec/dps.py; tests/unit/test_fixup_twin.py holds them equal) ---------
 dps_arch() {
     case ${1:-$(uname -m)} in
         x86_64 | amd64) echo x86-64 ;;

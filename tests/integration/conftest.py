@@ -24,7 +24,7 @@ def composer(
 ) -> subprocess.CompletedProcess[str]:
     """Run the dps-composer CLI the way a user does."""
     proc = subprocess.run(
-        [sys.executable, "-m", "composer.cli", *args],
+        [sys.executable, "-m", "composer", *args],
         cwd=ROOT,
         text=True,
         capture_output=True,

@@ -39,7 +39,7 @@ class Env:
 
     def composer(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "composer.cli", *args],
+            [sys.executable, "-m", "composer", *args],
             cwd=ROOT,
             env=self.environ(),
             text=True,
@@ -164,7 +164,7 @@ class Build:
         STARTED.append(self)
         with open(self.said[0], "w") as stdout, open(self.said[1], "w") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "composer.cli", "build", str(blueprint), "-o", str(out)],
+                [sys.executable, "-m", "composer", "build", str(blueprint), "-o", str(out)],
                 cwd=ROOT,
                 env=env.environ(self.tag),
                 stdin=subprocess.DEVNULL,
@@ -291,8 +291,8 @@ def partial_files(out: Path) -> list[str]:
 
 def initrd_names(raw: Path, manifest: dict[str, Any]) -> set[str]:
     """The paths in the initrd of the image's UKI (read from its ESP)."""
-    from composer.disk.read import read_vfat_file
-    from composer.pe import sections
+    from composer.image.read import read_vfat_file
+    from composer.spec.pe import sections
 
     esp = manifest["disk"]["partitions"][0]["offset"]
     initrd = sections(read_vfat_file(raw, esp, manifest["uki"]["path"]))[".initrd"]

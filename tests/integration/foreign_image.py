@@ -8,13 +8,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from composer.arch import get_arch
-from composer.boot.systemd_boot import stage_systemd_boot
-from composer.disk.fs import make_vfat
+from composer.build.bootchain.systemd_boot import stage_systemd_boot
+from composer.build.fs.fs import make_vfat
+from composer.core.chroot import run_in
 from composer.rootfs import apt
-from composer.rootfs.chroot import run_in
-from composer.uki.build import build_uki
-from composer.uki.toolstree import ensure_tools_tree
+from composer.spec.arch import get_arch
+from composer.toolchain.toolstree import ensure_tools_tree
+from composer.toolchain.ukify import build_uki
 
 PACKAGES = (
     "systemd",

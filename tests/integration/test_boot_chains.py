@@ -17,14 +17,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from composer.boot.chain import default_keys_dir
-from composer.boot.secureboot import KEY_NAMES, load_keys
-from composer.boot.varstore import read_varstore
-from composer.build import default_cache_dir
-from composer.disk.fs import MTOOLS_ENV
-from composer.disk.read import list_vfat_dir, read_vfat_file
-from composer.output import sha256_file
-from composer.pe import sections
+from composer.build.bootchain.chain import default_keys_dir
+from composer.build.fs.fs import MTOOLS_ENV
+from composer.build.outputs import sha256_file
+from composer.build.pipeline import default_cache_dir
+from composer.image.read import list_vfat_dir, read_vfat_file
+from composer.image.varstore import read_varstore
+from composer.spec.pe import sections
+from composer.toolchain.secureboot import KEY_NAMES, load_keys
 
 from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.workdir import LOCK
+from composer.core.workdir import LOCK_SUFFIX
 
 from .conftest import ROOT
 
@@ -59,7 +59,7 @@ def boot_and_kill(
     """Run `dps-composer boot ARGS`; when ``want`` boots have printed ``milestone``, send
     ``sig`` to the composer and wait for it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "composer.cli", "boot", *args],
+        [sys.executable, "-m", "composer", "boot", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -87,11 +87,20 @@ def boot_and_kill(
 
 
 def leftovers(work: Path) -> list[Path]:
+    """What boots left in the work parent: scratch directories and their lock files."""
     return sorted(work.glob("dps-composer-*"))
 
 
+def stale_dirs(left: list[Path]) -> list[Path]:
+    """The scratch directories among ``left``, each with its lock file beside it."""
+    dirs = [p for p in left if p.is_dir()]
+    assert left == sorted([*dirs, *(d.with_name(d.name + LOCK_SUFFIX) for d in dirs)]), left
+    return dirs
+
+
 def unlocked(path: Path) -> bool:
-    fd = os.open(path / LOCK, os.O_RDWR)
+    """Nobody holds the lock of the scratch directory ``path`` (composer/core/workdir.py)."""
+    fd = os.open(path.with_name(path.name + LOCK_SUFFIX), os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -163,7 +172,7 @@ def test_boot_killed_anywhere_leaves_nothing(
             assert not old.exists(), f"{old} survived the next boot"
         left = leftovers(work)
         if sig == signal.SIGKILL:
-            (one,) = left
+            (one,) = stale_dirs(left)
             assert unlocked(one)
         else:
             assert left == []
@@ -183,7 +192,7 @@ def test_parallel_boots_killed_leave_nothing(
     assert killed.returncode == -9
     assert len(killed.pids["qemu"]) == 2
     assert_nothing_runs(killed, work)
-    stale = leftovers(work)
+    stale = stale_dirs(leftovers(work))
     assert len(stale) == 2 and all(unlocked(p) for p in stale)
     killed = boot_and_kill(args, "kernel", signal.SIGTERM, env, 2)
     assert killed.returncode == 143 and len(killed.pids["qemu"]) == 2

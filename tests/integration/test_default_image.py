@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from composer import dps
-from composer.disk.gpt import read_gpt
-from composer.disk.read import list_vfat_dir, read_ext4_file, read_vfat_file
-from composer.pe import sections
+from composer.image.gpt import read_gpt
+from composer.image.read import list_vfat_dir, read_ext4_file, read_vfat_file
+from composer.spec import dps
+from composer.spec.pe import sections
 
 from .conftest import composer, manifest, manifest_path
 
@@ -127,7 +127,7 @@ def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Pa
 
 
 def test_manifest_predicts_pcr11_for_the_uki(default_image: Path) -> None:
-    from composer.measure import predict_pcr11
+    from composer.measure.pcr11 import predict_pcr11
 
     raw = default_image / f"{NAME}.raw"
     m = manifest(default_image)

@@ -1,7 +1,7 @@
 """The dnf backend end to end against a local RPM repository built here with rpmbuild: no
 Fedora mirror is reachable from the build machines. The repository holds a base package (a
 static busybox as /bin/sh, /etc/os-release, the /boot/efi mount point), a kernel-uki-virt made
-by the composer's own RPM writer (composer/uki/packages.py) with a small payload, one
+by the composer's own RPM writer (composer/uki_virt/packages.py) with a small payload, one
 dependency of it, and kernel-core + grub2-efi-x64 that nothing asks for."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from composer.arch import get_arch
-from composer.distros import get_distro
-from composer.repositories import Repository
+from composer.blueprint.repositories import Repository
+from composer.build.placed_uki import take_placed_uki
 from composer.rootfs import dnf
-from composer.uki import packages, repo
-from composer.uki.image import take_placed_uki
-from composer.uki.rpmpkg import RpmSpec, build_rpm
+from composer.spec.arch import get_arch
+from composer.target.distros import get_distro
+from composer.uki_virt import packages, repo
+from composer.uki_virt.rpmpkg import RpmSpec, build_rpm
 
 from .conftest import ModuleTmp
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from unit.test_corpus import FILES, expectations  # tests/ is on sys.path (pytest)
 
-from composer.blueprint import load
-from composer.build import default_cache_dir
-from composer.disk.read import read_ext4_file
-from composer.errors import BlueprintError, KeyedProblems
-from composer.plan import make_plan
-from composer.resolution_check import check
+from composer.blueprint.load import load
+from composer.build.pipeline import default_cache_dir
+from composer.core.errors import BlueprintError, KeyedProblems
+from composer.image.read import read_ext4_file
+from composer.plan.plan import make_plan
+from composer.rootfs.resolution import check
 
 from .conftest import ModuleTmp, composer, manifest
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from composer import dps
-from composer.output import sha256_file
-from composer.vm.boot import boot_image
-from composer.vm.validate import Verdict, load_expectations
+from composer.build.outputs import sha256_file
+from composer.judge.boot import boot_image
+from composer.judge.verdict import Verdict, load_expectations
+from composer.spec import dps
 
 from .conftest import ROOT, composer, manifest_path
 

@@ -18,13 +18,13 @@ from uuid import uuid4
 
 import pytest
 
-from composer import dps
-from composer.arch import get_arch
-from composer.build import default_cache_dir
-from composer.disk.gpt import read_gpt
-from composer.rootfs.chroot import run_in
-from composer.uki.toolstree import ensure_tools_tree
-from composer.vm.run import BootOptions, boot_one
+from composer.build.pipeline import default_cache_dir
+from composer.core.chroot import run_in
+from composer.image.gpt import read_gpt
+from composer.judge.run import BootOptions, boot_one
+from composer.spec import dps
+from composer.spec.arch import get_arch
+from composer.toolchain.toolstree import ensure_tools_tree
 
 from .conftest import ModuleTmp, composer
 from .foreign_image import build_repart_image
@@ -146,8 +146,8 @@ def test_boot_foreign_image_through_cidata(foreign: Path, tmp_path: Path) -> Non
 
 def test_inspect_reads_an_xfs_root_with_libguestfs(tmp_path: Path) -> None:
     """A root file system the offline readers cannot read (xfs) is read with libguestfs."""
-    from composer.disk.fs import copy_into, make_vfat
-    from composer.disk.gpt import GptEntry, write_gpt
+    from composer.build.fs.fs import copy_into, make_vfat
+    from composer.image.gpt import GptEntry, write_gpt
 
     (tmp_path / "os-release").write_text('ID=testos\nPRETTY_NAME="Test OS on XFS"\n')
     (tmp_path / "fstab").write_text("LABEL=root / xfs defaults 0 1\n")

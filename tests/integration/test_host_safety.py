@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.cache_secret import crypt
-from composer.disk.read import read_ext4_file
+from composer.core.secret import crypt
+from composer.image.read import read_ext4_file
 
 from .conftest import ROOT, composer, manifest
 

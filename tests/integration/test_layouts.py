@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from composer import dps
-from composer.disk.gpt import read_gpt
-from composer.disk.read import read_ext4_file
+from composer.image.gpt import read_gpt
+from composer.image.read import read_ext4_file
+from composer.spec import dps
 
 from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 

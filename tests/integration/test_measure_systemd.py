@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from composer.arch import get_arch
-from composer.build import default_cache_dir
-from composer.measure import BANKS, PHASES, predict_pcr11, predict_uki, uki_sections
-from composer.rootfs.chroot import run_in
-from composer.uki.toolstree import ensure_tools_tree
+from composer.build.pipeline import default_cache_dir
+from composer.core.chroot import run_in
+from composer.measure.pcr11 import BANKS, PHASES, predict_pcr11, predict_uki, uki_sections
+from composer.spec.arch import get_arch
+from composer.toolchain.toolstree import ensure_tools_tree
 
 from .conftest import ModuleTmp
 

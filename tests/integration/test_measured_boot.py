@@ -23,11 +23,11 @@ import pefile
 import pytest
 import xmlschema
 
-from composer import eventlog
-from composer.disk.fs import MTOOLS_ENV
-from composer.disk.read import read_vfat_file
-from composer.measure import PHASES, predict_uki
-from composer.vm.pcrdiff import first_difference
+from composer.build.fs.fs import MTOOLS_ENV
+from composer.image.read import read_vfat_file
+from composer.measure.pcr11 import PHASES, predict_uki
+from composer.measure.pcrdiff import first_difference
+from composer.spec import eventlog
 
 from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 

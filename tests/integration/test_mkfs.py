@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.disk.mkfs import make_filesystem, xfs_protofile
-from composer.layout import PartitionPlan
-from composer.units import MiB
+from composer.build.fs.mkfs import make_filesystem, xfs_protofile
+from composer.core.units import MiB
+from composer.plan.layout import PartitionPlan
 
 pytestmark = pytest.mark.integration
 

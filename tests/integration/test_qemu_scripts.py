@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.vm.record import RecordReader
+from composer.judge.record import RecordReader
 
 from .conftest import ROOT
 

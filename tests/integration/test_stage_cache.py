@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.disk.read import read_ext4_file
-from composer.output import sha256_file
+from composer.build.outputs import sha256_file
+from composer.image.read import read_ext4_file
 
 from .conftest import ROOT, composer, manifest
 

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from composer.arch import get_arch
-from composer.blueprint import parse
-from composer.build import default_cache_dir
-from composer.disk.read import read_ext4_file, read_vfat_file
-from composer.distros import get_distro
-from composer.pe import file_sections, sections
-from composer.plan import make_plan
-from composer.rootfs.chroot import run_in
-from composer.uki import kernel
-from composer.uki.build import build_uki
-from composer.uki.image import prepare_repo
-from composer.uki.toolstree import ensure_tools_tree
-from composer.uki.virt import UkiVirtConfig, sbat_line, sbat_text
+from composer.blueprint.load import parse
+from composer.build.pipeline import default_cache_dir
+from composer.build.placed_uki import prepare_repo
+from composer.core.chroot import run_in
+from composer.image.read import read_ext4_file, read_vfat_file
+from composer.plan.plan import make_plan
+from composer.spec.arch import get_arch
+from composer.spec.pe import file_sections, sections
+from composer.target.distros import get_distro
+from composer.toolchain.toolstree import ensure_tools_tree
+from composer.toolchain.ukify import build_uki
+from composer.uki_virt import kernel
+from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 
 from .conftest import ROOT, ModuleTmp, composer, manifest
 

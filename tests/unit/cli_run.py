@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``timeout``: a command that would open a FIFO (or hang otherwise) fails the test."""
     return subprocess.run(
-        [sys.executable, "-m", "composer.cli", *map(str, args)],
+        [sys.executable, "-m", "composer", *map(str, args)],
         cwd=ROOT,
         text=True,
         capture_output=True,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from composer.vm.blame import HostFacts, assign, no_result_fault
-from composer.vm.serial import scan_text
-from composer.vm.validate import Expectations, judge
+from composer.judge.blame import HostFacts, assign, no_result_fault
+from composer.judge.serial import scan_text
+from composer.judge.verdict import Expectations, judge
 
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 EXP = Expectations(ROOT, expected_pcrs={11: "aa" * 32})

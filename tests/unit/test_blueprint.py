@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from composer.blueprint import load, parse
-from composer.errors import BlueprintError
+from composer.blueprint.load import load, parse
+from composer.core.errors import BlueprintError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def test_inline_table_value_error() -> None:
 
 
 def test_plain_password_accepted_and_masked_in_the_plan() -> None:
-    from composer.plan import make_plan
+    from composer.plan.plan import make_plan
 
     bp = parse('name = "x"\n[[customizations.user]]\nname = "u"\npassword = "secret"\n')
     assert bp.customizations.user[0].plain_password

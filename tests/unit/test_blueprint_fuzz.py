@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from composer.errors import BlueprintError
-from composer.plan import plan_text
+from composer.core.errors import BlueprintError
+from composer.plan.plan import plan_text
 
 FILE = "fuzz.toml"
 text_ = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)

@@ -11,10 +11,10 @@ import pytest
 import typer
 import typer.main
 
-from composer.blueprint import load, parse
-from composer.bp_text import MAX_BLUEPRINT_BYTES, MAX_DEPTH
-from composer.errors import BlueprintError
-from composer.plan import plan_text
+from composer.blueprint.load import load, parse
+from composer.blueprint.text import MAX_BLUEPRINT_BYTES, MAX_DEPTH
+from composer.core.errors import BlueprintError
+from composer.plan.plan import plan_text
 
 from .cli_run import cli
 

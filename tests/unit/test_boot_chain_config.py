@@ -7,10 +7,10 @@ from typing import get_args
 
 import pytest
 
-from composer.blueprint import OutputFormat, load, parse
-from composer.errors import BlueprintError
-from composer.output import FORMATS
-from composer.plan import make_plan
+from composer.blueprint.load import OutputFormat, load, parse
+from composer.build.outputs import FORMATS
+from composer.core.errors import BlueprintError
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

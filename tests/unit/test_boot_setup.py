@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import ComposerError
-from composer.vm.boot import boot_image
-from composer.vm.firmware import FirmwareNotFound
-from composer.vm.validate import Expectations
+from composer.core.errors import ComposerError
+from composer.image.firmware import FirmwareNotFound
+from composer.judge.boot import boot_image
+from composer.judge.verdict import Expectations
 
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from composer.vm.record import frame
+from composer.judge.record import frame
 
 SCRIPT = Path(__file__).parents[2] / "qemu-scripts" / "boot-uefi.sh"
 pytestmark = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from composer import cache_record
-from composer.cache import DEFAULT_MAX_SIZE, StageCache, key_of, max_size_from_env
+from composer.build import cache_record
+from composer.build.cache import DEFAULT_MAX_SIZE, StageCache, key_of, max_size_from_env
 from composer.cli import app
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
 
 
 def test_key_is_stable_and_order_independent() -> None:
@@ -268,7 +268,7 @@ def test_cache_check_lists_what_killed_builds_left_and_prune_removes_it(tmp_path
 KILLED_PUT = """
 import sys, time
 from pathlib import Path
-from composer.cache import StageCache
+from composer.build.cache import StageCache
 
 def make(d):
     (d / "half").write_bytes(b"x" * 1000)
@@ -281,7 +281,7 @@ StageCache(Path(sys.argv[1])).put("s", "k", make)
 ONE_MAKER = """
 import sys, time
 from pathlib import Path
-from composer.cache import StageCache
+from composer.build.cache import StageCache
 
 def make(d):
     with open(Path(sys.argv[2]), "a") as fh:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.disk.fs import copy_into
+from composer.build.fs.fs import copy_into
 
 SHM = Path("/dev/shm")
 

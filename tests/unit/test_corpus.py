@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import load
-from composer.errors import BlueprintError
+from composer.blueprint.load import load
+from composer.core.errors import BlueprintError
 from composer.kickstart import render
-from composer.plan import make_plan
+from composer.plan.plan import make_plan
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 FILES = sorted(CORPUS.glob("*.toml"))

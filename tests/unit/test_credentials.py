@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer.vm.credentials import FIRSTBOOT, boot_credentials, smbios_args
-from composer.vm.firmware import Firmware
-from composer.vm.qemu import QemuConfig, build_command
+from composer.image.firmware import Firmware
+from composer.judge.credentials import FIRSTBOOT, boot_credentials, smbios_args
+from composer.judge.qemu import QemuConfig, build_command
 
 
 def test_firstboot_answers_every_question_systemd_firstboot_asks() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from composer import dps
-from composer.discovery import judge_discovery
-from composer.disk.probe import FsInfo, probe, probe_bytes
-from composer.inspect import EfiBinary, PartitionInfo, Report, parse_os_release
+from composer.image.probe import FsInfo, probe, probe_bytes
+from composer.inspect.discovery import judge_discovery
+from composer.inspect.image import EfiBinary, PartitionInfo, Report, parse_os_release
+from composer.spec import dps
 
 ESP = str(dps.by_name("esp").uuid)
 ROOT = str(dps.by_name("root-x86-64").uuid)
@@ -137,8 +137,8 @@ def test_probe_synthetic_superblocks() -> None:
 
 
 def test_list_vfat_tree_empty_and_nested(tmp_path: Path) -> None:
-    from composer.disk.fs import make_vfat
-    from composer.disk.read import list_vfat_tree
+    from composer.build.fs.fs import make_vfat
+    from composer.image.read import list_vfat_tree
 
     empty, tree = tmp_path / "empty", tmp_path / "tree"
     empty.mkdir()

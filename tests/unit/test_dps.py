@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from composer import dps
-from composer.arch import ARCHES
-from composer.dps import GptFlag, UnknownGptFlag, UnknownPartitionType
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
+from composer.spec import dps
+from composer.spec.arch import ARCHES
+from composer.spec.dps import GptFlag, UnknownGptFlag, UnknownPartitionType
 
 SPEC_NOTES = Path("/work/shared/SPEC-NOTES.md")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from composer.units import GiB, MiB
-from composer.vm.dps_mounts import dps_mount_checks, root_fills_disk
+from composer.core.units import GiB, MiB
+from composer.judge.dps_mounts import dps_mount_checks, root_fills_disk
 
 ROOT_T = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 USR_T = "8484680c-9521-48c6-9c11-b0720656f69e"

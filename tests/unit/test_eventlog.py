@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from composer import eventlog
-from composer.vm.pcrdiff import first_difference, userspace_phases
+from composer.measure.pcrdiff import first_difference, userspace_phases
+from composer.spec import eventlog
 
 SHA1, SHA256 = 0x4, 0xB
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.customizations import Locale
-from composer.errors import ComposerError
-from composer.fs_customizations import Directory, File
+from composer.blueprint.customizations import Locale
+from composer.blueprint.files import Directory, File
+from composer.core.errors import ComposerError
 from composer.rootfs.extras import make_directory, set_locale, write_file
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.disk.fattimes import dos_datetime, fix_fat_times
-from composer.disk.fs import Reproducible, make_vfat
+from composer.build.fs.fattimes import dos_datetime, fix_fat_times
+from composer.build.fs.fs import Reproducible, make_vfat
 
 pytestmark = pytest.mark.skipif(not shutil.which("mcopy"), reason="mtools not installed")
 

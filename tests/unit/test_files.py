@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.files import OutputPathError, atomic_path, atomic_write
+from composer.core.files import OutputPathError, atomic_path, atomic_write
 
 
 def test_writes_with_the_mode_set_before_the_data(tmp_path: Path) -> None:

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from composer.arch import get_arch
-from composer.errors import ComposerError
-from composer.vm.firmware import (
+from composer.core.errors import ComposerError
+from composer.image.firmware import (
     FirmwareNotFound,
     find_firmware,
     list_descriptors,
     machine_matches,
     select_firmware,
 )
-from composer.vm.qemu import QemuConfig, build_command, firmware_args
+from composer.judge.qemu import QemuConfig, build_command, firmware_args
+from composer.spec.arch import get_arch
 
 X86 = get_arch("x86_64")
 

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from composer import dps
 from composer.fixup import edits
 from composer.fixup.actions import CopyFile, InstallSystemdBoot, SetType, SetUuid, WriteFile
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.plan import plan_fixup, resolve_spec
+from composer.spec import dps
 
 ESP = str(dps.by_name("esp").uuid)
 GENERIC = str(dps.by_name("linux-generic").uuid)

@@ -1,5 +1,5 @@
 """kickstart/post/dps-fixup.sh, the plain-shell twin of `fixup --running`, against the Python
-rules it mirrors (composer/dps.py, composer/fixup/edits.py, composer/fixup/plan.py)."""
+rules it mirrors (composer/spec/dps.py, composer/fixup/edits.py, composer/fixup/plan.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer import dps
 from composer.fixup import edits
 from composer.fixup.plan import designator_for
+from composer.spec import dps
 
 SCRIPT = Path(__file__).parents[2] / "kickstart" / "post" / "dps-fixup.sh"
 ARCHES = ("x86-64", "x86", "arm64", "arm", "riscv64", "ppc64-le", "s390x", "loongarch64")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pycdlib
 
 from composer import DATA
-from composer.vm.foreign import GUEST_SCRIPT, judge_serial, make_cidata, user_data
-from composer.vm.serial import scan_text
-from composer.vm.validate import Expectations
+from composer.judge.foreign import GUEST_SCRIPT, judge_serial, make_cidata, user_data
+from composer.judge.serial import scan_text
+from composer.judge.verdict import Expectations
 
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 

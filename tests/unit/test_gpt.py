@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from composer.disk.fs import copy_into
-from composer.disk.gpt import GptEntry, read_gpt, sfdisk_script, write_gpt
-from composer.units import MiB
+from composer.build.fs.fs import copy_into
+from composer.core.units import MiB
+from composer.image.gpt import GptEntry, read_gpt, sfdisk_script, write_gpt
 
 ENTRIES = [
     GptEntry(

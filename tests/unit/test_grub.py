@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from composer.boot.grub import (
+from composer.build.bootchain.grub import (
     GrubEntry,
     grub_quote,
     newest_first,
@@ -13,7 +13,7 @@ from composer.boot.grub import (
     uki_entry,
     version_key,
 )
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
 
 OSREL = b'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nID=debian\n\0\0'
 

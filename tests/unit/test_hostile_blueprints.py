@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from composer.blueprint import parse
-from composer.errors import BlueprintError
-from composer.plan import make_plan
+from composer.blueprint.load import parse
+from composer.core.errors import BlueprintError
+from composer.plan.plan import make_plan
 
 FILE = "hostile.toml"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from composer.boot.chain import secureboot_keys
-from composer.boot.secureboot import SecureBootKeyError, generate_keys
-from composer.files import OutputPathError, copy_into_dir
-from composer.plan import plan_text
-from composer.vm.boot import _keep
-from composer.vm.validate import Verdict
+from composer.build.bootchain.chain import secureboot_keys
+from composer.core.files import OutputPathError, copy_into_dir
+from composer.judge.boot import _keep
+from composer.judge.verdict import Verdict
+from composer.plan.plan import plan_text
+from composer.toolchain.secureboot import SecureBootKeyError, generate_keys
 
 from .cli_run import ROOT, cli
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import parse
-from composer.customizations import Customizations, Locale, SshKey, Timezone, User
-from composer.disk.partitions import split_subtrees
-from composer.errors import ComposerError
-from composer.fs_customizations import Directory, File
-from composer.plan import Plan, make_plan
+from composer.blueprint.customizations import Customizations, Locale, SshKey, Timezone, User
+from composer.blueprint.files import Directory, File
+from composer.blueprint.load import parse
+from composer.build.fs.partitions import split_subtrees
+from composer.build.placed_uki import take_placed_uki
+from composer.core.errors import ComposerError
+from composer.plan.plan import Plan, make_plan
 from composer.rootfs import customize, extras
-from composer.uki.image import take_placed_uki
 
 from .hostile_tree import Hostile, fingerprint, make_hostile_tree
 

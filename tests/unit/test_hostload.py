@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from composer.vm.hostload import CpuWait, parse_schedstat, thread_waits
-from composer.vm.monitor import STRETCH, Outcome, _deadline
+from composer.judge.hostload import CpuWait, parse_schedstat, thread_waits
+from composer.judge.monitor import STRETCH, Outcome, _deadline
 
 
 def fake_proc(root: Path, pid: int, threads: dict[int, tuple[int, int]]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from composer.image_manifest import ManifestError, find_manifest, image_stem, load
-from composer.vm.run import has_manifest
+from composer.judge.run import has_manifest
+from composer.manifest.load import ManifestError, find_manifest, image_stem, load
 
 DISK = b"a disk image"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.disk.imagefile import ImageFileError, blockdev, detect_format, image_opts
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
+from composer.image.formats import ImageFileError, blockdev, detect_format, image_opts
 
 from .cli_run import cli
 
@@ -245,9 +245,9 @@ def test_compressed_and_missing_images(tmp_path: Path) -> None:
 def test_boot_command_refuses_an_image_with_a_manifest_too(tmp_path: Path) -> None:
     """An image beside a manifest.json (built by the composer, or claiming to be) reaches
     QEMU's command line without inspect: the drive arguments check it themselves."""
-    from composer.arch import get_arch
-    from composer.vm.firmware import select_firmware
-    from composer.vm.qemu import QemuConfig, build_command
+    from composer.image.firmware import select_firmware
+    from composer.judge.qemu import QemuConfig, build_command
+    from composer.spec.arch import get_arch
 
     image = qcow2_backing(tmp_path)
     arch = get_arch("x86_64")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import parse
-from composer.customizations import Customizations, SshKey
-from composer.disk.partitions import split_subtrees
-from composer.errors import ComposerError
-from composer.fs_customizations import Directory, File
-from composer.plan import make_plan
+from composer.blueprint.customizations import Customizations, SshKey
+from composer.blueprint.files import Directory, File
+from composer.blueprint.load import parse
+from composer.build.fs.partitions import split_subtrees
+from composer.core.errors import ComposerError
+from composer.plan.plan import make_plan
 from composer.rootfs import customize, extras
 from composer.rootfs.intree import InTreeError, Tree
 from composer.rootfs.resolve import kernel_resolution, open_in_root, walk_open

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from composer.accounts import GroupRule
-from composer.blueprint import load, parse
-from composer.errors import BlueprintError
-from composer.plan import Plan, make_plan
-from composer.targets import load as target_data
-from composer.targets import normal_locale, supported_locale
+from composer.blueprint.load import load, parse
+from composer.core.errors import BlueprintError
+from composer.plan.plan import Plan, make_plan
+from composer.target.accounts import GroupRule
+from composer.target.facts import load as target_data
+from composer.target.facts import normal_locale, supported_locale
 
 ROOT = Path(__file__).resolve().parents[2]
 

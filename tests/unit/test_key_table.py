@@ -13,11 +13,11 @@ import pytest
 from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion
 
-from composer import keytable
-from composer.blueprint import parse
-from composer.errors import BlueprintError
+from composer.blueprint.load import parse
+from composer.core.errors import BlueprintError
 from composer.kickstart import render
-from composer.plan import make_plan
+from composer.plan import keytable
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = 'name = "ks"\ndistro = "fedora-42"\n'

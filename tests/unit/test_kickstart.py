@@ -11,10 +11,10 @@ import pytest
 from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion
 
-from composer import blueprint as bp_mod
-from composer.errors import BlueprintError
+from composer.blueprint import load as bp_mod
+from composer.core.errors import BlueprintError
 from composer.kickstart import KickstartError, fixup_script, kickstart_dir, render, validate
-from composer.plan import make_plan
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 BLUEPRINTS = sorted((ROOT / "blueprints").glob("*.toml"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import ComposerError
-from composer.vm.firmware import Firmware
-from composer.vm.kvm import (
+from composer.core.errors import ComposerError
+from composer.image.firmware import Firmware
+from composer.judge.kvm import (
     CACHE_TTL,
     KvmProbe,
     choose_accel,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from composer import dps
-from composer.blueprint import load, parse
-from composer.errors import BlueprintError
-from composer.plan import make_plan
-from composer.units import GiB, MiB
+from composer.blueprint.load import load, parse
+from composer.core.errors import BlueprintError
+from composer.core.units import GiB, MiB
+from composer.plan.plan import make_plan
+from composer.spec import dps
 
 ROOT = Path(__file__).resolve().parents[2]
 MID = "5f3c0de1a2b94c7e8d6f1a2b3c4d5e6f"

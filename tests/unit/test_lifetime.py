@@ -15,8 +15,8 @@ GUARDED = """
 import sys, time
 from pathlib import Path
 import typer
-from composer.cli_support import guard
-from composer.lifetime import install_signal_handlers
+from composer.cli.common import guard
+from composer.core.lifetime import install_signal_handlers
 
 install_signal_handlers()
 try:
@@ -32,7 +32,7 @@ except typer.Exit as done:
 
 PARENT = """
 import subprocess, time
-from composer.lifetime import die_with_parent
+from composer.core.lifetime import die_with_parent
 child = subprocess.Popen(["sleep", "600"], preexec_fn=die_with_parent())
 print(child.pid, flush=True)
 time.sleep(600)

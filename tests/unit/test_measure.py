@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.measure import (
+from composer.measure.pcr11 import (
     BANKS,
     PHASES,
     event_digests,

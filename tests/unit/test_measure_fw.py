@@ -10,9 +10,8 @@ import pefile
 import pytest
 from virt.peutils.pesign import pe_authenticode_hash
 
-from composer import eventlog, pe
-from composer.errors import ComposerError
-from composer.measure_fw import (
+from composer.core.errors import ComposerError
+from composer.measure.firmware import (
     EFI_CERT_X509,
     EFI_GLOBAL,
     IMAGE_SECURITY_DB,
@@ -26,6 +25,7 @@ from composer.measure_fw import (
     signature_entries,
     stub_loads_inner_kernel,
 )
+from composer.spec import eventlog, pe
 
 from .pe_fixture import build_pe, make_signer, win_certificate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer import measured_boot
+from composer.measure import predict
 
 from .pe_fixture import build_pe
 
@@ -34,7 +34,7 @@ def stage(esp: Path) -> str:
 def test_proven_configuration_is_enforced(tmp_path: Path) -> None:
     uki = stage(tmp_path)
     loaders = ["EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"]
-    mb = measured_boot.predict(
+    mb = predict.predict(
         loader="systemd-boot",
         esp=tmp_path,
         uki_rel=uki,
@@ -49,7 +49,7 @@ def test_proven_configuration_is_enforced(tmp_path: Path) -> None:
         "UKI",
         "UKI .linux",
     ]
-    assert measured_boot.enforced_pcrs(mb) == {
+    assert predict.enforced_pcrs(mb) == {
         "4": mb["pcrs"]["4"]["value"],
         "7": EMPTY_VARSTORE_PCR7,
     }
@@ -67,9 +67,9 @@ def test_proven_configuration_is_enforced(tmp_path: Path) -> None:
 
 def test_unproven_configuration_is_only_reported(tmp_path: Path) -> None:
     uki = stage(tmp_path)
-    mb = measured_boot.predict(
+    mb = predict.predict(
         loader="uki-direct", esp=tmp_path, uki_rel=uki, loaders=[], efi_arch="x64", varstore=None
     )
     assert mb["boot_chain"] == ["UKI", "UKI .linux"]
     assert not mb["pcrs"]["4"]["enforced"] and "not yet shown equal" in mb["proof"]
-    assert measured_boot.enforced_pcrs(mb) == {}
+    assert predict.enforced_pcrs(mb) == {}

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from composer.lifetime import Interrupted
-from composer.vm.monitor import Helper, StopFlag, monitor
-from composer.vm.qemu import QemuProcess
-from composer.vm.record import frame
-from composer.vm.serial import SerialScanner
+from composer.core.lifetime import Interrupted
+from composer.judge.monitor import Helper, StopFlag, monitor
+from composer.judge.qemu import QemuProcess
+from composer.judge.record import frame
+from composer.judge.serial import SerialScanner
 
 
 def guest(tmp_path: Path, script: str) -> tuple[QemuProcess, Path, Path]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import load, parse
-from composer.errors import BlueprintError
-from composer.plan import make_plan
+from composer.blueprint.load import load, parse
+from composer.core.errors import BlueprintError
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import ComposerError
-from composer.output import (
+from composer.build.outputs import (
     FORMATS,
     OutputCheckError,
     check_output,
     make_outputs,
     qemu_img_options,
 )
-from composer.vm.qemu import detect_format
+from composer.core.errors import ComposerError
+from composer.judge.qemu import detect_format
 
 MiB = 1024 * 1024
 needs_tools = pytest.mark.skipif(
@@ -109,7 +109,7 @@ def test_vhd_needs_a_whole_mib(tmp_path: Path) -> None:
 def test_sha256_of_sparse_file_equals_plain_hash(tmp_path: Path) -> None:
     import hashlib
 
-    from composer.output import CHUNK, sha256_file
+    from composer.build.outputs import CHUNK, sha256_file
 
     path = tmp_path / "sparse"
     with open(path, "wb") as fh:

@@ -6,10 +6,10 @@ import os
 import stat
 from pathlib import Path
 
-from composer.blueprint import load
-from composer.disk.mkfs import tree_bytes, xfs_protofile
-from composer.disk.partitions import manifest_entry, split_subtrees
-from composer.plan import make_plan
+from composer.blueprint.load import load
+from composer.build.fs.mkfs import tree_bytes, xfs_protofile
+from composer.build.fs.partitions import manifest_entry, split_subtrees
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

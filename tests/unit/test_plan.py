@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import load, parse
-from composer.errors import BlueprintError
-from composer.plan import make_plan
-from composer.units import MiB
+from composer.blueprint.load import load, parse
+from composer.core.errors import BlueprintError
+from composer.core.units import MiB
+from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "blueprints/debian-uki-sdboot.toml"

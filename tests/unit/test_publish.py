@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from composer.files import OutputPathError
-from composer.publish import keep_log, publish
+from composer.build.publish import keep_log, publish
+from composer.core.files import OutputPathError
 
 PUBLISHER = """
 import hashlib, json, sys
 from pathlib import Path
-from composer.publish import publish
-from composer.workdir import owned_dir
+from composer.build.publish import publish
+from composer.core.workdir import owned_dir
 
 out, who, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(rounds):
@@ -37,7 +37,7 @@ for i in range(rounds):
 READER = """
 import sys, time
 from pathlib import Path
-from composer.image_manifest import ManifestError, load
+from composer.manifest.load import ManifestError, load
 
 image, end, seen, mixed = Path(sys.argv[1]), time.monotonic() + 60, 0, 0
 while time.monotonic() < end and not Path(sys.argv[2]).exists():

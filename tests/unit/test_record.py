@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from composer import DATA
-from composer.vm.record import CHECK_PREFIX, RecordReader, frame
+from composer.judge.record import CHECK_PREFIX, RecordReader, frame
 
 CHECK = DATA / "check" / "dps-composer-check"
 PAYLOAD = json.dumps(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import xmlschema
 
-from composer.report import junit_xml, verdicts_json
-from composer.vm.run import (
+from composer.judge.report import junit_xml, verdicts_json
+from composer.judge.run import (
     BootOptions,
     BootResult,
     boot_many,
@@ -19,7 +19,7 @@ from composer.vm.run import (
     unique_names,
     with_retries,
 )
-from composer.vm.validate import Check, Verdict
+from composer.judge.verdict import Check, Verdict
 
 SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parents[1] / "data" / "junit.xsd"))
 

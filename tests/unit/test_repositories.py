@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.errors import BlueprintError
-from composer.plan import plan_text
-from composer.repositories import Repository
+from composer.blueprint.repositories import Repository
+from composer.core.errors import BlueprintError
+from composer.plan.plan import plan_text
 from composer.rootfs.dnf import dnf_conf, write_inline_keys
 
 KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGX...\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"

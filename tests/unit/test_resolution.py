@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint import parse
-from composer.pkgfacts import script_accounts, sysusers, unit_aliases, unit_file, unit_name
-from composer.plan import make_plan
-from composer.resolution_check import (
+from composer.blueprint.load import parse
+from composer.plan.plan import make_plan
+from composer.rootfs.customize import real_unit
+from composer.rootfs.intree import Tree
+from composer.rootfs.pkgfacts import script_accounts, sysusers, unit_aliases, unit_file, unit_name
+from composer.rootfs.pkgset import deb_file_name, parse_simulation
+from composer.rootfs.resolution import (
     Resolved,
     _account_problems,
     _apt_problems,
@@ -18,9 +21,6 @@ from composer.resolution_check import (
     blueprint_units,
     shipped,
 )
-from composer.rootfs.customize import real_unit
-from composer.rootfs.intree import Tree
-from composer.rootfs.pkgset import deb_file_name, parse_simulation
 from composer.rootfs.versions import match_pins
 
 SIMULATION = """\
@@ -146,8 +146,8 @@ def test_a_resolved_set_is_remembered_per_root_key(tmp_path: Path) -> None:
     (remembered too) decide, here that httpd is not shipped."""
     import json
 
-    from composer.errors import KeyedProblems
-    from composer.resolution_check import check
+    from composer.core.errors import KeyedProblems
+    from composer.rootfs.resolution import check
 
     packages = [("systemd", "257.13-1", "amd64"), ("openssh-server", "1:10.0p1-7", "amd64")]
     (tmp_path / "resolutions").mkdir()

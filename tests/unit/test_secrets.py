@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import stage_keys
-from composer.cache_secret import (
+from composer.blueprint.customizations import Customizations, User
+from composer.build import keys as stage_keys
+from composer.core.secret import (
     SecretError,
     blind,
     cache_secret,
@@ -23,8 +24,7 @@ from composer.cache_secret import (
     generated_password,
     write_password_file,
 )
-from composer.customizations import Customizations, User
-from composer.plan import plan_text
+from composer.plan.plan import plan_text
 from composer.rootfs import customize
 
 from .cli_run import ROOT, cli
@@ -121,7 +121,7 @@ def test_debian_blueprints_ship_no_known_password() -> None:
 
 
 def test_generate_password_and_password_exclude_each_other() -> None:
-    from composer.errors import BlueprintError
+    from composer.core.errors import BlueprintError
 
     with pytest.raises(BlueprintError, match="not both"):
         plan_text(

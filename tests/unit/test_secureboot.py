@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from composer.boot.secureboot import (
+from composer.image.varstore import BootOption, make_varstore, read_varstore
+from composer.judge.serial import scan_text
+from composer.judge.verdict import Expectations, judge
+from composer.toolchain.secureboot import (
     KEY_NAMES,
     SecureBootKeyError,
     ensure_keys,
     generate_keys,
     load_keys,
 )
-from composer.boot.varstore import BootOption, make_varstore, read_varstore
-from composer.vm.serial import scan_text
-from composer.vm.validate import Expectations, judge
 
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer.vm.serial import (
+from composer.judge.serial import (
     SerialScanner,
     SerialTail,
     clean_lines,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from composer import space
-from composer.errors import ToolError
-from composer.space import DiskFullError, MiB, Needs, Places
+from composer.build import space
+from composer.build.space import DiskFullError, MiB, Needs, Places
+from composer.core.errors import ToolError
 
 
 def test_the_tree_estimate_grows_with_the_packages() -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from composer import stage_keys
-from composer.blueprint import parse
-from composer.plan import Plan, make_plan
-from composer.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
+from composer.blueprint.load import parse
+from composer.build import keys as stage_keys
+from composer.build.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
+from composer.plan.plan import Plan, make_plan
 
 SECRET = b"k" * 32
 
@@ -112,7 +112,7 @@ def test_source_date_epoch_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_source_date_epoch_from_the_archive_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    from composer import reproducible
+    from composer.build import reproducible
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     monkeypatch.setattr(reproducible, "release_epoch", lambda mirror, suite: 1761991200)

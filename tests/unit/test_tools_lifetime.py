@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from composer import tools
-from composer.errors import ToolError
+from composer.core import tools
+from composer.core.errors import ToolError
 
 # A tool that starts a grandchild in the background and one that leaves its process group:
 # what mmdebstrap -> apt -> dpkg -> maintainer scripts look like to the kernel.
@@ -22,9 +22,9 @@ COMPOSER = """
 import sys, time
 from pathlib import Path
 import typer
-from composer import tools
-from composer.cli_support import guard
-from composer.lifetime import install_signal_handlers
+from composer.core import tools
+from composer.cli.common import guard
+from composer.core.lifetime import install_signal_handlers
 
 install_signal_handlers()
 try:

@@ -7,22 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from composer.arch import get_arch
-from composer.blueprint import parse
-from composer.distros import get_distro
-from composer.errors import BlueprintError
-from composer.plan import make_plan
-from composer.repositories import Repository
+from composer.blueprint.load import parse
+from composer.blueprint.repositories import Repository
+from composer.build.placed_uki import PlacedUkiError, take_placed_uki
+from composer.core.errors import BlueprintError
+from composer.plan.plan import make_plan
 from composer.rootfs.apt import _local_repo_hooks
 from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
 from composer.rootfs.pkgset import deb_file_name
-from composer.uki import initrd, packages
-from composer.uki.debpkg import control_text
-from composer.uki.image import PlacedUkiError, take_placed_uki
-from composer.uki.kernel import control_field, image_dependency
-from composer.uki.repo import apt_source, dnf_repo
-from composer.uki.rpmpkg import spec_text
-from composer.uki.virt import UkiVirtConfig, sbat_line, sbat_text
+from composer.spec.arch import get_arch
+from composer.target.distros import get_distro
+from composer.toolchain import initrd
+from composer.uki_virt import packages
+from composer.uki_virt.debpkg import control_text
+from composer.uki_virt.kernel import control_field, image_dependency
+from composer.uki_virt.repo import apt_source, dnf_repo
+from composer.uki_virt.rpmpkg import spec_text
+from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 
 KVER = "6.12.43+deb13-amd64"
 SHIM = "https://github.com/rhboot/shim/blob/main/SBAT.md"
@@ -197,7 +198,7 @@ def _payload_tree(base: Path, mtime: int) -> Path:
 
 
 def test_deb_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
-    from composer.uki.debpkg import build_deb
+    from composer.uki_virt.debpkg import build_deb
 
     fields = {"Package": "p", "Version": "1:1.0-1", "Architecture": "amd64",
               "Maintainer": "m <m@x.invalid>", "Description": "d\nlong"}  # fmt: skip
@@ -212,7 +213,7 @@ def test_deb_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
 
 
 def test_rpm_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
-    from composer.uki.rpmpkg import build_rpm
+    from composer.uki_virt.rpmpkg import build_rpm
 
     spec = packages.rpm_spec(KVER, "6.12.43-1", "x86_64")
     rpms = []

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from composer.vm.serial import SerialEvent, scan_text
-from composer.vm.validate import (
+from composer.judge.serial import SerialEvent, scan_text
+from composer.judge.verdict import (
     Expectations,
     analyze_timings,
     judge,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from composer.errors import ComposerError
+from composer.core.errors import ComposerError
 from composer.rootfs.versions import parse_madison, pick_version, resolve_pins
 
 MADISON = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.workdir import (
+from composer.core.workdir import (
     LOCK_SUFFIX,
     owned_dir,
     remove_stale,
@@ -23,7 +23,7 @@ from composer.workdir import (
 HOLD = """
 import sys, time
 from pathlib import Path
-from composer.workdir import scratch_dir
+from composer.core.workdir import scratch_dir
 with scratch_dir("killed", Path(sys.argv[1])) as d:
     (d / "big").write_bytes(b"x" * 1000)
     print(d, flush=True)
@@ -34,7 +34,7 @@ with scratch_dir("killed", Path(sys.argv[1])) as d:
 OWNER = """
 import sys
 from pathlib import Path
-from composer.workdir import scratch_dir
+from composer.core.workdir import scratch_dir
 lost = 0
 for i in range(int(sys.argv[2])):
     with scratch_dir("race", Path(sys.argv[1])) as d:
@@ -50,7 +50,7 @@ print(lost)
 SWEEPER = """
 import sys, time
 from pathlib import Path
-from composer.workdir import remove_stale
+from composer.core.workdir import remove_stale
 end = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < end:
     remove_stale(Path(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""Rank 100: `build`: the ordered stages, the stage cache, outputs and publishing."""

@@ -1,0 +1,1 @@
+"""The boot chain on the ESP: systemd-boot, GRUB or the firmware itself."""

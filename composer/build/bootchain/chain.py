@@ -1,0 +1,142 @@
+"""The boot chain on the ESP, by ``[boot] loader``: systemd-boot, grub2 or uki-direct; with
+``[secureboot] sign`` every PE binary the firmware or the loader starts is signed with the db
+key, and a varstore with PK/KEK/db enrolled (and, for uki-direct, the Boot#### entry) is made
+for the image. build.py calls :func:`stage_boot_chain` and nothing loader-specific."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer.build.bootchain.grub import stage_grub
+from composer.build.bootchain.systemd_boot import stage_systemd_boot
+from composer.build.bootchain.uki_direct import boot_option, stage_uki_direct
+from composer.build.outputs import sha256_file
+from composer.image.firmware import Firmware, select_firmware
+from composer.image.varstore import BootOption, make_varstore, read_varstore
+from composer.plan.plan import Plan
+from composer.toolchain.secureboot import KeySet, ensure_keys, load_keys, sign_pe
+
+
+def default_keys_dir(cache: Path) -> Path:
+    return cache / "keys" / "secureboot"
+
+
+def secureboot_keys(plan: Plan, cache: Path) -> tuple[KeySet, bool]:
+    """The keys a signed image uses: the blueprint's directory, which must exist and be
+    complete (a typo must not silently sign with throw-away keys), else the default
+    directory in the cache, generated the first time. (keys, generated)"""
+    if plan.secureboot_keys:
+        return load_keys(Path(plan.secureboot_keys)), False
+    return ensure_keys(default_keys_dir(cache))
+
+
+@dataclass
+class BootChain:
+    loader: str
+    timeout: int | None
+    loaders: list[str]  # ESP paths of the boot loader binaries (none for uki-direct)
+    signed: list[str] = field(default_factory=list)  # ESP paths signed with the db key
+    keys: KeySet | None = None
+    keys_generated: bool = False
+    varstore: Path | None = None
+    firmware: Firmware | None = None  # the firmware the varstore was made for
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's "boot", "secureboot" and "varstore" parts (no key material)."""
+        parts: dict[str, Any] = {
+            "boot": {"loader": self.loader, "timeout": self.timeout, "binaries": self.loaders},
+            "secureboot": {"signed": self.keys is not None},
+        }
+        if self.keys is not None:
+            parts["secureboot"].update(
+                {
+                    "keys": str(self.keys.directory),
+                    "generated": self.keys_generated,
+                    "owner_guid": self.keys.owner,
+                    "certificates_sha256": {
+                        n: self.keys.cert_sha256(n) for n in ("PK", "KEK", "db")
+                    },
+                    "signed_files": self.signed,
+                }
+            )
+        if self.varstore is not None and self.firmware is not None:
+            summary = read_varstore(self.varstore)
+            parts["varstore"] = {
+                "file": self.varstore.name,
+                "sha256": sha256_file(self.varstore),
+                "firmware_code": str(self.firmware.code),
+                "firmware_descriptor": str(self.firmware.descriptor),
+                "template": str(self.firmware.vars_template),
+                "secure_boot": summary.secure_boot_enable,
+                "enrolled": summary.enrolled,
+                "boot_entries": summary.boot_entries,
+                "boot_order": summary.boot_order,
+            }
+        return parts
+
+
+def _rel(esp: Path, path: Path) -> str:
+    return path.relative_to(esp).as_posix()
+
+
+def stage_boot_chain(
+    plan: Plan,
+    esp: Path,
+    tools_tree: Path,
+    uki_path: Path,
+    uki_rel: str,
+    *,
+    cache: Path,
+    work: Path,
+    varstore_dest: Path,
+    log: Path,
+) -> BootChain:
+    """Fill the ESP staging tree ``esp``: the UKI at ``uki_rel`` (signed in place at
+    ``uki_path`` first when signing) and the loader; write the varstore when the chain needs
+    one (uki-direct, or Secure Boot) to ``varstore_dest``."""
+    arch = plan.arch
+    keys: KeySet | None = None
+    generated = False
+    if plan.secureboot_sign:
+        keys, generated = secureboot_keys(plan, cache)
+        keys_dir = keys.directory
+        with open(log, "a") as fh:
+            fh.write(
+                f"# Secure Boot keys: {keys_dir} ({'generated' if generated else 'existing'})\n"
+            )
+        sign_pe(uki_path, keys, log)
+    (esp / uki_rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(uki_path, esp / uki_rel)
+    signed = [uki_rel] if keys else []
+    options: list[BootOption] = []
+    if plan.loader == "systemd-boot":
+        loaders = stage_systemd_boot(esp, tools_tree, arch.efi, plan.loader_timeout)
+    elif plan.loader == "grub2":
+        loaders = stage_grub(esp, tools_tree, arch, plan.loader_timeout, work / "grub", log)
+    elif plan.loader == "uki-direct":
+        fallback = stage_uki_direct(esp, uki_rel, arch.efi)  # a copy of the (signed) UKI
+        signed += [_rel(esp, p) for p in fallback] if keys else []
+        options.append(boot_option(plan, esp, uki_rel))
+        loaders = []
+    else:  # the blueprint's Literal keeps this out
+        raise ValueError(f"unknown boot loader {plan.loader!r}")
+    if keys is not None:
+        for binary in loaders:
+            sign_pe(binary, keys, log)
+            signed.append(_rel(esp, binary))
+    chain = BootChain(
+        loader=plan.loader,
+        timeout=None if plan.loader == "uki-direct" else plan.loader_timeout,
+        loaders=[_rel(esp, p) for p in loaders],
+        signed=signed,
+        keys=keys,
+        keys_generated=generated,
+    )
+    if keys is not None or options:
+        fw = select_firmware(arch, arch.machine, secure_boot=keys is not None, enrolled_keys=False)
+        make_varstore(fw.vars_template, varstore_dest, keys=keys, boot_options=options)
+        chain.varstore, chain.firmware = varstore_dest, fw
+    return chain

@@ -1,0 +1,1 @@
+"""File systems built as plain files from trees, offline."""

@@ -1,0 +1,135 @@
+"""A build's results into its output directory, and an image's outputs into and out of the
+stage cache.
+
+A build makes everything in its staging directory, then publishes with the output directory
+locked (another build publishing into the same directory waits): the old manifest of the same
+image goes first, then every output is renamed into place, outputs the old manifest listed
+that this build no longer makes are removed, and the new ``NAME.manifest.json`` comes last.
+Two builds into one directory therefore never mix their files, and a manifest never describes
+files it did not list. No name is written through: a target that exists as anything but a
+regular file (a planted symlink, a device, a directory) is refused (composer/core/files.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from composer.build import cache_record
+from composer.core import locks, tools
+from composer.core.errors import ComposerError
+from composer.core.files import check_target, fsync_dir, sync_filesystem
+from composer.manifest.load import OUTPUT_LOCK, manifest_name
+
+ENTRY_MANIFEST = "manifest.json"  # the manifest's name inside an image cache entry
+
+
+def log_name(image_name: str) -> str:
+    return f"{image_name}.build.log"
+
+
+def publish(
+    image_name: str, files: Sequence[Path], manifest: Path, output_dir: Path
+) -> tuple[list[Path], Path]:
+    """Move ``files`` (outputs, varstore, build log) and then ``manifest`` from the staging
+    directory into ``output_dir``; (the published files, the published manifest)."""
+    sync_filesystem(manifest.parent)  # on disk before a manifest vouches for them
+    with locks.held(output_dir / OUTPUT_LOCK):
+        moves = [(f, output_dir / f.name) for f in files]
+        manifest_dest = output_dir / manifest_name(image_name)
+        for _, dest in [*moves, (manifest, manifest_dest)]:
+            check_target(dest)
+        stale = _stale(manifest_dest, {dest.name for _, dest in moves})
+        manifest_dest.unlink(missing_ok=True)
+        for src, dest in moves:
+            os.replace(src, dest)
+        for path in stale:
+            path.unlink(missing_ok=True)
+        os.replace(manifest, manifest_dest)
+        fsync_dir(output_dir)
+    return [dest for _, dest in moves], manifest_dest
+
+
+def _stale(old_manifest: Path, new: set[str]) -> list[Path]:
+    """Files the previous manifest of this image listed that this build does not make."""
+    try:
+        data = json.loads(old_manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    names = [o.get("file") for o in data.get("outputs") or [] if isinstance(o, dict)]
+    varstore = data.get("varstore")
+    if isinstance(varstore, dict):
+        names.append(varstore.get("file"))
+    found = []
+    for name in names:
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or name in new:
+            continue
+        path = old_manifest.parent / name
+        if path.is_file() and not path.is_symlink():
+            found.append(path)
+    return found
+
+
+def keep_log(log: Path, output_dir: Path, image_name: str) -> Path | None:
+    """Move a failed build's log to ``output_dir/NAME.build.log``; its path, or None when
+    there is none or it cannot be put there."""
+    if not log.is_file():
+        return None
+    dest = output_dir / log_name(image_name)
+    try:
+        with locks.held(output_dir / OUTPUT_LOCK):
+            check_target(dest)
+            os.replace(log, dest)
+            fsync_dir(output_dir)
+    except (ComposerError, OSError):
+        return None
+    return dest
+
+
+def copy_file(src: Path, dest: Path) -> None:
+    """Sparse files stay sparse (disk images)."""
+    tools.run(["cp", "--reflink=auto", "--sparse=always", "--", str(src), str(dest)])
+
+
+def store_image(outputs: Sequence[Path], manifest: Path, entry: Path) -> None:
+    """An image's outputs and manifest into the cache entry directory ``entry``."""
+    for path in outputs:
+        copy_file(path, entry / path.name)
+    copy_file(manifest, entry / ENTRY_MANIFEST)
+
+
+def known_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """The sha256 the manifest lists for the outputs (no need to hash them again)."""
+    return {o["file"]: o["sha256"] for o in manifest.get("outputs", []) if "sha256" in o}
+
+
+def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], dict[str, Any]] | str:
+    """Copy an image entry's outputs into ``staging``, each checked against the entry's
+    record by size and sha256 (what is published is what was checked); (the copies, the
+    manifest) or what is wrong with the entry."""
+    record, problem = cache_record.read_record(entry)
+    content = cache_record.content_of(record) if record is not None else None
+    if content is None or ENTRY_MANIFEST not in content:
+        return problem or "no content record"
+    files: list[Path] = []
+    for name, want in sorted(content.items()):
+        dest = staging / name
+        if not (entry / name).is_file():
+            return f"{name} is missing"
+        copy_file(entry / name, dest)
+        wrong = cache_record.check_file(dest, name, want, hash_file=True)
+        if wrong is not None:
+            return wrong
+        if name != ENTRY_MANIFEST:
+            files.append(dest)
+    try:
+        manifest = json.loads((staging / ENTRY_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return f"{ENTRY_MANIFEST}: {err}"
+    (staging / ENTRY_MANIFEST).unlink()
+    return files, manifest

@@ -1,0 +1,62 @@
+"""What every command shares: the two consoles and the one error boundary.
+
+Messages that carry user values (file names, blueprint values, tool output) are printed
+literally: never parsed as rich markup, never re-wrapped, so ``[/x]`` or ``[link=…]`` in a
+value reads back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from composer.core.errors import ComposerError
+from composer.core.lifetime import Interrupted
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def say(text: str, style: str = "", *, console: Console = err) -> None:
+    """Print ``text`` literally (no markup), optionally in one style."""
+    console.print(Text(text, style=style))
+
+
+def wrote(path: object, *, console: Console = out) -> None:
+    console.print(Text.assemble(("wrote", "green"), " ", str(path)))
+
+
+def fail(exc: ComposerError) -> NoReturn:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
+    _notes(exc)
+    raise typer.Exit(exc.exit_code)
+
+
+def _notes(exc: BaseException) -> None:
+    """What was added on the way out (``add_note``): where a failed build's log went."""
+    for note in getattr(exc, "__notes__", ()):
+        say(str(note))
+
+
+@contextlib.contextmanager
+def guard(interrupted: str = "interrupted") -> Iterator[None]:
+    """The error boundary: a ComposerError becomes its message and exit code; Ctrl-C,
+    SIGTERM and SIGHUP a one-line note and 130, 143, 129 (after every clean-up on the way out
+    ran); anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except ComposerError as exc:
+        fail(exc)
+    except KeyboardInterrupt as exc:
+        say(f"{interrupted} (SIGINT)", "yellow")
+        _notes(exc)
+        raise typer.Exit(130) from None
+    except Interrupted as exc:
+        say(f"{interrupted} ({exc})", "yellow")
+        _notes(exc)
+        raise typer.Exit(exc.exit_code) from None

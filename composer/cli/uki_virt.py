@@ -1,0 +1,80 @@
+"""`dps-composer uki-virt …`: the generic VM UKI as an installable package."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from composer.build.bootchain.chain import default_keys_dir
+from composer.build.pipeline import default_cache_dir
+from composer.cli.common import guard, out, say, wrote
+from composer.core.errors import ComposerError
+from composer.spec.arch import ARCHES, get_arch
+from composer.target.distros import DISTROS, get_distro
+from composer.uki_virt.virt import DEFAULT_CMDLINE, UkiVirtConfig, ensure_uki_virt, publish
+
+uki_app = typer.Typer(
+    help="uki-virt: a generic VM UKI built from the distribution's kernel, as .deb/.rpm.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@uki_app.command("build")
+def build(
+    distro: Annotated[str, typer.Option("--distro", help="Distribution, e.g. debian-13")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Repository directory")],
+    kernel: Annotated[
+        str | None,
+        typer.Option("--kernel", help="Kernel release (uname -r); default: the newest"),
+    ] = None,
+    architecture: Annotated[str, typer.Option("--arch", help="Architecture")] = "x86_64",
+    cmdline: Annotated[str, typer.Option("--cmdline", help="Kernel command line")] = (
+        DEFAULT_CMDLINE
+    ),
+    sign: Annotated[bool, typer.Option("--sign", help="Sign the UKI with the db key")] = False,
+    keys: Annotated[
+        Path | None, typer.Option("--keys", help="Secure Boot key directory (with --sign)")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),
+    ] = None,
+) -> None:
+    """Build uki-virt-<kver>, uki-virt and kernel-uki-virt into the repository OUTPUT
+    (apt flat repository + RPM repodata; earlier kernels there are kept)."""
+    with guard():
+        if distro not in DISTROS or get_distro(distro).family != "apt":
+            apt = [d for d, v in DISTROS.items() if v.family == "apt"]
+            raise ComposerError(
+                f"--distro {distro!r}: uki-virt is built from a Debian kernel package; "
+                f"choose one of {', '.join(apt)} (Fedora ships kernel-uki-virt itself)"
+            )
+        if architecture not in ARCHES:
+            raise ComposerError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
+        if keys is not None and not sign:
+            raise ComposerError("--keys needs --sign")
+        cache = cache_dir or default_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        arch = get_arch(architecture)
+        key_dir = str(keys or default_keys_dir(cache)) if sign else None
+        config = UkiVirtConfig.for_arch(arch, cmdline, key_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        log = output / "uki-virt.build.log"
+        start = time.monotonic()
+        result = ensure_uki_virt(
+            get_distro(distro), arch, config, cache=cache, log=log, kernel_release=kernel
+        )
+        files = publish(result, output, log)
+    for path in files:
+        wrote(path)
+    how = "cached build reused" if result.cached else "built"
+    say(
+        f"{how} in {time.monotonic() - start:.1f} s: kernel {result.kernel.kver} "
+        f"({result.kernel.version}), UKI {result.uki_size / 2**20:.1f} MiB, "
+        f"{result.initrd_modules} modules in the initrd",
+        console=out,
+    )

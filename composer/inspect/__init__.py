@@ -1,0 +1,1 @@
+"""Rank 90: `inspect`: what an image is and whether its root is discoverable."""

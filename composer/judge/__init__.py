@@ -1,0 +1,1 @@
+"""Rank 110: `boot`: QEMU, OVMF, swtpm, the serial protocol, verdicts and reports."""

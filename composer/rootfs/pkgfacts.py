@@ -1,0 +1,210 @@
+"""What a package brings that a blueprint can name: systemd units (and their aliases) and the
+users and groups it creates (sysusers.d files and maintainer scripts). Read from .deb files
+without installing them; remembered per package file in the cache (content-named files: a
+package file never changes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import json
+import re
+import shlex
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from composer.core import tools
+from composer.core.files import atomic_write
+
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system",
+             "usr/local/lib/systemd/system")  # fmt: skip
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount",
+                 ".swap", ".slice", ".scope", ".device")  # fmt: skip
+SYSUSERS_DIRS = ("usr/lib/sysusers.d", "lib/sysusers.d")
+_CREATORS = ("adduser", "addgroup", "useradd", "groupadd")
+_OPERATOR = re.compile(r"^[;&|<>()]+$|^\d?>")
+FACTS_VERSION = 1  # bump when what is read changes: older remembered facts are read again
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    units: tuple[str, ...] = ()  # unit file names and the names they alias
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    files: tuple[str, ...] = field(default=(), repr=False)  # /usr/sbin/sshd, ... (programs)
+
+
+def unit_file(path: str) -> str | None:
+    """The unit name of a path in a unit directory (None for anything else)."""
+    p = PurePosixPath(path.lstrip("./").lstrip("/"))
+    if str(p.parent) in UNIT_DIRS and p.name.endswith(UNIT_SUFFIXES):
+        return p.name
+    return None
+
+
+def unit_name(name: str) -> str:
+    """systemctl's reading of a name without a suffix: a service."""
+    return name if re.search(r"\.[a-z]+$", name) else f"{name}.service"
+
+
+def unit_aliases(text: str) -> list[str]:
+    """The names an ``[Install]`` section's ``Alias=`` lines give a unit."""
+    out: list[str] = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif section == "[Install]" and line.startswith("Alias="):
+            out += line.removeprefix("Alias=").split()
+    return out
+
+
+def sysusers(text: str) -> tuple[set[str], set[str]]:
+    """(users, groups) a sysusers.d file creates (u NAME makes a group NAME too)."""
+    users, groups = set(), set()
+    for raw in text.splitlines():
+        words = raw.split()
+        if len(words) < 2 or words[0].startswith("#"):
+            continue
+        kind, name = words[0].rstrip("!"), words[1]
+        if kind == "u":
+            users.add(name)
+            if len(words) < 3 or ":" not in words[2]:  # "u NAME UID:GROUP" joins GROUP
+                groups.add(name)
+        elif kind == "g":
+            groups.add(name)
+    return users, groups
+
+
+def _logical_lines(script: str) -> list[str]:
+    return script.replace("\\\n", " ").splitlines()
+
+
+def script_accounts(script: str) -> tuple[set[str], set[str]]:
+    """(users, groups) that adduser/addgroup/useradd/groupadd calls in a maintainer script
+    create: the command's last plain word (Debian policy 9.2.2's way of making them)."""
+    users: set[str] = set()
+    groups: set[str] = set()
+    for line in _logical_lines(script):
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            lexer.commenters = "#"
+            tokens = list(lexer)
+        except ValueError:
+            continue
+        # "2>/dev/null": the descriptor number belongs to the redirection
+        words = [t for i, t in enumerate(tokens)
+                 if not (t.isdigit() and tokens[i + 1 : i + 2] and tokens[i + 1][0] in "<>")]  # fmt: skip
+        for i, word in enumerate(words):
+            if PurePosixPath(word).name in _CREATORS:
+                command = list(
+                    itertools.takewhile(lambda w: not _OPERATOR.match(w), words[i + 1 :])
+                )
+                _account(PurePosixPath(word).name, command, users, groups)
+    return users, groups
+
+
+# options of adduser/addgroup/useradd/groupadd that take a value
+_VALUED = {"--home", "--shell", "--ingroup", "--gid", "--uid", "--gecos", "--comment", "--conf",
+           "--firstuid", "--lastuid", "--firstgid", "--lastgid", "--home-dir", "--groups",
+           "--key", "--password", "--expiredate", "--inactive", "--skel", "--root",
+           "--prefix", "-d", "-s", "-g", "-G", "-u", "-c", "-k", "-K", "-p", "-e", "-f",
+           "-R", "-P", "-b"}  # fmt: skip
+
+
+def _account(tool: str, command: list[str], users: set[str], groups: set[str]) -> None:
+    words = [w for i, w in enumerate(command)
+             if not w.startswith("-") and (i == 0 or command[i - 1] not in _VALUED)]  # fmt: skip
+    if not words or not re.fullmatch(r"[a-z_][a-z0-9_.-]*\$?", words[-1]):
+        return  # a name from a variable: not knowable here
+    name = words[-1]
+    if tool in ("addgroup", "groupadd"):
+        if len(words) == 1:
+            groups.add(name)
+    elif len(words) == 1:
+        users.add(name)
+        if "--group" in command or tool == "useradd":
+            groups.add(name)
+
+
+def _members(deb: Path, ctrl: bool) -> tarfile.TarFile:
+    flag = "--ctrl-tarfile" if ctrl else "--fsys-tarfile"
+    data = tools.run(["dpkg-deb", flag, "--", deb]).stdout
+    return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+
+
+def _text(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    fh = tar.extractfile(member)
+    return fh.read().decode(errors="replace") if fh is not None else ""
+
+
+def deb_paths(deb: Path) -> list[str]:
+    """Every file a .deb installs (symbolic links too, directories not), as /usr/share/..."""
+    out = []
+    for line in tools.output(["dpkg-deb", "-c", "--", deb]).splitlines():
+        if line.startswith("d"):
+            continue
+        # mode owner size date time path [-> target]
+        out.append(line.split(None, 5)[-1].split(" -> ")[0].removeprefix("."))
+    return out
+
+
+def deb_text(deb: Path, path: str) -> str:
+    """The text of one file a .deb installs ("" when it has none)."""
+    want = "." + path
+    with _members(deb, ctrl=False) as tar:
+        for m in tar:
+            if m.name == want and m.isfile():
+                return _text(tar, m)
+    return ""
+
+
+def read_deb(deb: Path) -> PackageFacts:
+    """The facts of one .deb (its file list, and the few files that matter, read in full)."""
+    names = deb_paths(deb)
+    units: set[str] = set()
+    users: set[str] = set()
+    groups: set[str] = set()
+    wanted = any(unit_file(n) or _is_sysusers(n) for n in names)
+    if wanted:
+        with _members(deb, ctrl=False) as tar:
+            for m in tar:
+                name = unit_file(m.name)
+                if name:
+                    units.add(name)
+                    if m.isfile():
+                        units.update(unit_aliases(_text(tar, m)))
+                elif _is_sysusers(m.name) and m.isfile():
+                    u, g = sysusers(_text(tar, m))
+                    users |= u
+                    groups |= g
+    with _members(deb, ctrl=True) as tar:
+        for m in tar:
+            if PurePosixPath(m.name).name in ("preinst", "postinst") and m.isfile():
+                u, g = script_accounts(_text(tar, m))
+                users |= u
+                groups |= g
+    programs = sorted(n for n in names if re.search(r"/s?bin/[^/]+$", n))
+    return PackageFacts(tuple(sorted(units)), tuple(sorted(users)), tuple(sorted(groups)),
+                        tuple(programs))  # fmt: skip
+
+
+def _is_sysusers(path: str) -> bool:
+    p = PurePosixPath(path.lstrip("./").lstrip("/"))
+    return str(p.parent) in SYSUSERS_DIRS and p.name.endswith(".conf")
+
+
+def facts(deb: Path, memo_dir: Path) -> PackageFacts:
+    """``read_deb``, remembered in ``memo_dir`` by the package file's name."""
+    memo = memo_dir / f"{deb.name}.v{FACTS_VERSION}.json"
+    if memo.is_file():
+        data = json.loads(memo.read_text())
+        return PackageFacts(**{k: tuple(v) for k, v in data.items()})
+    found = read_deb(deb)
+    memo_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(memo, json.dumps(dataclasses.asdict(found)) + "\n")
+    return found

@@ -1,0 +1,1 @@
+"""Rank 70: the tools tree, dracut + ukify, initrds, Secure Boot keys and signing."""

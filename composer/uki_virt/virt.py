@@ -1,0 +1,232 @@
+"""uki-virt: Fedora's kernel-uki-virt for any distribution. From the distribution's own
+kernel package a generic VM UKI (composer/toolchain/ukify.py), packaged as ``uki-virt-<kver>`` +
+metapackage ``uki-virt`` (.deb) and ``kernel-uki-virt`` (.rpm), served from a local
+repository. Built once per (distribution, architecture, kernel package, configuration) and
+cached: every image that lists ``uki-virt`` reuses the same build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from composer import DATA
+from composer.build import outputs
+from composer.core import locks
+from composer.core.files import atomic_path, fsync_dir, sync_filesystem
+from composer.core.workdir import owned_dir, scratch_dir, work_parent
+from composer.spec import dps
+from composer.spec.arch import Arch
+from composer.target.distros import Distro
+from composer.toolchain import initrd
+from composer.toolchain.secureboot import ensure_keys, sign_pe
+from composer.toolchain.toolstree import ensure_tools_tree, tools_key
+from composer.toolchain.ukify import build_uki, stage_initrd_extras
+from composer.uki_virt import kernel, packages, repo
+
+DEFAULT_CMDLINE = "console=tty0 console=ttyS0"
+LAYOUT_VERSION = 2  # bump when what a build makes changes: old cache entries are then unused
+INFO = "uki-virt.json"
+
+
+@dataclass(frozen=True)
+class UkiVirtConfig:
+    """What, besides the kernel, decides the UKI's bytes."""
+
+    cmdline: str = DEFAULT_CMDLINE
+    usr_type: str = ""  # DPS /usr type of the architecture (initrd /usr discovery)
+    keys: str | None = None  # Secure Boot key directory: sign the packaged UKI with db
+
+    @classmethod
+    def for_arch(
+        cls, arch: Arch, cmdline: str = DEFAULT_CMDLINE, keys: str | None = None
+    ) -> UkiVirtConfig:
+        return cls(cmdline, str(dps.by_designator("usr", arch.dps).uuid), keys)
+
+    def fingerprint(self, arch: Arch) -> dict[str, Any]:
+        with scratch_dir("initrd-extras", work_parent()) as tmp:
+            stage_initrd_extras(tmp, self.usr_type)
+            extras = sorted(
+                (p.relative_to(tmp).as_posix(), _digest(p.read_bytes()) if p.is_file() else "")
+                for p in tmp.rglob("*")
+            )
+        cert = None
+        if self.keys is not None:
+            cert = ensure_keys(Path(self.keys))[0].cert_sha256("db")
+        return {
+            "v": LAYOUT_VERSION,
+            "cmdline": self.cmdline,
+            "dracut": _digest((DATA / "dracut-virt.conf").read_bytes()),
+            "initrd_extras": extras,
+            "scripts": _digest((DATA / "uki-virt/esp.sh").read_bytes()),
+            "tools": tools_key(arch),
+            "signed_by": cert,
+        }
+
+
+@dataclass(frozen=True)
+class UkiVirtBuild:
+    repo: Path  # the local repository (apt flat repo + RPM repodata)
+    kernel: kernel.KernelPackage
+    files: tuple[str, ...]  # package file names in the repository
+    uki_sha256: str
+    uki_size: int
+    initrd_modules: int
+    build_seconds: float  # of the build that made it
+    cached: bool  # reused from the cache this time
+
+    def info(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["repo"] = str(self.repo)
+        return data
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n"
+
+
+def sbat_line(kver: str) -> str:
+    """The UKI's own SBAT entry, after Fedora's kernel-uki-virt.<suffix> line."""
+    return f"uki-virt.dps-composer,1,dps-composer,uki-virt,{kver},{packages.HOMEPAGE}\n"
+
+
+def sbat_text(kver: str) -> str:
+    """What ``ukify --sbat`` takes: the header line (ukify skips text without it, and keeps
+    one header in the merged section) and the entry."""
+    return SBAT_HEADER + sbat_line(kver)
+
+
+def cache_key(distro: Distro, arch: Arch, pkg: kernel.KernelPackage, config: UkiVirtConfig) -> str:
+    spec = {
+        "distro": distro.id,
+        "arch": arch.debian,
+        "kernel": [pkg.name, pkg.version],
+        **config.fingerprint(arch),
+    }
+    return _digest(json.dumps(spec, sort_keys=True).encode())
+
+
+def ensure_uki_virt(
+    distro: Distro,
+    arch: Arch,
+    config: UkiVirtConfig,
+    *,
+    cache: Path,
+    log: Path,
+    kernel_release: str | None = None,
+    meta: str | None = None,
+) -> UkiVirtBuild:
+    """The cached local repository holding uki-virt for ``kernel_release`` (default: the
+    kernel ``meta``, default linux-image-<arch>, depends on), built first if no cached one
+    matches."""
+    pkg = kernel.resolve_kernel(distro, arch, kernel_release, cache=cache, log=log, meta=meta)
+    key = cache_key(distro, arch, pkg, config)
+    final = cache / "uki-virt" / f"{distro.id}-{arch.debian}-{pkg.kver}-{key}"
+    if (final / INFO).exists():
+        _note(log, f"uki-virt {pkg.kver} ({pkg.version}): cached build {final}")
+        return _load(final, cached=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with locks.held(final.parent / f".{final.name}.lock"):  # one build at a time makes it
+        if (final / INFO).exists():  # made while we waited
+            _note(log, f"uki-virt {pkg.kver} ({pkg.version}): built meanwhile: {final}")
+            return _load(final, cached=True)
+        _note(log, f"uki-virt {pkg.kver} ({pkg.version}): building into {final}")
+        start = time.monotonic()
+        with owned_dir(final.parent, ".tmp-uki-virt-") as tmp:
+            built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache, log)
+            built["build_seconds"] = round(time.monotonic() - start, 1)
+            outputs.write_json_atomic(tmp / "repo" / INFO, built)
+            sync_filesystem(tmp)
+            (tmp / "repo").rename(final)
+            fsync_dir(final.parent)
+    _note(log, f"uki-virt built in {built['build_seconds']} s")
+    return _load(final, cached=False)
+
+
+def _build(
+    distro: Distro,
+    arch: Arch,
+    pkg: kernel.KernelPackage,
+    config: UkiVirtConfig,
+    repo_dir: Path,
+    work: Path,
+    cache: Path,
+    log: Path,
+) -> dict[str, Any]:
+    tools_tree = ensure_tools_tree(cache, arch, log)
+    base_files = kernel.base_files_version(distro, arch, cache=cache)
+    kernel_deb, base_deb = kernel.download(
+        [(pkg.name, pkg.version), ("base-files", base_files)], distro, arch, cache=cache, log=log
+    )
+    tree = kernel.unpack_kernel_tree(
+        kernel_deb, base_deb, work / "kernel", tools_tree, pkg.kver, log
+    )
+    uki = build_uki(
+        tools_tree,
+        tree,
+        pkg.kver,
+        config.cmdline,
+        arch.efi,
+        work / "uki",
+        log,
+        config.usr_type,
+        sbat=sbat_text(pkg.kver),
+    )
+    modules = initrd.module_names(uki.path.parent / "initrd.img")
+    if config.keys is not None:
+        sign_pe(uki.path, ensure_keys(Path(config.keys))[0], log)
+    epoch = int((tree / "boot" / f"vmlinuz-{pkg.kver}").stat().st_mtime)
+    repo_dir.mkdir(parents=True)
+    files = packages.write_packages(uki.path, pkg, arch, repo_dir, work / "pkg", epoch, log)
+    repo.index_apt(repo_dir, log)
+    repo.index_rpm(repo_dir, log)
+    return {
+        "kernel": asdict(pkg),
+        "files": [f.name for f in files],
+        "uki_sha256": outputs.sha256_file(uki.path),
+        "uki_size": uki.path.stat().st_size,
+        "initrd_modules": len(modules),
+        "config": asdict(config),
+    }
+
+
+def _load(final: Path, *, cached: bool) -> UkiVirtBuild:
+    data = json.loads((final / INFO).read_text())
+    return UkiVirtBuild(
+        repo=final,
+        kernel=kernel.KernelPackage(**data["kernel"]),
+        files=tuple(data["files"]),
+        uki_sha256=data["uki_sha256"],
+        uki_size=data["uki_size"],
+        initrd_modules=data["initrd_modules"],
+        build_seconds=data["build_seconds"],
+        cached=cached,
+    )
+
+
+def publish(build: UkiVirtBuild, dest: Path, log: Path | None = None) -> list[Path]:
+    """Copy the build's packages into the repository ``dest`` (kept: earlier kernels stay
+    beside it) and index it again."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in build.files:
+        target = dest / name
+        with atomic_path(target) as tmp:
+            shutil.copyfile(build.repo / name, tmp)
+        copied.append(target)
+    repo.index_apt(dest, log)
+    repo.index_rpm(dest, log)
+    return copied
+
+
+def _note(log: Path, text: str) -> None:
+    with open(log, "a") as fh:
+        fh.write(f"# {text}\n")

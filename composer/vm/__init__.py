@@ -1,1 +1,0 @@
-"""Boot validation: firmware selection, accelerator choice, swtpm, QEMU, serial parsing, verdict."""
