@@ -12,23 +12,20 @@ import datetime
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, field_validator, model_validator
 
 from composer.blueprint.disk import Disk, Filesystem
 from composer.blueprint.files import AbsPath, Directory, File, ImagePath
 from composer.blueprint.repositories import Repository
 from composer.blueprint.services import Firewall, Sshd
 from composer.blueprint.values import control_char, no_control, not_option, unit_name
+from composer.core.model import Model
 
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 _CRYPT = re.compile(r"^\$(1|5|6|y|gy|7|2[abxy]?)\$[./A-Za-z0-9$=,]+$")
 _KERNEL_PKG = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _LOCALE = re.compile(r"^[A-Za-z]{1,8}(_[A-Za-z0-9]{2,3})?(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def is_crypt_hash(password: str) -> bool:
@@ -58,7 +55,7 @@ def _key_line(v: str) -> str:
     return v
 
 
-class Kernel(_Model):
+class Kernel(Model):
     name: str | None = None
     append: str = ""
 
@@ -85,7 +82,7 @@ class Kernel(_Model):
         return v
 
 
-class User(_Model):
+class User(Model):
     name: str
     description: Annotated[str, AfterValidator(_one_line)] = ""
     password: str | None = None  # a crypt(3) hash, or plain text hashed at build time
@@ -150,12 +147,12 @@ class User(_Model):
         return (datetime.date(1970, 1, 1) + datetime.timedelta(days=self.expiredate)).isoformat()
 
 
-class Group(_Model):
+class Group(Model):
     name: Annotated[str, AfterValidator(_group_name)]
     gid: int | None = None
 
 
-class SshKey(_Model):
+class SshKey(Model):
     user: str
     key: Annotated[str, AfterValidator(_key_line)]
 
@@ -174,7 +171,7 @@ def _ntp_server(v: str) -> str:
     return not_option(v, "server")
 
 
-class Timezone(_Model):
+class Timezone(Model):
     timezone: str | None = None
     ntpservers: tuple[Annotated[str, AfterValidator(_ntp_server)], ...] = ()
 
@@ -186,7 +183,7 @@ class Timezone(_Model):
         return v if v is None else no_control(v)
 
 
-class Locale(_Model):
+class Locale(Model):
     languages: tuple[str, ...] = ()
     keyboard: str | None = None
 
@@ -206,13 +203,13 @@ class Locale(_Model):
         return v
 
 
-class Services(_Model):
+class Services(Model):
     enabled: tuple[Unit, ...] = ()
     disabled: tuple[Unit, ...] = ()
     masked: tuple[Unit, ...] = ()
 
 
-class CaCerts(_Model):
+class CaCerts(Model):
     pem_certs: tuple[str, ...] = ()
 
     @field_validator("pem_certs")
@@ -226,7 +223,7 @@ class CaCerts(_Model):
         return v
 
 
-class Customizations(_Model):
+class Customizations(Model):
     # Keys typed Any are recognised but never built here: composer/plan/keytable.py refuses any
     # non-empty value naming the key (partitioning_mode "raw" passes: plain partitions).
     hostname: str | None = None
@@ -260,10 +257,8 @@ class Customizations(_Model):
     iso: Any = None
     sshd: Sshd = Sshd()
 
+    # merged with Model's configuration (pydantic merges a subclass's model_config)
     model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        strict=True,
         alias_generator=lambda n: n.replace("containers_storage", "containers-storage"),
         populate_by_name=True,
     )

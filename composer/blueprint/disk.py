@@ -11,14 +11,13 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     AliasChoices,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
 )
 
 from composer.blueprint.values import control_char
+from composer.core.model import Model
 from composer.core.units import parse_size
 from composer.spec import dps
 from composer.target.hierarchy import every_distribution_link
@@ -37,10 +36,6 @@ FORBIDDEN_MOUNTPOINTS = (
 )  # fmt: skip
 _GPT_NAME = re.compile(r'^[^"\\\x00-\x1f]{1,36}$')
 SECTOR_SIZE = 512  # the GPT the composer writes (sfdisk), and what QEMU presents
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _mountpoint(v: str | None) -> str | None:
@@ -124,7 +119,7 @@ def _fs_label(v: str) -> str:
 FsLabel = Annotated[str, AfterValidator(_fs_label)]
 
 
-class Filesystem(_Model):
+class Filesystem(Model):
     """The older ``[[customizations.filesystem]]``: a mount point and its minimum size
     (``size`` is its deprecated spelling, osbuild/blueprint
     pkg/blueprint/filesystem_customizations.go)."""
@@ -133,7 +128,7 @@ class Filesystem(_Model):
     minsize: Size = Field(default=0, validation_alias=AliasChoices("minsize", "size"))
 
 
-class LogicalVolume(_Model):
+class LogicalVolume(Model):
     name: str = ""
     minsize: Size = 0
     mountpoint: MountPoint = None
@@ -141,12 +136,12 @@ class LogicalVolume(_Model):
     fs_type: str = ""
 
 
-class Subvolume(_Model):
+class Subvolume(Model):
     name: str
     mountpoint: MountPoint = None
 
 
-class Partition(_Model):
+class Partition(Model):
     """A ``[[customizations.disk.partitions]]`` entry. osbuild requires ``fs_type`` and
     ``minsize`` of a plain partition (osbuild/blueprint pkg/blueprint/disk_customizations.go,
     validatePlain); the composer fills them in: the file system the DPS type needs or ext4,
@@ -195,7 +190,7 @@ class Partition(_Model):
         return v
 
 
-class Disk(_Model):
+class Disk(Model):
     type: Literal["gpt", "dos"] = "gpt"
     minsize: Size = 0
     partitions: tuple[Partition, ...] = ()

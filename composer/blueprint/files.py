@@ -7,14 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     field_validator,
     model_validator,
 )
 
 from composer.blueprint.values import no_control
+from composer.core.model import Model
 from composer.target.hierarchy import hidden_at_boot
 
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
@@ -29,10 +28,6 @@ _OWNED = {
     "/etc/group": "use [[customizations.group]]",
     "/etc/gshadow": "use [[customizations.group]]",
 }
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _abs_path(v: str) -> str:
@@ -80,7 +75,7 @@ def _mode(v: str | None) -> str | None:
 Mode = Annotated[str | None, AfterValidator(_mode)]
 
 
-class File(_Model):
+class File(Model):
     path: ImagePath
     mode: Mode = None
     user: Owner = None
@@ -121,7 +116,7 @@ class File(_Model):
         return v
 
 
-class Directory(_Model):
+class Directory(Model):
     path: ImagePath
     mode: Mode = None
     user: Owner = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
+
+from composer.core.model import Model
 
 # Any distribution's package name (rpm's may have capitals, dnf's @group and @module:stream);
 # the target's own rules are checked at plan time (composer/plan/judgement.py)
@@ -13,11 +15,7 @@ _PACKAGE = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.+-]*(:[A-Za-z0-9_.+-]+)?(/[A-
 _VERSION_GLOB = re.compile(r"^[A-Za-z0-9.+~:*?\[\]-]+$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class Package(_Model):
+class Package(Model):
     name: str
     version: str = "*"
 
@@ -44,25 +42,23 @@ class Package(_Model):
         return self.version != "*"
 
 
-class EnabledModule(_Model):
+class EnabledModule(Model):
     name: str
     stream: str = ""
 
 
-class PackageGroup(_Model):
+class PackageGroup(Model):
     name: str
 
 
-class Container(_Model):
+class Container(Model):
     source: str
     name: str = ""
     tls_verify: bool | None = None
     local_storage: bool = False
 
+    # merged with Model's configuration (pydantic merges a subclass's model_config)
     model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        strict=True,
         alias_generator=lambda n: n.replace("_", "-"),
         populate_by_name=True,
     )

@@ -20,9 +20,10 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from composer.blueprint.values import no_control
+from composer.core.model import Model
 
 _ID = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,99}$")
 _FILENAME = re.compile(
@@ -69,9 +70,7 @@ def _check_key(key: str) -> str:
         raise ValueError(f"{exc}; or give the armored key itself ({ARMORED_BEGIN} …)") from None
 
 
-class Repository(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
+class Repository(Model):
     id: str
     name: str | None = None
     filename: str | None = None  # osbuild names its .repo file so; a plain file name here

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
+
+from composer.core.model import Model
 
 # firewalld's port syntax: PORT[-PORT]:PROTOCOL, or a service name for the port (osbuild's
 # examples use "imap:tcp")
 _PORT = re.compile(r"^(\d{1,5}(-\d{1,5})?|[a-z][a-z0-9_-]{0,62}):(tcp|udp|sctp|dccp)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PERMIT_ROOT_LOGIN = ("yes", "no", "prohibit-password", "without-password", "forced-commands-only")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _names(v: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -29,7 +27,7 @@ def _names(v: tuple[str, ...], what: str) -> tuple[str, ...]:
     return v
 
 
-class FirewallServices(_Model):
+class FirewallServices(Model):
     enabled: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
 
@@ -39,7 +37,7 @@ class FirewallServices(_Model):
         return _names(v, "firewalld service")
 
 
-class FirewallZone(_Model):
+class FirewallZone(Model):
     name: str | None = None
     sources: tuple[str, ...] = ()
 
@@ -57,7 +55,7 @@ class FirewallZone(_Model):
         return v
 
 
-class Firewall(_Model):
+class Firewall(Model):
     ports: tuple[str, ...] = ()
     services: FirewallServices = FirewallServices()
     zones: tuple[FirewallZone, ...] = ()
@@ -76,7 +74,7 @@ class Firewall(_Model):
         return v
 
 
-class Sshd(_Model):
+class Sshd(Model):
     password_authentication: bool | None = None
     client_alive_interval: int | None = None
     permit_root_login: str = ""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.blueprint.lines import dotted, key_lines, line_of
-from composer.core.errors import BlueprintError
+from composer.core.errors import BlueprintError, Problem
 from composer.core.files import file_kind
 
 # A blueprint is a few kilobytes (files' data and certificates included); nesting is at
@@ -47,12 +47,22 @@ def read_blueprint(path: Path) -> str:
         raise BlueprintError(str(path), None, "", "not UTF-8 text") from None
 
 
-def located(err: BlueprintError, text: str) -> BlueprintError:
-    """``err`` with the line of its key in ``text`` when it was raised without one."""
-    if err.line is not None or not err.key:
-        return err
-    loc = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", err.key))
-    return BlueprintError(err.file, line_for(text, loc), err.key, err.message)
+def located(file: str, text: str, problems: list[Problem]) -> BlueprintError:
+    """A BlueprintError for ``problems`` (keys without lines), each with its line in ``text``;
+    the same key is named once."""
+    seen: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        line = line_for(text, _parse_dotted(p.key)) if text else None
+        seen.setdefault((p.key, p.message), Problem(p.key, p.message, line))
+    first, *others = sorted(seen.values(), key=lambda p: p.line or 0)
+    return BlueprintError(file, first.line, first.key, first.message, others)
+
+
+def _parse_dotted(key: str) -> tuple[str | int, ...]:
+    out: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        out.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(out)
 
 
 def line_for(text: str, loc: tuple[str | int, ...]) -> int:

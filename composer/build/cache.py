@@ -14,7 +14,6 @@ per key): a second build of the same key waits and then takes the first one's re
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -25,34 +24,19 @@ from typing import Any
 
 from composer.build import cache_record
 from composer.build.cache_record import ENTRY, RECORD_VERSION
-from composer.core import locks
+from composer.core import locks, paths
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_write, fsync_dir, sync_filesystem
 from composer.core.units import parse_size
 from composer.core.workdir import owned_dir, sweep, unowned
 
-__all__ = ["ENTRY", "IN_USE_GRACE", "Entry", "StageCache", "key_of", "file_digest"]
+__all__ = ["ENTRY", "IN_USE_GRACE", "Entry", "StageCache"]
 
-MAX_SIZE_ENV = "DPS_COMPOSER_CACHE_MAX"
 DEFAULT_MAX_SIZE = 10 * 2**30
 # An entry used this recently is never pruned automatically: a concurrent build may be
 # copying out of it.
 IN_USE_GRACE = 300.0
 TEMPORARY = ".tmp-"  # every temporary in the cache directory starts so (composer/core/workdir.py)
-
-
-def key_of(inputs: Any) -> str:
-    """A stable hash of JSON-able inputs."""
-    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -287,7 +271,7 @@ def _entry(stage: str, path: Path) -> Entry:
 
 def max_size_from_env() -> int | None:
     """$DPS_COMPOSER_CACHE_MAX ("20 GiB", "500M"; "0" or "unlimited": no cap) or 10 GiB."""
-    value = os.environ.get(MAX_SIZE_ENV, "").strip()
+    value = paths.cache_max()
     if not value:
         return DEFAULT_MAX_SIZE
     if value.lower() in ("0", "unlimited", "none"):
@@ -296,5 +280,5 @@ def max_size_from_env() -> int | None:
         return parse_size(value)
     except ValueError as exc:
         raise ComposerError(
-            f"${MAX_SIZE_ENV}={value!r}: {exc}, or 'unlimited' for no cap"
+            f"${paths.CACHE_MAX_ENV}={value!r}: {exc}, or 'unlimited' for no cap"
         ) from None

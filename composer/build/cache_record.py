@@ -9,8 +9,8 @@ Each top-level file of an entry is recorded with its size and sha256; each top-l
   catches missing, extra, truncated or replaced files, changed modes or owners and files
   rewritten in place (a write sets the mtime); it misses a change that keeps size and mtime
   (bit rot, a deliberate edit that restores the mtime).
-- a *content digest*: the sha256 of every regular file's bytes and every link's target, with
-  the paths. Checked by ``dps-composer cache check``, which catches what the fingerprint
+- a *content digest* (composer/core/hashing.py): the sha256 of every regular file's bytes and
+  every link's target, with the paths, types and permissions. Checked by ``dps-composer cache check``, which catches what the fingerprint
   misses.
 
 A hit's files are checked by size (cheap) and, where the caller asks, by sha256: the UKI on
@@ -27,27 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from composer.build.outputs import sha256_file
+from composer.core.hashing import sha256_file, tree_digest, walk
 
 ENTRY = "entry.json"
-RECORD_VERSION = 2
-CHUNK = 1 << 22
-
-
-def _walk(top: Path) -> list[tuple[str, os.stat_result]]:
-    """Every path under ``top`` (itself as "."), sorted, with its lstat; links not followed."""
-    found = [(".", os.lstat(top))]
-    stack = [top]
-    while stack:
-        directory = stack.pop()
-        with os.scandir(directory) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                found.append((os.path.relpath(entry.path, top), st))
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(Path(entry.path))
-    found.sort(key=lambda item: item[0])
-    return found
+RECORD_VERSION = 3  # 3: the content digest covers permissions
 
 
 def _stat_line(top: Path, rel: str, st: os.stat_result) -> str:
@@ -64,33 +47,10 @@ def _stat_line(top: Path, rel: str, st: os.stat_result) -> str:
 def tree_fingerprint(top: Path) -> tuple[int, str]:
     """(number of paths, stat fingerprint) of the tree at ``top``."""
     h = hashlib.sha256()
-    paths = _walk(top)
+    paths = walk(top)
     for rel, st in paths:
         h.update(_stat_line(top, rel, st).encode(errors="surrogateescape"))
     return len(paths), h.hexdigest()
-
-
-def tree_digest(top: Path) -> str:
-    """The content digest of the tree at ``top``: paths, types, file bytes, link targets."""
-    h = hashlib.sha256()
-    for rel, st in _walk(top):
-        mode = st.st_mode
-        if stat.S_ISREG(mode):
-            what = _file_sha256(top / rel)
-        elif stat.S_ISLNK(mode):
-            what = os.readlink(top / rel)
-        else:
-            what = ""
-        h.update(f"{rel}\0{stat.S_IFMT(mode):o}\0{what}\n".encode(errors="surrogateescape"))
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe(entry: Path, known: Mapping[str, str] | None = None) -> dict[str, Any]:

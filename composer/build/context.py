@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.build import outputs as output
 from composer.build import space
 from composer.build.cache import StageCache
 from composer.build.publish import keep_log, reuse_image
+from composer.core.files import write_json
 from composer.core.lifetime import Interrupted
 from composer.manifest.load import manifest_name
 from composer.plan.plan import Plan
@@ -28,13 +27,6 @@ StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
 @contextlib.contextmanager
 def quiet_stage(name: str) -> Iterator[None]:
     yield
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("DPS_COMPOSER_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dps-composer"
 
 
 @dataclass
@@ -169,5 +161,5 @@ def reuse_cached_image(ctx: Context, entry: Path, staging: Path) -> BuildResult 
     manifest["cache"] = ctx.status
     manifest["timings"] = ctx.timings
     manifest_path = staging / manifest_name(ctx.plan.name)
-    output.write_json_atomic(manifest_path, manifest)
+    write_json(manifest_path, manifest)
     return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)

@@ -10,41 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from composer import DATA
-from composer.build.cache import file_digest, key_of
+from composer.core.hashing import key_of, tree_digest
 from composer.core.secret import blind
 from composer.plan.plan import Plan
 
 PACKAGE_ROOT = DATA.parent
 
 
-def tree_digest(path: Path) -> str:
-    """Content hash of the files under ``path`` (relative names, modes, link targets)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath, name)
-            rel = full.relative_to(path).as_posix()
-            if "__pycache__" in rel:
-                continue
-            if full.is_symlink():
-                h.update(f"L {rel} {os.readlink(full)}\n".encode())
-            else:
-                h.update(f"F {rel} {full.stat().st_mode & 0o7777:o} {file_digest(full)}\n".encode())
-    return h.hexdigest()
-
-
 @functools.cache
 def composer_digest() -> str:
     """The composer's code and data: a changed composer never reuses old results."""
-    return tree_digest(PACKAGE_ROOT)
+    return tree_digest(PACKAGE_ROOT, skip={"__pycache__"})
 
 
 def index_urls(plan: Plan) -> list[str]:

@@ -3,85 +3,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from composer.core import tools
 from composer.core.errors import ComposerError
-from composer.core.files import atomic_path, atomic_write
+from composer.core.files import atomic_path
+from composer.core.hashing import sha256_file
+from composer.image.formats import FORMATS, VHD_FIXED, VHD_FOOTER, vhd_footer
 
 MiB = 1024 * 1024
-VHD_FOOTER = 512
-VHD_FIXED = 2  # footer "disk type"
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    name: str  # the blueprint's name and the file suffix: NAME.<name>
-    qemu: str | None  # qemu-img/QEMU format driver; None: compressed raw, decompress to use
-    checkable: bool = False  # `qemu-img check` supports it
-
-
-# One row per [image] formats value (blueprint.OutputFormat lists the same names).
-FORMATS: dict[str, OutputFormat] = {
-    f.name: f
-    for f in (
-        OutputFormat("raw", "raw"),
-        OutputFormat("raw.zst", None),
-        OutputFormat("raw.xz", None),
-        OutputFormat("qcow2", "qcow2", checkable=True),
-        OutputFormat("vmdk", "vmdk", checkable=True),  # streamOptimized
-        OutputFormat("vhdx", "vhdx", checkable=True),
-        OutputFormat("vhd", "vpc"),  # fixed, whole MiB (Azure)
-    )
-}
 
 
 class OutputCheckError(ComposerError):
     """An output file failed its check."""
-
-
-CHUNK = 4 * 1024 * 1024
-_ZEROS = memoryview(bytes(CHUNK))
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file; holes of sparse files are hashed as zeros without reading them."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fd = fh.fileno()
-        size = os.fstat(fd).st_size
-        pos = 0
-        while pos < size:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                data = size
-            _update_zeros(h, data - pos)
-            if data >= size:
-                break
-            end = os.lseek(fd, data, os.SEEK_HOLE)
-            fh.seek(data)
-            left = end - data
-            while left > 0 and (chunk := fh.read(min(CHUNK, left))):
-                h.update(chunk)
-                left -= len(chunk)
-            pos = end
-    return h.hexdigest()
-
-
-def _update_zeros(h: Any, n: int) -> None:
-    while n > 0:
-        step = min(n, CHUNK)
-        h.update(_ZEROS[:step])
-        n -= step
 
 
 def qemu_img_options(fmt: str, qcow2_compression: str = "zstd") -> list[str]:
@@ -127,25 +66,17 @@ def _xz(raw: Path, out: IO[bytes], log: Path) -> None:
     tools.run(["xz", "-T0", "-1", "-c", "-k", "--", raw], stdout=out, log=log)
 
 
-def _vhd_footer(path: Path) -> dict[str, int]:
-    """The fields of a VHD footer (last 512 bytes) the checks need; big-endian."""
-    with open(path, "rb") as fh:
-        fh.seek(-VHD_FOOTER, os.SEEK_END)
-        footer = fh.read(VHD_FOOTER)
-    if footer[:8] != b"conectix":
-        raise OutputCheckError(f"{path.name}: no VHD footer (cookie 'conectix') at the end")
-    current_size = struct.unpack_from(">Q", footer, 48)[0]
-    disk_type = struct.unpack_from(">I", footer, 60)[0]
-    return {"current_size": current_size, "disk_type": disk_type}
-
-
 def _check_vhd(path: Path, virtual_size: int) -> None:
     """A fixed VHD of a whole MiB (Azure): footer cookie, type and size; file = disk + footer."""
-    footer = _vhd_footer(path)
+    with open(path, "rb") as fh:
+        fh.seek(-VHD_FOOTER, os.SEEK_END)
+        footer = vhd_footer(fh.read(VHD_FOOTER))
+    if footer is None:
+        raise OutputCheckError(f"{path.name}: no VHD footer (cookie 'conectix') at the end")
     size = path.stat().st_size
     if (
-        footer["disk_type"] != VHD_FIXED
-        or footer["current_size"] != virtual_size
+        footer.disk_type != VHD_FIXED
+        or footer.current_size != virtual_size
         or virtual_size % MiB
         or size != virtual_size + VHD_FOOTER
     ):
@@ -244,7 +175,3 @@ def _make_output(
     if fmt == "qcow2":
         entry["compression"] = qcow2_compression
     return entry
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

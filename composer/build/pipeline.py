@@ -24,7 +24,6 @@ from composer.build.context import (
     BuildResult,
     Context,
     StageHook,
-    default_cache_dir,
     image_needs,
     keep_failed_log,
     quiet_stage,
@@ -37,7 +36,9 @@ from composer.build.fs.partitions import build_partitions, manifest_entry
 from composer.build.publish import known_digests, publish
 from composer.build.publish import store_image as _store_outputs
 from composer.build.reproducible import clamp_mtimes, source_date_epoch
-from composer.core import tools
+from composer.core import paths, tools
+from composer.core.files import write_json
+from composer.core.hashing import sha256_file
 from composer.core.secret import cache_secret
 from composer.core.workdir import owned_dir, scratch_dir, sweep, work_parent
 from composer.image.gpt import GptEntry, write_gpt
@@ -53,7 +54,7 @@ from composer.toolchain.ukify import Uki, build_uki
 
 BOOTED_PHASE = PHASES[-1]
 STAGING = ".{name}.partial-"  # the staging directory's prefix in the output directory
-__all__ = ["BuildResult", "StageHook", "build", "copy_tree", "default_cache_dir"]
+__all__ = ["BuildResult", "StageHook", "build", "copy_tree"]
 
 
 def build(
@@ -70,7 +71,7 @@ def build(
     ``NAME.build.log`` in ``output_dir`` (named in a note on the exception)."""
     cache_cap = max_size_from_env()  # a bad value fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir or default_cache_dir()
+    cache = cache_dir or paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     scratch = work_parent(work_root)
     sweep(output_dir, STAGING.format(name="*") + "*")  # what killed builds left behind
@@ -313,7 +314,7 @@ def _image_stages(
     manifest["expect"]["pcrs"].update(predict.enforced_pcrs(manifest["measured_boot"]))
     manifest["cache"] = ctx.status
     manifest_path = staging / manifest_name(plan.name)
-    output.write_json_atomic(manifest_path, manifest)
+    write_json(manifest_path, manifest)
     files = [staging / o["file"] for o in outputs]
     if chain.varstore is not None:
         files.append(chain.varstore)
@@ -357,7 +358,7 @@ def _manifest(
         "boot": {"loader": plan.loader},
         "uki": {
             "path": uki_rel,
-            "sha256": output.sha256_file(uki_path),
+            "sha256": sha256_file(uki_path),
             "size": uki_path.stat().st_size,
             "kernel_version": kver,
             "cmdline": plan.cmdline,

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from composer.core.errors import ComposerError
 from composer.plan.plan import Plan
 from composer.rootfs.intree import Tree
-from composer.uki_virt.packages import PACKAGE, RPM_PACKAGE
+from composer.target.distros import KERNEL_UKI_VIRT, UKI_VIRT
 from composer.uki_virt.virt import UkiVirtBuild, UkiVirtConfig, ensure_uki_virt
 
 ESP_DIRS = ("efi", "boot/efi", "boot")  # where the install scripts look, in that order
@@ -29,7 +29,7 @@ class PlacedUki:
 
 
 def lists_uki_virt(plan: Plan) -> bool:
-    return PACKAGE in plan.packages or RPM_PACKAGE in plan.packages
+    return UKI_VIRT in plan.packages or KERNEL_UKI_VIRT in plan.packages
 
 
 def _kernel_package(plan: Plan) -> str | None:
@@ -40,7 +40,7 @@ def _kernel_package(plan: Plan) -> str | None:
 def prepare_repo(plan: Plan, cache: Path, log: Path) -> UkiVirtBuild | None:
     """The cached uki-virt repository for this plan's distribution, kernel and command line;
     None when the blueprint does not list uki-virt or the distribution ships it (dnf)."""
-    if PACKAGE not in plan.packages or plan.distribution.family != "apt":
+    if UKI_VIRT not in plan.packages or plan.distribution.family != "apt":
         return None
     config = UkiVirtConfig.for_arch(plan.arch, plan.cmdline)
     return ensure_uki_virt(
@@ -80,20 +80,20 @@ def take_placed_uki(root: Path, dest: Path) -> PlacedUki:
         placed = _recorded(t) or _found_on_esp(t)
         if not placed:
             raise PlacedUkiError(
-                f"the blueprint lists {PACKAGE}, but its install scripts put no UKI on the ESP: "
+                f"the blueprint lists {UKI_VIRT}, but its install scripts put no UKI on the ESP: "
                 f"nothing recorded in /{STATE_DIR} and no EFI/Linux/*.efi under "
                 + ", ".join(f"/{d}" for d in ESP_DIRS)
             )
         kver, where = placed[-1]
         if where == "kernel-install":
             raise PlacedUkiError(
-                f"{PACKAGE} {kver} was installed with kernel-install (a mounted ESP was found "
+                f"{UKI_VIRT} {kver} was installed with kernel-install (a mounted ESP was found "
                 "in the build root), so the composer cannot tell which file it wrote"
             )
         target = PurePosixPath(where)
         esp = next((d for d in ESP_DIRS if target.is_relative_to(f"/{d}/EFI")), None)
         if esp is None or ".." in target.parts or not t.is_file(where):
-            raise PlacedUkiError(f"{PACKAGE} {kver}: the recorded ESP copy {where!r} is not there")
+            raise PlacedUkiError(f"{UKI_VIRT} {kver}: the recorded ESP copy {where!r} is not there")
         rel = target.relative_to(f"/{esp}").as_posix()
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / target.name

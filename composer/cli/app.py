@@ -12,15 +12,17 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from composer.blueprint import load as bp_mod
-from composer.build.pipeline import StageHook, default_cache_dir
+from composer.blueprint.model import Blueprint
+from composer.build.pipeline import StageHook
 from composer.build.pipeline import build as run_build
 from composer.cli import install
 from composer.cli.cache import cache_app
 from composer.cli.common import err, fail, guard, out, say, wrote
 from composer.cli.uki_virt import uki_app
+from composer.core import paths
 from composer.core.errors import ComposerError, KeyedProblems
 from composer.core.lifetime import install_signal_handlers
+from composer.plan.load import load as load_blueprint
 from composer.plan.plan import Plan, make_plan
 from composer.rootfs import resolution as resolution_check
 from composer.rootfs.resolution import Resolved
@@ -40,13 +42,13 @@ def _main() -> None:
     install_signal_handlers()
 
 
-def _load_plan(path: Path) -> tuple[bp_mod.Blueprint, Plan]:
-    blueprint = bp_mod.load(path)
+def _load_plan(path: Path) -> tuple[Blueprint, Plan]:
+    blueprint = load_blueprint(path)
     return blueprint, make_plan(blueprint, str(path))
 
 
 @contextlib.contextmanager
-def _at_lines(blueprint: bp_mod.Blueprint) -> Iterator[None]:
+def _at_lines(blueprint: Blueprint) -> Iterator[None]:
     """Problems found after package resolution, named with the blueprint's file and lines."""
     try:
         yield
@@ -92,7 +94,7 @@ def plan(
 def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:
     import tempfile
 
-    cache = cache_dir or default_cache_dir()
+    cache = cache_dir or paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dps-composer-resolve-") as tmp:
         return resolution_check.check(p, None, cache=cache, log=Path(tmp) / "resolve.log")
@@ -128,7 +130,7 @@ def build(
         wrote(path)
     wrote(result.manifest)
     with guard():
-        for user, path in _write_generated_passwords(p, output, cache_dir or default_cache_dir()):
+        for user, path in _write_generated_passwords(p, output, cache_dir or paths.cache_dir()):
             wrote(path)
             say(f"log in as {user}: the password is in {path} (mode 0600)", console=out)
     total = sum(result.timings.values())

@@ -43,9 +43,9 @@ class CacheAccessError(ComposerError):
 
 
 def _cache(cache_dir: Path | None) -> StageCache:
-    from composer.build.pipeline import default_cache_dir
+    from composer.core import paths
 
-    root = cache_dir or default_cache_dir()
+    root = cache_dir or paths.cache_dir()
     if root.exists() and not root.is_dir():
         raise ComposerError(f"--cache-dir {root}: not a directory")
     return StageCache(root)

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from composer.build.bootchain.chain import default_keys_dir
-from composer.build.pipeline import default_cache_dir
 from composer.cli.common import guard, out, say, wrote
+from composer.core import paths
 from composer.core.errors import ComposerError
 from composer.spec.arch import ARCHES, get_arch
 from composer.target.distros import DISTROS, get_distro
@@ -57,7 +57,7 @@ def build(
             raise ComposerError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
         if keys is not None and not sign:
             raise ComposerError("--keys needs --sign")
-        cache = cache_dir or default_cache_dir()
+        cache = cache_dir or paths.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         arch = get_arch(architecture)
         key_dir = str(keys or default_keys_dir(cache)) if sign else None

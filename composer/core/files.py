@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import json
 import os
 import stat
 import tempfile
@@ -101,6 +102,11 @@ def atomic_write(path: Path, data: bytes | str, mode: int | None = 0o644) -> Non
     blob = data.encode() if isinstance(data, str) else data
     with atomic_path(path, mode) as tmp, open(tmp, "wb") as fh:
         fh.write(blob)
+
+
+def write_json(path: Path, data: object) -> None:
+    """``data`` as indented JSON (keys in their order), written atomically."""
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def check_dir_target(path: Path) -> None:

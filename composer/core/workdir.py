@@ -24,17 +24,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from composer.core import locks
+from composer.core import locks, paths
 
 PREFIX = "dps-composer-"
 LOCK_SUFFIX = ".lock"
-ENV = "DPS_COMPOSER_WORK_DIR"
 
 
 def work_parent(override: Path | None = None) -> Path:
-    """Where scratch directories go: ``override``, $DPS_COMPOSER_WORK_DIR or /var/tmp (a
-    build needs about 1 GB there; /tmp is often a small tmpfs)."""
-    return override or Path(os.environ.get(ENV) or "/var/tmp")
+    """Where scratch directories go: ``override``, $DPS_COMPOSER_WORK_DIR or /var/tmp
+    (composer/core/paths.py)."""
+    return paths.work_dir(override)
 
 
 def _lock_of(directory: Path) -> Path:

@@ -1,5 +1,6 @@
-"""What a disk image file is, read from its own bytes, and how QEMU opens it without
-following anything the file names.
+"""Disk image formats: the ones a build writes (:data:`FORMATS`), what an image file is, read
+from its own bytes (:func:`detect_format`: the one sniffer; :func:`vhd_footer`,
+:func:`compression`), and how QEMU opens it without following anything the file names.
 
 Several formats can make QEMU open *other* files: a qcow2 backing file or external data
 file (QEMU docs/interop/qcow2.txt), a VMDK descriptor's extents or a VMDK's
@@ -20,6 +21,7 @@ import os
 import re
 import struct
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,59 @@ QCOW2_MAGIC = b"QFI\xfb"
 _QCOW2_INCOMPAT_DATA_FILE = 1 << 2
 _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW2_EXT_BACKING_FORMAT = 0xE2792ACA
-_COMPRESSED = ((b"\x28\xb5\x2f\xfd", "zstd", "zstd -d"), (b"\xfd7zXZ\x00", "xz", "xz -d"))
+# Compressed data by its magic (zstd: RFC 8878; xz: the .xz file format; gzip: RFC 1952).
+COMPRESSION_MAGIC = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip"}
+VHD_COOKIE = b"conectix"
+VHD_FOOTER = 512
+VHD_FIXED, VHD_DYNAMIC, VHD_DIFFERENCING = 2, 3, 4  # the footer's "disk type"
 _VHDX_METADATA_REGION = uuid.UUID("8b7ca206-4790-4b9a-b8fe-575f050f886e")
 _VHDX_FILE_PARAMETERS = uuid.UUID("caa16737-fa36-4d43-b3b6-33f0aa44e76b")
 _DESCRIPTOR_MAX = 1 << 20
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str  # the blueprint's name and the file suffix: NAME.<name>
+    qemu: str | None  # qemu-img/QEMU format driver; None: compressed raw, decompress to use
+    checkable: bool = False  # `qemu-img check` supports it
+
+
+# One row per [image] formats value (the blueprint's OutputFormat lists the same names).
+FORMATS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("raw", "raw"),
+        OutputFormat("raw.zst", None),
+        OutputFormat("raw.xz", None),
+        OutputFormat("qcow2", "qcow2", checkable=True),
+        OutputFormat("vmdk", "vmdk", checkable=True),  # streamOptimized
+        OutputFormat("vhdx", "vhdx", checkable=True),
+        OutputFormat("vhd", "vpc"),  # fixed, whole MiB (Azure)
+    )
+}
+
+
+@dataclass(frozen=True)
+class VhdFooter:
+    """The fields of a VHD footer (Microsoft's VHD specification: big-endian) that matter here."""
+
+    current_size: int
+    disk_type: int
+
+
+def vhd_footer(footer: bytes) -> VhdFooter | None:
+    """The footer in ``footer`` (512 bytes: the file's last, or a dynamic VHD's first copy);
+    None when it does not start with the VHD cookie."""
+    if len(footer) < VHD_FOOTER or not footer.startswith(VHD_COOKIE):
+        return None
+    (current_size,) = struct.unpack_from(">Q", footer, 48)
+    (disk_type,) = struct.unpack_from(">I", footer, 60)
+    return VhdFooter(current_size, disk_type)
+
+
+def compression(head: bytes) -> str | None:
+    """zstd, xz or gzip when ``head`` (a file's first bytes) starts compressed data."""
+    return next((name for magic, name in COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
 
 
 class ImageFileError(ComposerError):
@@ -65,11 +116,11 @@ def detect_format(path: Path) -> str:
         size = os.fstat(fh.fileno()).st_size
         h = _Head(path, fh, size)
         head = fh.read(512)
-        for magic, kind, undo in _COMPRESSED:
-            if head.startswith(magic):
-                raise ImageFileError(
-                    f"{path.name} is {kind}-compressed: decompress it first ({undo} {path.name})"
-                )
+        kind = compression(head)
+        if kind is not None:
+            raise ImageFileError(
+                f"{path.name} is {kind}-compressed: decompress it first ({kind} -d {path.name})"
+            )
         if head.startswith(QCOW2_MAGIC):
             _check_qcow2(h)
             return "qcow2"
@@ -81,9 +132,12 @@ def detect_format(path: Path) -> str:
         if head.startswith(b"vhdxfile"):
             _check_vhdx(h)
             return "vhdx"
-        footer = h.read(size - 512, 512, "VHD footer") if size >= 512 else b""
-        if head.startswith(b"conectix") or footer.startswith(b"conectix"):
-            _check_vhd(h, head if head.startswith(b"conectix") else footer)
+        footer = h.read(size - VHD_FOOTER, VHD_FOOTER, "VHD footer") if size >= VHD_FOOTER else b""
+        if head.startswith(VHD_COOKIE) or footer.startswith(VHD_COOKIE):
+            found = vhd_footer(head if head.startswith(VHD_COOKIE) else footer)
+            if found is None:
+                raise ImageFileError(f"{path}: truncated VHD footer")
+            _check_vhd(h, found)
             return "vpc"
     return "raw"
 
@@ -159,14 +213,11 @@ def _check_vmdk(h: _Head, head: bytes) -> None:
             raise _refuse(h, "this VMDK", f"parent {m.group(1).decode(errors='replace')!r}")
 
 
-def _check_vhd(h: _Head, footer: bytes) -> None:
-    if len(footer) < 512:
-        raise ImageFileError(f"{h.path}: truncated VHD footer")
-    disk_type = struct.unpack(">I", footer[60:64])[0]
-    if disk_type == 4:
+def _check_vhd(h: _Head, footer: VhdFooter) -> None:
+    if footer.disk_type == VHD_DIFFERENCING:
         raise _refuse(h, "this differencing VHD", "its parent disk")
-    if disk_type not in (2, 3):
-        raise ImageFileError(f"{h.path}: VHD disk type {disk_type} is not fixed or dynamic")
+    if footer.disk_type not in (VHD_FIXED, VHD_DYNAMIC):
+        raise ImageFileError(f"{h.path}: VHD disk type {footer.disk_type} is not fixed or dynamic")
 
 
 def _check_vhdx(h: _Head) -> None:

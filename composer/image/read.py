@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from composer.build.fs.fs import MTOOLS_ENV
 from composer.core import tools
 from composer.core.errors import ToolError
 from composer.core.workdir import scratch_dir, work_parent
+
+# mtools on an image file: no geometry check, long names as written
+MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
 
 
 def read_vfat_file(image: Path, offset: int, path: str) -> bytes:

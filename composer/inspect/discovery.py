@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from composer.inspect.report import Discovery, PartitionInfo, Report
 from composer.spec import dps
-
-if TYPE_CHECKING:
-    from composer.inspect.image import PartitionInfo, Report
 
 NO_AUTO = 1 << 63
 READ_ONLY = 1 << 60
 _ROOT_ARG = re.compile(r"(?:^|\s)root=(\S+)")
 _EFI_ARCH = {"x86-64": "X64", "arm64": "AA64", "x86": "IA32", "arm": "ARM", "riscv64": "RISCV64"}
-
-
-@dataclass
-class Discovery:
-    ok: bool
-    root: int | None  # the partition number systemd would mount as /
-    problems: list[str]  # each one keeps the root from being discovered (or the image booting)
-    warnings: list[str]
 
 
 def _name(p: PartitionInfo) -> str:

@@ -10,18 +10,17 @@ for other root file systems.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from composer.core.errors import ComposerError, ToolError
 from composer.image import guestfs
 from composer.image.formats import detect_format
 from composer.image.gpt import read_gpt
-from composer.image.probe import FsInfo, probe
+from composer.image.probe import probe
 from composer.image.raw import raw_view
 from composer.image.read import list_vfat_tree, read_ext4_file, read_vfat_file
-from composer.inspect.discovery import Discovery, judge_discovery
+from composer.inspect.discovery import judge_discovery
+from composer.inspect.report import Discovery, EfiBinary, PartitionInfo, Report
 from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
 from composer.spec import dps, pe
 
@@ -33,58 +32,6 @@ ROOT_FILES = (
     "/usr/bin/cloud-init",
 )
 PE_MACHINES = {0x8664: "x86-64", 0xAA64: "arm64", 0x14C: "x86", 0x1C2: "arm", 0x5064: "riscv64"}
-
-
-@dataclass
-class PartitionInfo:
-    number: int
-    start: int
-    size: int
-    type_uuid: str
-    type_name: str | None  # DPS name (root-x86-64, esp, …), None for types DPS does not define
-    designator: str | None
-    arch: str | None
-    uuid: str
-    label: str
-    attrs: int
-    flags: list[str]
-    filesystem: FsInfo | None
-
-
-@dataclass
-class EfiBinary:
-    path: str
-    size: int
-    kind: str  # uki | systemd-boot | grub | pe
-    machine: str | None
-    sections: dict[str, int]  # name -> VirtualSize
-    signed_by: list[str]  # subjects of the certificates each signature carries
-    cmdline: str | None = None
-    pretty_name: str | None = None
-    uname: str | None = None
-    version: str | None = None  # .sdmagic of systemd-boot / systemd-stub
-    pcr11: str | None = None  # predicted PCR 11 (sha256) once the system is up
-
-
-@dataclass
-class Report:
-    image: str
-    format: str
-    disk_guid: str | None = None
-    partitions: list[PartitionInfo] = field(default_factory=list)
-    esp_files: list[str] = field(default_factory=list)
-    efi: list[EfiBinary] = field(default_factory=list)
-    os_release: dict[str, str] = field(default_factory=dict)
-    fstab: list[str] = field(default_factory=list)
-    cloud_init: bool | None = None
-    root_read: str | None = None  # how the root file system was read, or why it was not
-    discovery: Discovery | None = None
-
-    def partition(self, designator: str) -> list[PartitionInfo]:
-        return [p for p in self.partitions if p.designator == designator]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _partitions(raw: Path) -> tuple[str, list[PartitionInfo]]:

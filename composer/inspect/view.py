@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from composer.core.units import human_size
-from composer.inspect.image import Report
+from composer.inspect.report import Report
 
 
 def _partition_lines(report: Report) -> list[str]:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from composer import DATA
 from composer.core.files import atomic_path
-from composer.inspect.image import Report, inspect_image
+from composer.inspect.image import inspect_image
+from composer.inspect.report import Report
 from composer.judge.serial import SerialEvent, milestone_times
 from composer.judge.verdict import Check, Expectations, Verdict, default_root_type
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from composer.core import paths
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_write
 from composer.core.tools import output, which
@@ -138,11 +139,6 @@ def probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
     return done(ok, reason)
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("DPS_COMPOSER_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "dps-composer"
-
-
 def _cache_key(kernel: str, qver: str) -> str:
     return f"{kernel}|{qver}"
 
@@ -171,7 +167,7 @@ def store_cached(path: Path, probe: KvmProbe) -> None:
 
 def cached_probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
     """probe_kvm, answered from cache_dir()/kvm-probe.json when fresh (24 h, same kernel+QEMU)."""
-    path = cache_dir() / "kvm-probe.json"
+    path = paths.cache_dir() / "kvm-probe.json"
     qver = qemu_version(_qemu_binary(firmware))
     hit = load_cached(path, os.uname().release, qver, time.time())
     if hit is not None:
@@ -184,7 +180,7 @@ def cached_probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
 
 def resolve_accel(requested: str, firmware: Firmware) -> Accel:
     """Apply DPS_COMPOSER_ACCEL (when the request is auto), probe only if auto, then decide."""
-    env = os.environ.get("DPS_COMPOSER_ACCEL", "").strip().lower()
+    env = paths.accel()
     if requested == "auto" and env:
         requested = env
     if requested not in ACCELS:

@@ -3,17 +3,18 @@ folder, every rendered file parsed by pykickstart for the target release with er
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import jinja2
 
 from composer import DATA
-from composer.blueprint import load as bp_mod
+from composer.blueprint.model import Blueprint
+from composer.core import paths
 from composer.core.errors import BlueprintError
 from composer.kickstart.context import build_context, problems, target_of
 from composer.kickstart.quote import KickstartError, quote
+from composer.plan.load import load as load_blueprint
 
 __all__ = ["KickstartError", "kickstart_dir", "render", "render_file", "validate"]
 
@@ -25,8 +26,8 @@ FIXUP_EOF = "DPS_COMPOSER_FIXUP_EOF"
 def kickstart_dir() -> Path:
     """Templates and %post helpers: $DPS_COMPOSER_KICKSTART_DIR, the copy installed with the
     package (composer/data/kickstart), or the repository's kickstart/ beside the package."""
-    env = os.environ.get("DPS_COMPOSER_KICKSTART_DIR")
-    candidates = [Path(env)] if env else []
+    env = paths.kickstart_dir()
+    candidates = [env] if env else []
     candidates += [DATA / "kickstart", Path(__file__).resolve().parents[2] / "kickstart"]
     for c in candidates:
         if (c / TEMPLATE).is_file():
@@ -58,9 +59,7 @@ def _environment(directory: Path) -> jinja2.Environment:
     )
 
 
-def render(
-    bp: bp_mod.Blueprint, *, source: str = "<blueprint>", uki_repo: str | None = None
-) -> str:
+def render(bp: Blueprint, *, source: str = "<blueprint>", uki_repo: str | None = None) -> str:
     """The kickstart for ``bp``; a BlueprintError naming every key a kickstart cannot honour,
     KickstartError for values a kickstart line cannot carry and when pykickstart rejects the
     result."""
@@ -75,7 +74,7 @@ def render(
 
 
 def render_file(path: Path, *, uki_repo: str | None = None) -> str:
-    bp = bp_mod.load(path)
+    bp = load_blueprint(path)
     try:
         return render(bp, source=path.name, uki_repo=uki_repo)
     except KickstartError as exc:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from composer.blueprint.customizations import User, is_crypt_hash
-from composer.blueprint.load import Blueprint
+from composer.blueprint.model import Blueprint
 from composer.kickstart.post import sh
 from composer.kickstart.quote import KickstartError, checked, word
 from composer.plan.judgement import group_rule

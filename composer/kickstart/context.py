@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from composer.blueprint.load import KICKSTART_DISTRO, Blueprint
+from composer.blueprint.model import KICKSTART_DISTRO, Blueprint
 from composer.core.errors import Problem
 from composer.kickstart import accounts, disk, post
 from composer.kickstart.quote import KickstartError, Verbatim, checked, comment, word

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from composer.blueprint.disk import Partition
-from composer.blueprint.load import Blueprint, layout_of
+from composer.blueprint.model import Blueprint
 from composer.core.errors import Problem
 from composer.core.units import MiB
 from composer.kickstart.post import sh
-from composer.plan.layout import Layout, LayoutErrors, PartitionPlan
+from composer.plan.layout import Layout, LayoutErrors, PartitionPlan, layout_of
 
 
 @dataclass(frozen=True)

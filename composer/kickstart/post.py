@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import shlex
 
-from composer.blueprint.load import Blueprint
+from composer.blueprint.model import Blueprint
 from composer.kickstart.quote import Verbatim, checked
 
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/50-dps-composer.conf"

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from composer.build.outputs import FORMATS, sha256_file
 from composer.core import locks
 from composer.core.errors import ComposerError
+from composer.core.hashing import sha256_file
+from composer.image.formats import FORMATS
 
 SUFFIX = ".manifest.json"
 OUTPUT_LOCK = ".dps-composer-output.lock"  # held while a build publishes into a directory

@@ -22,9 +22,9 @@ import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from composer.core.errors import ComposerError
+from composer.image.varstore import IMAGE_SECURITY_DB, POLICY_VARIABLES, Varstore
 from composer.spec import pe
 from composer.spec.eventlog import (
     EV_EFI_ACTION,
@@ -36,17 +36,7 @@ from composer.spec.eventlog import (
     variable_event_data,
 )
 
-EFI_GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
-IMAGE_SECURITY_DB = "d719b2cb-3d3a-4596-a3bc-dad00e67656f"
-SECURE_BOOT_ENABLE = "f0a30bc7-af08-4556-99c4-001009c93a44"  # edk2's SecureBootEnable
 EFI_CERT_X509 = "a5c059a1-94e4-4aa7-87b5-ab155c2bf072"
-POLICY_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("SecureBoot", EFI_GLOBAL),
-    ("PK", EFI_GLOBAL),
-    ("KEK", EFI_GLOBAL),
-    ("db", IMAGE_SECURITY_DB),
-    ("dbx", IMAGE_SECURITY_DB),
-)
 CALLING_EFI_APPLICATION = b"Calling EFI Application from Boot Option"
 SEPARATOR = bytes(4)
 _STUB_VERSION = re.compile(rb"systemd-stub (\d+)")
@@ -76,49 +66,6 @@ class Measurement:
 
 def _hashed(pcr: int, etype: int, what: str, data: bytes, banks: Sequence[str]) -> Measurement:
     return Measurement(pcr, etype, what, {b: hashlib.new(b, data).digest() for b in banks})
-
-
-# --- varstores ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Varstore:
-    """The Secure Boot policy variables of a varstore file (values without auth headers)."""
-
-    source: str
-    variables: Mapping[tuple[str, str], bytes]  # (guid, name) -> value
-
-    def get(self, name: str, guid: str) -> bytes | None:
-        return self.variables.get((guid, name))
-
-    @property
-    def secure_boot(self) -> bool:
-        """edk2: SecureBoot = 1 in user mode (PK enrolled) unless SecureBootEnable says 0."""
-        if not self.get("PK", EFI_GLOBAL):
-            return False
-        enable = self.get("SecureBootEnable", SECURE_BOOT_ENABLE)
-        return enable is None or enable[:1] != b"\0"
-
-
-def read_varstore(path: Path) -> Varstore:
-    """Read an edk2 varstore (raw or qcow2 flash image, or virt-firmware JSON)."""
-    from virt.firmware.varstore.autodetect import open_varstore
-
-    store = open_varstore(str(path))
-    if store is None:
-        raise ComposerError(f"{path}: not a varstore virt-firmware can read (edk2 raw/qcow2, json)")
-    wanted = {(g, n) for n, g in [*POLICY_VARIABLES, ("SecureBootEnable", SECURE_BOOT_ENABLE)]}
-    found: dict[tuple[str, str], bytes] = {}
-    for name, var in store.get_varlist().items():
-        key = (str(var.guid).lower(), str(name))
-        if key in wanted:
-            found[key] = bytes(var.data)
-    return Varstore(str(path), found)
-
-
-def empty_varstore() -> Varstore:
-    """What an unenrolled template (OVMF_VARS*.fd as distributions ship it) holds: nothing."""
-    return Varstore("empty varstore", {})
 
 
 def signature_entries(esl: bytes) -> list[tuple[str, str, bytes]]:

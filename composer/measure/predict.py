@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.core.errors import ComposerError
+from composer.image.varstore import empty_varstore, read_varstore
 from composer.measure import firmware as measure_fw
 from composer.measure.pcr11 import event_digests, uki_sections
 
@@ -70,7 +71,7 @@ def predict(
     varstore: Path | None,
 ) -> dict[str, Any]:
     """The manifest's ``measured_boot`` object for the final (signed) files in ``esp``."""
-    store = measure_fw.read_varstore(varstore) if varstore else measure_fw.empty_varstore()
+    store = read_varstore(varstore) if varstore else empty_varstore()
     binary = loader_binary(esp, loaders, efi_arch)
     uki = (esp / uki_rel).read_bytes()
     chain = measure_fw.boot_chain(binary.read_bytes() if binary else None, uki, store.secure_boot)

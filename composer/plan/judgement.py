@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from composer.blueprint.customizations import Customizations
-from composer.blueprint.load import Blueprint
+from composer.blueprint.model import Blueprint
 from composer.core.errors import Problem
 from composer.plan import keytable
 from composer.target.accounts import GroupRule

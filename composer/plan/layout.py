@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from composer.blueprint.disk import Disk, Filesystem, Partition
+from composer.blueprint.model import Blueprint
 from composer.core.units import SIZE_LIMIT, MiB, align_up, human_size
 from composer.plan.rules import (
     ALIGN,
@@ -37,9 +38,17 @@ from composer.plan.rules import (
     flags_for,
 )
 from composer.spec import dps
-from composer.spec.arch import Arch
+from composer.spec.arch import ARCHES, Arch
 
-__all__ = ["Layout", "LayoutError", "LayoutErrors", "PartitionPlan", "compute"]
+__all__ = [
+    "Layout",
+    "LayoutError",
+    "LayoutErrors",
+    "PartitionPlan",
+    "compute",
+    "layout_of",
+    "seed_of",
+]
 # The biggest disk the composer makes: what every output format can hold (qemu's fixed VHD
 # tops out at 2040 GiB, block/vpc.c VHD_MAX_SECTORS; VHDX at 64 TiB, block/vhdx.h).
 FORMAT_MAX = {"vhd": 2040 * 1024**3, "vhdx": 64 * 1024**4}
@@ -326,3 +335,36 @@ def _var_uuid(r: _Request, machine_id: str | None, given: str) -> tuple[str, boo
             f"the /var partition UUID must be {want} (HMAC of machine_id); leave part_uuid empty",
         )
     return want, r.fstab
+
+
+# Namespace of every name-based UUID the composer derives (uuid5).
+NAMESPACE = uuid.UUID("0b8d6a2e-0d3c-4c55-9d1e-6f8a4dbe6c11")
+
+
+def seed_of(bp: Blueprint) -> uuid.UUID:
+    """The seed every UUID of the image derives from: ``[image] seed`` (a UUID, or any text
+    hashed into one), else the blueprint's name: the same blueprint, the same image."""
+    if bp.image.seed is None:
+        return uuid.uuid5(NAMESPACE, f"blueprint:{bp.name}")
+    try:
+        return uuid.UUID(bp.image.seed)
+    except ValueError:
+        return uuid.uuid5(NAMESPACE, f"seed:{bp.image.seed}")
+
+
+def layout_of(bp: Blueprint, seed: uuid.UUID | None = None) -> Layout:
+    """The partition layout of a blueprint (pure; raises LayoutErrors naming key paths)."""
+    c = bp.customizations
+    return compute(
+        disk=c.disk,
+        filesystems=c.filesystem,
+        arch=ARCHES[bp.architecture],
+        seed=seed or seed_of(bp),
+        image_size=bp.image.size,
+        esp_size=bp.image.esp_size,
+        name=bp.name,
+        version=bp.version,
+        machine_id=bp.image.machine_id,
+        size_given="size" in bp.image.model_fields_set,
+        formats=bp.image.formats,
+    )

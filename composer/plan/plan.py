@@ -15,15 +15,14 @@ from pathlib import PurePath
 from typing import Any
 
 from composer.blueprint.customizations import Customizations
-from composer.blueprint.load import SUPPORTED_DISTROS, Blueprint, layout_of, parse
+from composer.blueprint.model import SUPPORTED_DISTROS, Blueprint
 from composer.core.errors import Problem
 from composer.plan.judgement import judge
-from composer.plan.layout import LayoutErrors, PartitionPlan
+from composer.plan.layout import LayoutErrors, PartitionPlan, layout_of, seed_of
+from composer.plan.load import parse
 from composer.spec.arch import Arch, get_arch
 from composer.target.distros import Distro, get_distro
 
-# Namespace of every name-based UUID the composer derives (uuid5).
-NAMESPACE = uuid.UUID("0b8d6a2e-0d3c-4c55-9d1e-6f8a4dbe6c11")
 # Menu timeout (s) when the blueprint gives none: systemd-boot boots at once (a key still
 # reaches the menu); GRUB shows its menu for a second so the serial log records it.
 DEFAULT_LOADER_TIMEOUT = {"systemd-boot": 0, "grub2": 1, "uki-direct": 0}
@@ -101,15 +100,6 @@ def derive_uuid(seed: uuid.UUID, purpose: str) -> uuid.UUID:
     return uuid.uuid5(seed, purpose)
 
 
-def _seed(bp: Blueprint) -> uuid.UUID:
-    if bp.image.seed is None:
-        return uuid.uuid5(NAMESPACE, f"blueprint:{bp.name}")
-    try:
-        return uuid.UUID(bp.image.seed)
-    except ValueError:
-        return uuid.uuid5(NAMESPACE, f"seed:{bp.image.seed}")
-
-
 def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
     """The plan of ``bp``; every problem the target's facts reveal is a BlueprintError naming
     its key (what the archive decides is checked after package resolution)."""
@@ -123,7 +113,7 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
             "dnf --installroot). `dps-composer kickstart` renders an anaconda kickstart for it.",
         )])  # fmt: skip
     distro = get_distro(bp.distro)
-    seed = _seed(bp)
+    seed = seed_of(bp)
     verdict = judge(bp, distro)
     if verdict.problems:
         raise bp.error(verdict.problems)

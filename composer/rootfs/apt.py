@@ -9,7 +9,6 @@ from pathlib import Path
 from composer.core import tools
 from composer.core.workdir import owned_dir
 from composer.spec.arch import Arch
-from composer.uki_virt.repo import apt_source
 
 
 def mmdebstrap(
@@ -131,3 +130,9 @@ def kernel_version(tree: Path) -> str:
     if not versions:
         raise FileNotFoundError(f"no kernel modules in {moddir}: is a linux-image package listed?")
     return versions[-1]
+
+
+def apt_source(repo: Path) -> str:
+    """The sources.list line for the flat repository at ``repo``. apt's copy method copies
+    each .deb into the archive cache, as it does from a mirror."""
+    return f"deb [trusted=yes] copy:{repo.resolve()}/ ./"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from composer.plan.plan import Plan
 from composer.rootfs import apt, dnf, versions
-from composer.uki_virt.repo import dnf_repo
 
 
 def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:
@@ -49,7 +48,9 @@ def make_root(
             repositories=plan.customizations.repositories,
             cache=cache,
             log=log,
-            local_repos=[dnf_repo(r, f"dps-composer-local-{i}") for i, r in enumerate(local_repos)],
+            local_repos=[
+                dnf.dnf_repo(r, f"dps-composer-local-{i}") for i, r in enumerate(local_repos)
+            ],
             epoch=epoch,
         )
         return

@@ -156,3 +156,8 @@ def installed_packages(tree: Path, distro: Distro) -> dict[str, str]:
     )
     pairs = (line.split("\t", 1) for line in text.splitlines() if "\t" in line)
     return dict(sorted((name, version) for name, version in pairs))
+
+
+def dnf_repo(repo: Path, repo_id: str = "dps-composer-local") -> dict[str, str]:
+    """A dnf repository definition for the RPM repository at ``repo``."""
+    return {"id": repo_id, "baseurl": f"file://{repo.resolve()}", "gpgcheck": "0"}

@@ -27,8 +27,7 @@ from composer.plan.plan import Plan
 from composer.rootfs import pkgset, versions
 from composer.rootfs.customize import CHECK_UNIT
 from composer.rootfs.pkgfacts import PackageFacts, facts, unit_aliases, unit_file, unit_name
-from composer.target.distros import get_distro
-from composer.uki_virt.packages import PACKAGE, RPM_PACKAGE
+from composer.target.distros import KERNEL_UKI_VIRT, UKI_VIRT, get_distro
 
 # Units every image has from the composer itself (composer/rootfs/customize.py)
 COMPOSER_UNITS = (CHECK_UNIT,)
@@ -89,7 +88,7 @@ def _resolve(
 ) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The package set as apt resolves it against the archive's index now."""
     state = pkgset.state_dir(cache, plan.suite, plan.arch)
-    local = (PACKAGE, RPM_PACKAGE)  # from the composer's own repository (uki-virt)
+    local = (UKI_VIRT, KERNEL_UKI_VIRT)  # from the composer's own repository (uki-virt)
     names = [n for n in plan.packages if n not in local]
     available = versions.archive_versions(
         [n for n, _ in plan.package_pins] or names[:1], suite=plan.suite, mirror=plan.mirror,

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from composer.spec.arch import Arch
 
+# The generic VM UKI as a package: the composer's own uki-virt repository for Debian
+# (composer/uki_virt/), the distribution's own kernel-uki-virt for Fedora and CentOS Stream.
+UKI_VIRT = "uki-virt"
+KERNEL_UKI_VIRT = "kernel-uki-virt"
+
 
 @dataclass(frozen=True)
 class Distro:
@@ -19,7 +24,7 @@ class Distro:
         """What every image needs to boot from a UKI and find its root by type."""
         if self.family == "dnf":
             # the distribution's own generic VM UKI; never kernel-core + grub2 unless listed
-            return ("systemd", "systemd-udev", "dbus-broker", "tpm2-tools", "kernel-uki-virt")
+            return ("systemd", "systemd-udev", "dbus-broker", "tpm2-tools", KERNEL_UKI_VIRT)
         return (
             "systemd",
             "systemd-sysv",

@@ -5,12 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from composer.core import tools
+from composer.image.formats import compression
 
-_DECOMPRESS = {
-    b"\x28\xb5\x2f\xfd": ["zstd", "-dc"],
-    b"\xfd7zXZ": ["xz", "-dc"],
-    b"\x1f\x8b": ["gzip", "-dc"],
-}
 _TRAILER = "TRAILER!!!"
 
 
@@ -37,10 +33,8 @@ def cpio_names(data: bytes) -> list[str]:
 
 
 def decompress(data: bytes) -> bytes:
-    for magic, argv in _DECOMPRESS.items():
-        if data.startswith(magic):
-            return tools.run(argv, input=data).stdout
-    return data
+    kind = compression(data)
+    return tools.run([kind, "-dc"], input=data).stdout if kind else data
 
 
 def names(initrd: Path) -> list[str]:

@@ -24,8 +24,8 @@ from composer.core import tools
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_path
 from composer.core.workdir import owned_dir, sweep
+from composer.image.varstore import KEY_NAMES
 
-KEY_NAMES = ("PK", "KEK", "db")
 OWNER_FILE = "owner.guid"  # the signature owner GUID recorded with each enrolled certificate
 VALID_DAYS = 3650
 

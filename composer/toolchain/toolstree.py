@@ -4,12 +4,11 @@ command that needs them runs chrooted into this tree. Built once and reused."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from composer.core import locks
 from composer.core.files import fsync_dir, sync_filesystem
+from composer.core.hashing import key_of
 from composer.core.workdir import owned_dir
 from composer.rootfs.apt import mmdebstrap
 from composer.spec.arch import Arch
@@ -51,7 +50,7 @@ def tools_key(arch: Arch) -> str:
         "packages": tools_packages(arch),
         "v": LAYOUT_VERSION,
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return key_of(spec)
 
 
 def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:

@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from composer.build import outputs
-from composer.build.cache import key_of
 from composer.core import tools
 from composer.core.chroot import run_in
 from composer.core.errors import ComposerError
+from composer.core.files import write_json
+from composer.core.hashing import key_of
 from composer.rootfs import pkgset, versions
 from composer.spec.arch import Arch
 from composer.target.distros import Distro
@@ -91,7 +91,7 @@ def resolve_kernel(
         return KernelPackage(**json.loads(memo.read_text()))
     pkg = _resolve_kernel(distro, arch, kernel, meta, state, log)
     if memo is not None:
-        outputs.write_json_atomic(memo, dataclasses.asdict(pkg))
+        write_json(memo, dataclasses.asdict(pkg))
     return pkg
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 from composer import DATA
 from composer.spec.arch import Arch
+from composer.target.distros import KERNEL_UKI_VIRT, UKI_VIRT
 from composer.uki_virt.debpkg import build_deb
 from composer.uki_virt.kernel import KernelPackage
 from composer.uki_virt.rpmpkg import RpmSpec, build_rpm
 
-PACKAGE = "uki-virt"
-RPM_PACKAGE = "kernel-uki-virt"
 HOMEPAGE = "https://github.com/dps-composer/dps-composer"
 MAINTAINER = "dps-composer <uki-virt@dps-composer.invalid>"
 DESCRIPTION = (
@@ -61,14 +60,14 @@ def rpm_spec(kver: str, version: str, arch: str, requires: tuple[str, ...] = ())
     """kernel-uki-virt for ``kver``; ``version`` is the Debian (or upstream-release) version."""
     upstream, _, release = version.split(":", 1)[-1].rpartition("-")
     return RpmSpec(
-        name=RPM_PACKAGE,
+        name=KERNEL_UKI_VIRT,
         version=(upstream or release).replace("-", "_"),
         release=(release if upstream else "0") + ".dps",
         summary="generic virtual-machine unified kernel image",
         description=DESCRIPTION.split("\n", 1)[1],
         arch=arch,
         requires=requires,
-        provides=("installonlypkg(kernel)", f"{RPM_PACKAGE}-{kver}"),
+        provides=("installonlypkg(kernel)", f"{KERNEL_UKI_VIRT}-{kver}"),
         scripts=rpm_scripts(kver),
         ghosts=(),
     )
@@ -78,7 +77,7 @@ def write_packages(
     uki: Path, pkg: KernelPackage, arch: Arch, out: Path, work: Path, epoch: int, log: Path
 ) -> list[Path]:
     """uki-virt-<kver>, uki-virt and kernel-uki-virt for ``uki`` in ``out``."""
-    name = f"{PACKAGE}-{pkg.kver}"
+    name = f"{UKI_VIRT}-{pkg.kver}"
     main = build_deb(
         stage(uki, pkg.kver, work / "main"),
         {
@@ -103,7 +102,7 @@ def write_packages(
     meta = build_deb(
         meta_tree,
         {
-            "Package": PACKAGE,
+            "Package": UKI_VIRT,
             "Version": pkg.version,
             "Architecture": arch.debian,
             "Maintainer": MAINTAINER,
@@ -112,7 +111,7 @@ def write_packages(
             "Priority": "optional",
             "Homepage": HOMEPAGE,
             "Description": "generic virtual-machine unified kernel image (latest kernel)\n"
-            f"Depends on the newest {PACKAGE}-<kernel release> package.",
+            f"Depends on the newest {UKI_VIRT}-<kernel release> package.",
         },
         {},
         out,

@@ -35,14 +35,3 @@ def index_apt(repo: Path, log: Path | None = None) -> None:
 def index_rpm(repo: Path, log: Path | None = None) -> None:
     """repodata/ for every .rpm in ``repo`` (createrepo_c)."""
     tools.run(["createrepo_c", "--quiet", "--no-database", "--update", str(repo)], log=log)
-
-
-def apt_source(repo: Path) -> str:
-    """The sources.list line for the flat repository at ``repo``. apt's copy method copies
-    each .deb into the archive cache, as it does from a mirror."""
-    return f"deb [trusted=yes] copy:{repo.resolve()}/ ./"
-
-
-def dnf_repo(repo: Path, repo_id: str = "dps-composer-local") -> dict[str, str]:
-    """A dnf repository definition for the RPM repository at ``repo``."""
-    return {"id": repo_id, "baseurl": f"file://{repo.resolve()}", "gpgcheck": "0"}

@@ -7,7 +7,6 @@ cached: every image that lists ``uki-virt`` reuses the same build.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from composer import DATA
-from composer.build import outputs
 from composer.core import locks
-from composer.core.files import atomic_path, fsync_dir, sync_filesystem
+from composer.core.files import atomic_path, fsync_dir, sync_filesystem, write_json
+from composer.core.hashing import key_of, sha256_file, tree_digest
 from composer.core.workdir import owned_dir, scratch_dir, work_parent
 from composer.spec import dps
 from composer.spec.arch import Arch
@@ -51,19 +50,16 @@ class UkiVirtConfig:
     def fingerprint(self, arch: Arch) -> dict[str, Any]:
         with scratch_dir("initrd-extras", work_parent()) as tmp:
             stage_initrd_extras(tmp, self.usr_type)
-            extras = sorted(
-                (p.relative_to(tmp).as_posix(), _digest(p.read_bytes()) if p.is_file() else "")
-                for p in tmp.rglob("*")
-            )
+            extras = tree_digest(tmp)
         cert = None
         if self.keys is not None:
             cert = ensure_keys(Path(self.keys))[0].cert_sha256("db")
         return {
             "v": LAYOUT_VERSION,
             "cmdline": self.cmdline,
-            "dracut": _digest((DATA / "dracut-virt.conf").read_bytes()),
+            "dracut": sha256_file(DATA / "dracut-virt.conf"),
             "initrd_extras": extras,
-            "scripts": _digest((DATA / "uki-virt/esp.sh").read_bytes()),
+            "scripts": sha256_file(DATA / "uki-virt/esp.sh"),
             "tools": tools_key(arch),
             "signed_by": cert,
         }
@@ -84,10 +80,6 @@ class UkiVirtBuild:
         data = asdict(self)
         data["repo"] = str(self.repo)
         return data
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n"
@@ -111,7 +103,7 @@ def cache_key(distro: Distro, arch: Arch, pkg: kernel.KernelPackage, config: Uki
         "kernel": [pkg.name, pkg.version],
         **config.fingerprint(arch),
     }
-    return _digest(json.dumps(spec, sort_keys=True).encode())
+    return key_of(spec)
 
 
 def ensure_uki_virt(
@@ -143,7 +135,7 @@ def ensure_uki_virt(
         with owned_dir(final.parent, ".tmp-uki-virt-") as tmp:
             built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache, log)
             built["build_seconds"] = round(time.monotonic() - start, 1)
-            outputs.write_json_atomic(tmp / "repo" / INFO, built)
+            write_json(tmp / "repo" / INFO, built)
             sync_filesystem(tmp)
             (tmp / "repo").rename(final)
             fsync_dir(final.parent)
@@ -191,7 +183,7 @@ def _build(
     return {
         "kernel": asdict(pkg),
         "files": [f.name for f in files],
-        "uki_sha256": outputs.sha256_file(uki.path),
+        "uki_sha256": sha256_file(uki.path),
         "uki_size": uki.path.stat().st_size,
         "initrd_modules": len(modules),
         "config": asdict(config),

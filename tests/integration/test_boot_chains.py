@@ -18,13 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from composer.build.bootchain.chain import default_keys_dir
-from composer.build.fs.fs import MTOOLS_ENV
-from composer.build.outputs import sha256_file
-from composer.build.pipeline import default_cache_dir
-from composer.image.read import list_vfat_dir, read_vfat_file
-from composer.image.varstore import read_varstore
+from composer.core import paths
+from composer.core.hashing import sha256_file
+from composer.image.read import MTOOLS_ENV, list_vfat_dir, read_vfat_file
+from composer.image.varstore import KEY_NAMES, read_varstore
 from composer.spec.pe import sections
-from composer.toolchain.secureboot import KEY_NAMES, load_keys
+from composer.toolchain.secureboot import load_keys
 
 from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
 
@@ -288,7 +287,7 @@ def test_every_format_is_produced_and_checked(sdboot_sb: Path) -> None:
 def test_signed_binaries_and_varstore(sdboot_sb: Path) -> None:
     m = manifest(sdboot_sb)
     keys = load_keys(Path(m["secureboot"]["keys"]))
-    assert Path(m["secureboot"]["keys"]) == default_keys_dir(default_cache_dir())
+    assert Path(m["secureboot"]["keys"]) == default_keys_dir(paths.cache_dir())
     raw = sdboot_sb / f"{SDBOOT_SB}.raw"
     esp = _esp_offset(m)
     signed = m["secureboot"]["signed_files"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from composer.build.outputs import sha256_file
+from composer.core.hashing import sha256_file
 
 from .conftest import ModuleTmp
 from .faults import (

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from unit.test_corpus import FILES, expectations  # tests/ is on sys.path (pytest)
 
-from composer.blueprint.load import load
-from composer.build.pipeline import default_cache_dir
+from composer.core import paths
 from composer.core.errors import BlueprintError, KeyedProblems
 from composer.image.read import read_ext4_file
+from composer.plan.load import load
 from composer.plan.plan import make_plan
 from composer.rootfs.resolution import check
 
@@ -43,7 +43,7 @@ def test_the_archive_accepts_or_refuses_with_the_keys_named(path: Path) -> None:
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            found = check(plan, None, cache=default_cache_dir(), log=Path(tmp) / "log")
+            found = check(plan, None, cache=paths.cache_dir(), log=Path(tmp) / "log")
         except KeyedProblems as exc:
             error = bp.error(list(exc.problems))
             assert want, str(error)

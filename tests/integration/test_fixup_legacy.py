@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from composer.build.outputs import sha256_file
+from composer.core.hashing import sha256_file
 from composer.judge.boot import boot_image
 from composer.judge.verdict import Verdict, load_expectations
 from composer.spec import dps

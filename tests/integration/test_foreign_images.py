@@ -18,7 +18,7 @@ from uuid import uuid4
 
 import pytest
 
-from composer.build.pipeline import default_cache_dir
+from composer.core import paths
 from composer.core.chroot import run_in
 from composer.image.gpt import read_gpt
 from composer.judge.run import BootOptions, boot_one
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 def foreign(module_tmp: ModuleTmp) -> Path:
     """The repart-built image as qcow2, alone in its directory (no manifest.json)."""
     work = module_tmp.mktemp("foreign-build")
-    raw = build_repart_image(default_cache_dir(), work, work / "foreign.raw")
+    raw = build_repart_image(paths.cache_dir(), work, work / "foreign.raw")
     out = module_tmp.mktemp("foreign")
     qcow2 = out / "foreign.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow2)], check=True)
@@ -52,7 +52,7 @@ def inspect(image: Path) -> tuple[int, dict[str, Any]]:
 def systemd_view(image: Path, tmp: Path) -> dict[str, dict[str, str]]:
     """Partition UUID -> what systemd (systemd-repart 257, a dry run over the existing table,
     from the tools tree) calls the partition, plus blkid's file system probe of it."""
-    tree = ensure_tools_tree(default_cache_dir(), get_arch(platform.machine()), tmp / "t.log")
+    tree = ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()), tmp / "t.log")
     raw = tmp / "view.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
     (tmp / "empty.d").mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.build.pipeline import default_cache_dir
+from composer.core import paths
 from composer.core.chroot import run_in
 from composer.measure.pcr11 import BANKS, PHASES, predict_pcr11, predict_uki, uki_sections
 from composer.spec.arch import get_arch
@@ -36,7 +36,7 @@ UNAME = "6.1.0-measure-test"
 @pytest.fixture(scope="module")
 def tools_tree(module_tmp: ModuleTmp) -> Path:
     log = module_tmp.mktemp("tools") / "tools.log"
-    return ensure_tools_tree(default_cache_dir(), get_arch(platform.machine()), log)
+    return ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()), log)
 
 
 def systemd_measure(

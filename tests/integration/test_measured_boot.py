@@ -23,8 +23,7 @@ import pefile
 import pytest
 import xmlschema
 
-from composer.build.fs.fs import MTOOLS_ENV
-from composer.image.read import read_vfat_file
+from composer.image.read import MTOOLS_ENV, read_vfat_file
 from composer.measure.pcr11 import PHASES, predict_uki
 from composer.measure.pcrdiff import first_difference
 from composer.spec import eventlog

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.build.outputs import sha256_file
+from composer.core.hashing import sha256_file
 from composer.image.read import read_ext4_file
 
 from .conftest import ROOT, composer, manifest

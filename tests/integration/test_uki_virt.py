@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import parse
-from composer.build.pipeline import default_cache_dir
 from composer.build.placed_uki import prepare_repo
+from composer.core import paths
 from composer.core.chroot import run_in
 from composer.image.read import read_ext4_file, read_vfat_file
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
 from composer.spec.arch import get_arch
 from composer.spec.pe import file_sections, sections
@@ -37,7 +37,7 @@ CMDLINE = "console=tty0 console=ttyS0 audit=0"
 
 
 def _cache() -> Path:
-    return Path(os.environ.get("DPS_COMPOSER_CACHE_DIR") or default_cache_dir())
+    return Path(os.environ.get("DPS_COMPOSER_CACHE_DIR") or paths.cache_dir())
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from composer.blueprint.load import load, parse
 from composer.core.errors import BlueprintError
+from composer.plan.load import load, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ import pytest
 import typer
 import typer.main
 
-from composer.blueprint.load import load, parse
 from composer.blueprint.text import MAX_BLUEPRINT_BYTES, MAX_DEPTH
 from composer.core.errors import BlueprintError
+from composer.plan.load import load, parse
 from composer.plan.plan import plan_text
 
 from .cli_run import cli

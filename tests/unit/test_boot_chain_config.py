@@ -7,9 +7,10 @@ from typing import get_args
 
 import pytest
 
-from composer.blueprint.load import OutputFormat, load, parse
-from composer.build.outputs import FORMATS
+from composer.blueprint.model import OutputFormat
 from composer.core.errors import BlueprintError
+from composer.image.formats import FORMATS
+from composer.plan.load import load, parse
 from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from composer.build import cache_record
-from composer.build.cache import DEFAULT_MAX_SIZE, StageCache, key_of, max_size_from_env
+from composer.build.cache import DEFAULT_MAX_SIZE, StageCache, max_size_from_env
 from composer.cli import app
 from composer.core.errors import ComposerError
+from composer.core.hashing import key_of
 
 
 def test_key_is_stable_and_order_independent() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import load
 from composer.core.errors import BlueprintError
 from composer.kickstart import render
+from composer.plan.load import load
 from composer.plan.plan import make_plan
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"

@@ -11,7 +11,8 @@ import pytest
 
 from composer.image.probe import FsInfo, probe, probe_bytes
 from composer.inspect.discovery import judge_discovery
-from composer.inspect.image import EfiBinary, PartitionInfo, Report, parse_os_release
+from composer.inspect.image import parse_os_release
+from composer.inspect.report import EfiBinary, PartitionInfo, Report
 from composer.spec import dps
 
 ESP = str(dps.by_name("esp").uuid)

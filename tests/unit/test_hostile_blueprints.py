@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from composer.blueprint.load import parse
 from composer.core.errors import BlueprintError
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
 
 FILE = "hostile.toml"

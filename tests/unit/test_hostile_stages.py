@@ -18,10 +18,10 @@ import pytest
 
 from composer.blueprint.customizations import Customizations, Locale, SshKey, Timezone, User
 from composer.blueprint.files import Directory, File
-from composer.blueprint.load import parse
 from composer.build.fs.partitions import split_subtrees
 from composer.build.placed_uki import take_placed_uki
 from composer.core.errors import ComposerError
+from composer.plan.load import parse
 from composer.plan.plan import Plan, make_plan
 from composer.rootfs import customize, extras
 

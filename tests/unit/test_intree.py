@@ -13,9 +13,9 @@ import pytest
 
 from composer.blueprint.customizations import Customizations, SshKey
 from composer.blueprint.files import Directory, File
-from composer.blueprint.load import parse
 from composer.build.fs.partitions import split_subtrees
 from composer.core.errors import ComposerError
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
 from composer.rootfs import customize, extras
 from composer.rootfs.intree import InTreeError, Tree

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import load, parse
 from composer.core.errors import BlueprintError
+from composer.plan.load import load, parse
 from composer.plan.plan import Plan, make_plan
 from composer.target.accounts import GroupRule
 from composer.target.facts import load as target_data

@@ -13,10 +13,10 @@ import pytest
 from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion
 
-from composer.blueprint.load import parse
 from composer.core.errors import BlueprintError
 from composer.kickstart import render
 from composer.plan import keytable
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import pytest
 from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion
 
-from composer.blueprint import load as bp_mod
 from composer.core.errors import BlueprintError
 from composer.kickstart import KickstartError, fixup_script, kickstart_dir, render, validate
+from composer.plan import load as bp_mod
 from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

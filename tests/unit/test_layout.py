@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import load, parse
 from composer.core.errors import BlueprintError
 from composer.core.units import GiB, MiB
+from composer.plan.load import load, parse
 from composer.plan.plan import make_plan
 from composer.spec import dps
 

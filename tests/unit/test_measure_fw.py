@@ -11,14 +11,11 @@ import pytest
 from virt.peutils.pesign import pe_authenticode_hash
 
 from composer.core.errors import ComposerError
+from composer.image.varstore import EFI_GLOBAL, IMAGE_SECURITY_DB, Varstore, empty_varstore
 from composer.measure.firmware import (
     EFI_CERT_X509,
-    EFI_GLOBAL,
-    IMAGE_SECURITY_DB,
-    Varstore,
     authority_entry,
     boot_chain,
-    empty_varstore,
     pcr4_measurements,
     pcr7_measurements,
     pcr_value,

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from composer.build.outputs import (
-    FORMATS,
     OutputCheckError,
     check_output,
     make_outputs,
     qemu_img_options,
 )
 from composer.core.errors import ComposerError
+from composer.image.formats import FORMATS
 from composer.judge.qemu import detect_format
 
 MiB = 1024 * 1024
@@ -109,7 +109,7 @@ def test_vhd_needs_a_whole_mib(tmp_path: Path) -> None:
 def test_sha256_of_sparse_file_equals_plain_hash(tmp_path: Path) -> None:
     import hashlib
 
-    from composer.build.outputs import CHUNK, sha256_file
+    from composer.core.hashing import CHUNK, sha256_file
 
     path = tmp_path / "sparse"
     with open(path, "wb") as fh:

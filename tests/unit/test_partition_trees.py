@@ -6,9 +6,9 @@ import os
 import stat
 from pathlib import Path
 
-from composer.blueprint.load import load
 from composer.build.fs.mkfs import tree_bytes, xfs_protofile
 from composer.build.fs.partitions import manifest_entry, split_subtrees
+from composer.plan.load import load
 from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import load, parse
 from composer.core.errors import BlueprintError
 from composer.core.units import MiB
+from composer.plan.load import load, parse
 from composer.plan.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import parse
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
 from composer.rootfs.customize import real_unit
 from composer.rootfs.intree import Tree

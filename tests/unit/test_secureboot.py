@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from composer.image.varstore import BootOption, make_varstore, read_varstore
+from composer.image.varstore import KEY_NAMES, BootOption, make_varstore, read_varstore
 from composer.judge.serial import scan_text
 from composer.judge.verdict import Expectations, judge
 from composer.toolchain.secureboot import (
-    KEY_NAMES,
     SecureBootKeyError,
     ensure_keys,
     generate_keys,

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import parse
 from composer.build import keys as stage_keys
 from composer.build.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
+from composer.core.hashing import tree_digest
+from composer.plan.load import parse
 from composer.plan.plan import Plan, make_plan
 
 SECRET = b"k" * 32
@@ -79,11 +80,11 @@ def test_secure_boot_keys_are_in_the_image_key(tmp_path: Path) -> None:
 
 def test_tree_digest_sees_modes_and_links(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    a = stage_keys.tree_digest(tmp_path)
+    a = tree_digest(tmp_path)
     (tmp_path / "f").chmod(0o600)
-    b = stage_keys.tree_digest(tmp_path)
+    b = tree_digest(tmp_path)
     (tmp_path / "l").symlink_to("f")
-    assert len({a, b, stage_keys.tree_digest(tmp_path)}) == 3
+    assert len({a, b, tree_digest(tmp_path)}) == 3
 
 
 def test_index_urls() -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from composer.blueprint.load import parse
 from composer.blueprint.repositories import Repository
 from composer.build.placed_uki import PlacedUkiError, take_placed_uki
 from composer.core.errors import BlueprintError
+from composer.plan.load import parse
 from composer.plan.plan import make_plan
-from composer.rootfs.apt import _local_repo_hooks
-from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
+from composer.rootfs.apt import _local_repo_hooks, apt_source
+from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf, dnf_repo
 from composer.rootfs.pkgset import deb_file_name
 from composer.spec.arch import get_arch
 from composer.target.distros import get_distro
@@ -21,7 +21,6 @@ from composer.toolchain import initrd
 from composer.uki_virt import packages
 from composer.uki_virt.debpkg import control_text
 from composer.uki_virt.kernel import control_field, image_dependency
-from composer.uki_virt.repo import apt_source, dnf_repo
 from composer.uki_virt.rpmpkg import spec_text
 from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 

@@ -13,7 +13,7 @@ from typing import Any
 from composer.build.bootchain.grub import stage_grub
 from composer.build.bootchain.systemd_boot import stage_systemd_boot
 from composer.build.bootchain.uki_direct import boot_option, stage_uki_direct
-from composer.build.outputs import sha256_file
+from composer.core.hashing import sha256_file
 from composer.image.firmware import Firmware, select_firmware
 from composer.image.varstore import BootOption, make_varstore, read_varstore
 from composer.plan.plan import Plan
@@ -63,17 +63,17 @@ class BootChain:
                 }
             )
         if self.varstore is not None and self.firmware is not None:
-            summary = read_varstore(self.varstore)
+            store = read_varstore(self.varstore)
             parts["varstore"] = {
                 "file": self.varstore.name,
                 "sha256": sha256_file(self.varstore),
                 "firmware_code": str(self.firmware.code),
                 "firmware_descriptor": str(self.firmware.descriptor),
                 "template": str(self.firmware.vars_template),
-                "secure_boot": summary.secure_boot_enable,
-                "enrolled": summary.enrolled,
-                "boot_entries": summary.boot_entries,
-                "boot_order": summary.boot_order,
+                "secure_boot": store.secure_boot_enable,
+                "enrolled": store.enrolled,
+                "boot_entries": store.boot_entries,
+                "boot_order": store.boot_order,
             }
         return parts
 

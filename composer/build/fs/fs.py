@@ -9,8 +9,7 @@ from pathlib import Path
 
 from composer.build.fs.fattimes import fix_fat_times
 from composer.core import tools
-
-MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+from composer.image.read import MTOOLS_ENV
 
 
 @dataclass(frozen=True)
