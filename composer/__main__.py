@@ -1,5 +1,5 @@
 """``python -m composer``: the command line."""
 
-from composer.cli.app import main
+from composer.cli.commands import main
 
 main()

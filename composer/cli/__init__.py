@@ -2,6 +2,6 @@
 
 ``composer.cli:app`` is the ``dps-composer`` entry point."""
 
-from composer.cli.app import app, main
+from composer.cli.commands import app, main
 
 __all__ = ["app", "main"]

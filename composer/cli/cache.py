@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,33 +11,13 @@ from rich.table import Table
 
 from composer.build import cache_record
 from composer.build.cache import StageCache, leftover_temporaries
-from composer.cli.common import guard, out, say
+from composer.cli.common import CacheDir, guard, out, say
 from composer.core.errors import ComposerError
 from composer.core.units import human_size, parse_duration, parse_size
 
 cache_app = typer.Typer(
     help="Inspect, check and prune the stage cache.", no_args_is_help=True, rich_markup_mode=None
 )
-CacheDir = Annotated[
-    Path | None,
-    typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),
-]
-
-
-@contextlib.contextmanager
-def _guarded() -> Iterator[None]:
-    """The CLI's error boundary, with the file system's refusals (permissions, a vanished
-    directory) as one line each: no cache command shows a traceback."""
-    with guard():
-        try:
-            yield
-        except OSError as err:
-            where = f"{err.filename}: " if err.filename else ""
-            raise CacheAccessError(f"stage cache: {where}{err.strerror or err}") from None
-
-
-class CacheAccessError(ComposerError):
-    exit_code = 3
 
 
 def _cache(cache_dir: Path | None) -> StageCache:
@@ -57,7 +35,7 @@ def list_entries(cache_dir: CacheDir = None) -> None:
     table = Table("stage", "key", "size", "last used", "state")
     total = 0
     now = time.time()
-    with _guarded():
+    with guard(file_system="stage cache"):
         for e in _cache(cache_dir).entries():
             total += e.size
             table.add_row(
@@ -88,7 +66,7 @@ def prune(
         size = parse_size(max_size) if max_size else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    with _guarded():
+    with guard(file_system="stage cache"):
         removed = _cache(cache_dir).prune(older_than=age, max_size=size)
     for e in removed:
         why = f", damaged: {e.problem}" if e.problem else ""
@@ -102,7 +80,7 @@ def check(cache_dir: CacheDir = None) -> None:
     contents) and remove the damaged ones; exits 1 when there were any. Temporaries of
     killed commands are listed (the next build or `cache prune` removes them)."""
     damaged = 0
-    with _guarded():
+    with guard(file_system="stage cache"):
         cache = _cache(cache_dir)
         for path in leftover_temporaries(cache.cache):
             say(f"leftover of a killed command: {path}", console=out)

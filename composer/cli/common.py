@@ -1,4 +1,4 @@
-"""What every command shares: the two consoles and the one error boundary.
+"""What every command shares: the two consoles, the shared options and the one error boundary.
 
 Messages that carry user values (file names, blueprint values, tool output) are printed
 literally: never parsed as rich markup, never re-wrapped, so ``[/x]`` or ``[link=…]`` in a
@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import NoReturn
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from composer.core import paths
 from composer.core.errors import ComposerError
 from composer.core.lifetime import Interrupted
+
+# --cache-dir DIR, or $DPS_COMPOSER_CACHE_DIR
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", envvar=paths.CACHE_DIR_ENV, help="Cache directory"),
+]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -31,7 +39,13 @@ def wrote(path: object, *, console: Console = out) -> None:
     console.print(Text.assemble(("wrote", "green"), " ", str(path)))
 
 
-def fail(exc: ComposerError) -> NoReturn:
+class FileSystemError(ComposerError):
+    """The file system refused (permissions, a vanished directory): environment, exit 3."""
+
+    exit_code = 3
+
+
+def _fail(exc: ComposerError) -> NoReturn:
     err.print(Text.assemble(("error:", "bold red"), " ", str(exc)))
     _notes(exc)
     raise typer.Exit(exc.exit_code)
@@ -44,14 +58,21 @@ def _notes(exc: BaseException) -> None:
 
 
 @contextlib.contextmanager
-def guard(interrupted: str = "interrupted") -> Iterator[None]:
+def guard(interrupted: str = "interrupted", *, file_system: str = "") -> Iterator[None]:
     """The error boundary: a ComposerError becomes its message and exit code; Ctrl-C,
     SIGTERM and SIGHUP a one-line note and 130, 143, 129 (after every clean-up on the way out
-    ran); anything else is a bug and keeps its traceback."""
+    ran). With ``file_system`` (what the command works on, e.g. "stage cache"), the file
+    system's refusals are one line each too (exit 3). Anything else is a bug and keeps its
+    traceback."""
     try:
         yield
     except ComposerError as exc:
-        fail(exc)
+        _fail(exc)
+    except OSError as exc:
+        if not file_system:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(FileSystemError(f"{file_system}: {where}{exc.strerror or exc}"))
     except KeyboardInterrupt as exc:
         say(f"{interrupted} (SIGINT)", "yellow")
         _notes(exc)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from composer.cli.common import err, fail, guard, say, wrote
+from composer.cli.common import err, guard, say, wrote
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_write
 
@@ -79,9 +79,9 @@ def fixup(
     """
     from composer.fixup.run import fixup_image, fixup_running
 
-    if running == (image is not None):
-        fail(ComposerError("give either IMAGE or --running"))
     with guard():
+        if running == (image is not None):
+            raise ComposerError("give either IMAGE or --running")
         if running:
             if output is not None or install is not None:
                 raise ComposerError("-o and --install work on images, not with --running")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from composer.build.bootchain.chain import default_keys_dir
-from composer.cli.common import guard, out, say, wrote
+from composer.cli.common import CacheDir, guard, out, say, wrote
 from composer.core import paths
 from composer.core.errors import ComposerError
 from composer.spec.arch import ARCHES, get_arch
@@ -39,10 +39,7 @@ def build(
     keys: Annotated[
         Path | None, typer.Option("--keys", help="Secure Boot key directory (with --sign)")
     ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        typer.Option("--cache-dir", envvar="DPS_COMPOSER_CACHE_DIR", help="Cache directory"),
-    ] = None,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Build uki-virt-<kver>, uki-virt and kernel-uki-virt into the repository OUTPUT
     (apt flat repository + RPM repodata; earlier kernels there are kept)."""

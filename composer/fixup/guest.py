@@ -13,10 +13,11 @@ from typing import Any
 from composer.core.errors import ComposerError
 from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType, SetUuid, WriteFile
 from composer.fixup.facts import Facts, Partition
-from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, efi_arch, machine_id, os_release_id
+from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, machine_id
 from composer.image.formats import detect_format
 from composer.image.guestfs import new_handle
-from composer.spec import dps
+from composer.spec import dps, osrelease
+from composer.spec.arch import efi_suffix
 
 GuestFS = Any  # guestfs.GuestFS: the module ships no type information
 
@@ -149,15 +150,15 @@ def gather(g: GuestFS) -> tuple[Facts, dict[str, str]]:
         for u in g.glob_expand(pattern):
             real = str(g.realpath(u))
             ukis.setdefault(real, str(g.checksum("sha256", real)))
-    sdboot = f"/usr/lib/systemd/boot/efi/systemd-boot{efi_arch(arch)}.efi"
+    sdboot = f"/usr/lib/systemd/boot/efi/systemd-boot{efi_suffix(arch)}.efi"
     facts = Facts(
         disk=disk,
         label=label,
         partitions=parts,
         root=root,
         arch=arch,
-        efi_arch=efi_arch(arch),
-        os_id=os_release_id(_read(g, "/etc/os-release")),
+        efi_arch=efi_suffix(arch),
+        os_id=osrelease.os_id(_read(g, "/etc/os-release")),
         machine_id=machine_id(_read(g, "/etc/machine-id")),
         fstab=_read(g, "/etc/fstab"),
         cmdline_files=_cmdline_files(g, esp),

@@ -25,6 +25,7 @@ from composer.fixup.actions import (
 )
 from composer.fixup.facts import Facts, Partition
 from composer.spec import dps
+from composer.spec.arch import removable_path
 
 # mount point -> designator found there by systemd-gpt-auto-generator
 DISCOVERED = {"/": "root", "/usr": "usr", "/home": "home", "/srv": "srv", "/var": "var",
@@ -225,7 +226,7 @@ def _systemd_boot(w: _Work, installed: bool) -> bool:
 
 def _uki_direct(w: _Work, uki: tuple[str, str]) -> None:
     f = w.facts
-    fallback = f"EFI/BOOT/BOOT{f.efi_arch.upper()}.EFI"
+    fallback = removable_path(f.efi_arch)
     have = {p.lower(): (p, h) for p, h in f.esp_files.items()}
     current = have.get(fallback.lower())
     if current is not None and current[1] == uki[1]:

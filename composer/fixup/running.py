@@ -22,10 +22,9 @@ from composer.fixup.actions import (
     WriteFile,
 )
 from composer.fixup.facts import Facts, Partition
-from composer.spec import dps
+from composer.spec import dps, osrelease
+from composer.spec.arch import efi_suffix
 
-EFI_ARCH = {"x86-64": "x64", "x86": "ia32", "arm64": "aa64", "arm": "arm",
-            "riscv64": "riscv64", "loongarch64": "loongarch64"}  # fmt: skip
 ESP_PLACES = ("/efi", "/boot/efi", "/boot")
 CMDLINE_FILES = ("/etc/kernel/cmdline", "/etc/default/grub")
 SFDISK_IN_USE = ("--no-reread", "--no-tell-kernel")  # the disk holds the mounted /
@@ -46,20 +45,9 @@ def read_text(path: Path) -> str | None:
         return None
 
 
-def os_release_id(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        if line.startswith("ID="):
-            return line[3:].strip().strip("\"'") or "linux"
-    return "linux"
-
-
 def machine_id(text: str | None) -> str | None:
     mid = (text or "").strip()
     return mid if len(mid) == 32 and mid != "uninitialized" else None
-
-
-def efi_arch(arch: str) -> str:
-    return EFI_ARCH.get(arch, arch)
 
 
 def _root_source() -> str:
@@ -176,8 +164,8 @@ def gather(stack: contextlib.ExitStack) -> Facts:
         partitions=parts,
         root=root,
         arch=arch,
-        efi_arch=efi_arch(arch),
-        os_id=os_release_id(read_text(Path("/etc/os-release"))),
+        efi_arch=efi_suffix(arch),
+        os_id=osrelease.os_id(read_text(Path("/etc/os-release"))),
         machine_id=machine_id(read_text(Path("/etc/machine-id"))),
         fstab=read_text(Path("/etc/fstab")),
         cmdline_files=_cmdline_files(esp),
@@ -185,7 +173,7 @@ def gather(stack: contextlib.ExitStack) -> Facts:
         esp_files=_efi_files(esp),
         ukis={u: sha256(Path(u)) for u in ukis},
         sdboot_available=shutil.which("bootctl") is not None
-        and os.path.exists(f"/usr/lib/systemd/boot/efi/systemd-boot{efi_arch(arch)}.efi"),
+        and os.path.exists(f"/usr/lib/systemd/boot/efi/systemd-boot{efi_suffix(arch)}.efi"),
     )
 
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from composer.inspect.report import Discovery, PartitionInfo, Report
 from composer.spec import dps
+from composer.spec.arch import efi_suffix, removable_path
 
 NO_AUTO = 1 << 63
 READ_ONLY = 1 << 60
 _ROOT_ARG = re.compile(r"(?:^|\s)root=(\S+)")
-_EFI_ARCH = {"x86-64": "X64", "arm64": "AA64", "x86": "IA32", "arm": "ARM", "riscv64": "RISCV64"}
 
 
 def _name(p: PartitionInfo) -> str:
@@ -87,7 +87,7 @@ def _esp_checks(report: Report, arch: str, problems: list[str], warnings: list[s
         found = esp.filesystem.type if esp.filesystem else "none"
         problems.append(f"the ESP ({_name(esp)}) has no FAT file system (found: {found})")
         return
-    removable = f"/EFI/BOOT/BOOT{_EFI_ARCH.get(arch, arch.upper())}.EFI"
+    removable = "/" + removable_path(efi_suffix(arch))
     if not any(f.upper() == removable.upper() for f in report.esp_files):
         warnings.append(
             f"no {removable} on the ESP: firmware without a Boot#### entry for it finds "

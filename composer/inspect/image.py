@@ -22,7 +22,8 @@ from composer.image.read import list_vfat_tree, read_ext4_file, read_vfat_file
 from composer.inspect.discovery import judge_discovery
 from composer.inspect.report import Discovery, EfiBinary, PartitionInfo, Report
 from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
-from composer.spec import dps, pe
+from composer.spec import dps, osrelease, pe
+from composer.spec.arch import PE_MACHINES
 
 ROOT_FILES = (
     "/usr/lib/os-release",
@@ -31,7 +32,6 @@ ROOT_FILES = (
     "/etc/cloud/cloud.cfg",
     "/usr/bin/cloud-init",
 )
-PE_MACHINES = {0x8664: "x86-64", 0xAA64: "arm64", 0x14C: "x86", 0x1C2: "arm", 0x5064: "riscv64"}
 
 
 def _partitions(raw: Path) -> tuple[str, list[PartitionInfo]]:
@@ -61,16 +61,6 @@ def _partitions(raw: Path) -> tuple[str, list[PartitionInfo]]:
 
 def _text(data: bytes | None) -> str | None:
     return data.rstrip(b"\0").decode("utf-8", errors="replace").strip() if data else None
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            out[key] = value.strip().strip("\"'")
-        # shell quoting beyond plain quotes is rare in os-release; kept verbatim
-    return out
 
 
 def efi_binary(path: str, data: bytes) -> EfiBinary:
@@ -103,7 +93,7 @@ def efi_binary(path: str, data: bytes) -> EfiBinary:
     )
     if kind == "uki":
         binary.cmdline = _text(secs.get(".cmdline"))
-        osrel = parse_os_release(_text(secs.get(".osrel")) or "")
+        osrel = osrelease.parse(_text(secs.get(".osrel")) or "")
         binary.pretty_name = osrel.get("PRETTY_NAME") or osrel.get("NAME")
         binary.uname = _text(secs.get(".uname"))
         with contextlib.suppress(ValueError):
@@ -151,7 +141,7 @@ def _read_root(raw: Path, root: PartitionInfo, report: Report) -> None:
         report.root_read = f"not read: file system {fs or 'unknown'}"
         return
     osrel = found.get("/usr/lib/os-release") or found.get("/etc/os-release")
-    report.os_release = parse_os_release(_text(osrel) or "")
+    report.os_release = osrelease.parse(_text(osrel) or "")
     report.fstab = [
         ln.strip()
         for ln in (_text(found.get("/etc/fstab")) or "").splitlines()

@@ -23,6 +23,7 @@ from composer.inspect.image import inspect_image
 from composer.inspect.report import Report
 from composer.judge.serial import SerialEvent, milestone_times
 from composer.judge.verdict import Check, Expectations, Verdict, default_root_type
+from composer.spec.arch import by_dps
 
 GUEST_SCRIPT = "/run/dps-composer/check"
 SERIAL_NOTE = "serial console only (no in-guest check): fewer checks"
@@ -88,15 +89,13 @@ class ForeignPlan:
         return CIDATA_LOGIN_GRACE if self.mode == "cidata" else SERIAL_LOGIN_GRACE
 
 
-_QEMU_ARCH = {"x86-64": "x86_64", "arm64": "aarch64"}
-
-
 def plan_foreign(image: Path) -> ForeignPlan:
     """Inspect the image offline and decide: check via cidata, or judge the console only."""
     report = inspect_image(image)
     picked = report.discovery.root if report.discovery else None
     root = next((p for p in report.partitions if p.number == picked), None)
-    arch = _QEMU_ARCH.get(root.arch if root and root.arch else "x86-64", "x86_64")
+    found = by_dps(root.arch) if root and root.arch else None
+    arch = found.name if found else "x86_64"
     # one UKI on the ESP: its PCR 11 is predicted offline and reported (never enforced)
     ukis = {b.pcr11 for b in report.efi if b.kind == "uki" and b.pcr11}
     reported = {11: ukis.pop()} if len(ukis) == 1 else {}

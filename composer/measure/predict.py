@@ -17,6 +17,7 @@ from composer.core.errors import ComposerError
 from composer.image.varstore import empty_varstore, read_varstore
 from composer.measure import firmware as measure_fw
 from composer.measure.pcr11 import event_digests, uki_sections
+from composer.spec.arch import removable_path
 
 BANK = "sha256"
 
@@ -47,7 +48,7 @@ PROVEN: dict[tuple[str, bool], str] = {
 
 def loader_binary(esp: Path, loaders: Sequence[str], efi_arch: str) -> Path | None:
     """The PE the firmware starts from the removable-media path (none: it starts the UKI)."""
-    fallback = f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI"
+    fallback = removable_path(efi_arch)
     if not loaders:
         return None
     return esp / (fallback if fallback in loaders else loaders[0])

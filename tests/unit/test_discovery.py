@@ -11,9 +11,8 @@ import pytest
 
 from composer.image.probe import FsInfo, probe, probe_bytes
 from composer.inspect.discovery import judge_discovery
-from composer.inspect.image import parse_os_release
 from composer.inspect.report import EfiBinary, PartitionInfo, Report
-from composer.spec import dps
+from composer.spec import dps, osrelease
 
 ESP = str(dps.by_name("esp").uuid)
 ROOT = str(dps.by_name("root-x86-64").uuid)
@@ -97,7 +96,7 @@ def test_missing_loader_and_loader_interface_are_warnings() -> None:
 
 def test_os_release_parsing() -> None:
     text = 'NAME="Debian GNU/Linux"\nID=debian\n# comment\nVERSION_ID="13"\n'
-    assert parse_os_release(text) == {
+    assert osrelease.parse(text) == {
         "NAME": "Debian GNU/Linux",
         "ID": "debian",
         "VERSION_ID": "13",

@@ -264,10 +264,12 @@ def test_options_reproducible(options: str, ok: bool) -> None:
 
 
 def test_running_helpers_read_os_release_and_machine_id() -> None:
-    from composer.fixup.running import efi_arch, machine_id, os_release_id
+    from composer.fixup.running import machine_id
+    from composer.spec.arch import efi_suffix
+    from composer.spec.osrelease import os_id
 
-    assert os_release_id('NAME="Fedora Linux"\nID=fedora\n') == "fedora"
-    assert os_release_id('ID="debian"\n') == "debian" and os_release_id(None) == "linux"
+    assert os_id('NAME="Fedora Linux"\nID=fedora\n') == "fedora"
+    assert os_id('ID="debian"\n') == "debian" and os_id(None) == "linux"
     assert machine_id(MID + "\n") == MID
     assert machine_id("uninitialized\n") is None and machine_id("") is None
-    assert efi_arch("x86-64") == "x64" and efi_arch("arm64") == "aa64"
+    assert efi_suffix("x86-64") == "x64" and efi_suffix("arm64") == "aa64"

@@ -8,12 +8,12 @@ from composer.build.bootchain.grub import (
     GrubEntry,
     grub_quote,
     newest_first,
-    os_release_value,
     render_grub_cfg,
     uki_entry,
     version_key,
 )
 from composer.core.errors import ComposerError
+from composer.spec import osrelease
 
 OSREL = b'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nID=debian\n\0\0'
 
@@ -42,10 +42,10 @@ def test_not_a_uki_is_refused() -> None:
 
 def test_os_release_value_unquotes() -> None:
     text = 'A=\'single q\'\nB="with \\"escape\\""\nC=plain\n'
-    assert os_release_value(text, "A") == "single q"
-    assert os_release_value(text, "B") == 'with "escape"'
-    assert os_release_value(text, "C") == "plain"
-    assert os_release_value(text, "D") is None
+    assert osrelease.value(text, "A") == "single q"
+    assert osrelease.value(text, "B") == 'with "escape"'
+    assert osrelease.value(text, "C") == "plain"
+    assert osrelease.value(text, "D") is None
 
 
 def test_version_order_is_numeric() -> None:

@@ -15,11 +15,10 @@ import jinja2
 from composer import DATA
 from composer.core.chroot import run_in
 from composer.core.errors import ComposerError
-from composer.spec.arch import Arch
+from composer.spec import osrelease
+from composer.spec.arch import Arch, removable_path
 from composer.spec.pe import file_sections
 
-# GRUB's platform directory per architecture (/usr/lib/grub/<platform>).
-GRUB_PLATFORMS = {"x86_64": "x86_64-efi", "aarch64": "arm64-efi"}
 # Built into the image: GPT + FAT to read the ESP, the menu, chainloading, serial terminal,
 # TPM measurements (PCR 8/9) and the few commands grub.cfg uses.
 GRUB_MODULES = (
@@ -52,18 +51,6 @@ class GrubEntry:
     version: str
 
 
-def os_release_value(text: str, key: str) -> str | None:
-    """The value of ``key`` in os-release text (quotes and shell escapes removed)."""
-    for line in text.splitlines():
-        name, sep, value = line.strip().partition("=")
-        if sep and name == key:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            return re.sub(r"\\(.)", r"\1", value)
-    return None
-
-
 def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
     """Sort key comparing digit runs as numbers (6.12.10 after 6.12.9), like filevercmp."""
     parts = re.findall(r"\d+|\D+", version)
@@ -81,7 +68,8 @@ def uki_entry(file_name: str, sections: Mapping[str, bytes]) -> GrubEntry:
     osrel = _text(sections, ".osrel")
     stem = file_name.removesuffix(".efi")
     version = _text(sections, ".uname") or stem.partition("-")[2] or stem
-    pretty = os_release_value(osrel, "PRETTY_NAME") or os_release_value(osrel, "NAME") or "Linux"
+    fields = osrelease.parse(osrel)
+    pretty = fields.get("PRETTY_NAME") or fields.get("NAME") or "Linux"
     return GrubEntry(stem, f"{pretty} ({version})", f"/EFI/Linux/{file_name}", version)
 
 
@@ -120,8 +108,8 @@ def esp_entries(esp: Path) -> list[GrubEntry]:
 
 def make_grub_image(tools_tree: Path, arch: Arch, workdir: Path, log: Path) -> Path:
     """grub-mkimage (from the tools tree) of a standalone EFI GRUB with GRUB_MODULES built in."""
-    platform = GRUB_PLATFORMS.get(arch.name)
-    if platform is None or not (tools_tree / "usr/lib/grub" / platform).is_dir():
+    platform = arch.grub
+    if not (tools_tree / "usr/lib/grub" / platform).is_dir():
         raise ComposerError(f"no EFI GRUB for {arch.name} in the tools tree ({platform})")
     workdir.mkdir(parents=True, exist_ok=True)
     run_in(
@@ -155,7 +143,7 @@ def stage_grub(
     binary = make_grub_image(tools_tree, arch, workdir, log)
     boot_dir = esp / PREFIX.lstrip("/")
     boot_dir.mkdir(parents=True, exist_ok=True)
-    loader = boot_dir / f"BOOT{arch.efi.upper()}.EFI"
+    loader = esp / removable_path(arch.efi)
     loader.write_bytes(binary.read_bytes())
     (boot_dir / "grub.cfg").write_text(render_grub_cfg(esp_entries(esp), timeout))
     return [loader]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from composer.spec.arch import removable_path
+
 
 def stage_systemd_boot(esp: Path, tools_tree: Path, efi_arch: str, timeout: int) -> list[Path]:
     """Put systemd-boot and its loader configuration into the ESP staging tree ``esp``;
@@ -16,13 +18,13 @@ def stage_systemd_boot(esp: Path, tools_tree: Path, efi_arch: str, timeout: int)
     for d in ("EFI/systemd", "EFI/BOOT", "EFI/Linux", "loader/entries", "loader/keys"):
         (esp / d).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(binary, esp / f"EFI/systemd/systemd-boot{efi_arch}.efi")
-    shutil.copyfile(binary, esp / f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI")
+    shutil.copyfile(binary, esp / removable_path(efi_arch))
     # timeout 0: no menu, boot the default (newest UKI) at once; keys still reach the menu.
     (esp / "loader/loader.conf").write_text(f"timeout {timeout}\nconsole-mode keep\n")
     (esp / "loader/entries.srel").write_text("type1\n")
     return [
         esp / f"EFI/systemd/systemd-boot{efi_arch}.efi",
-        esp / f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI",
+        esp / removable_path(efi_arch),
     ]
 
 

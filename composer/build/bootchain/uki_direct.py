@@ -10,12 +10,13 @@ from pathlib import Path
 from composer.build.bootchain.grub import uki_entry
 from composer.image.varstore import BootOption
 from composer.plan.plan import Plan
+from composer.spec.arch import removable_path
 from composer.spec.pe import file_sections
 
 
 def stage_uki_direct(esp: Path, uki_rel: str, efi_arch: str) -> list[Path]:
     """Copy the UKI (already in ``esp/uki_rel``) to the removable-media path; returns it."""
-    fallback = esp / f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI"
+    fallback = esp / removable_path(efi_arch)
     fallback.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(esp / uki_rel, fallback)
     return [fallback]

@@ -14,6 +14,7 @@ from composer.build.fs.fs import HOST, Reproducible, make_ext4, make_vfat
 from composer.core import tools
 from composer.core.errors import ComposerError
 from composer.core.units import human_size
+from composer.image.guestfs import new_handle
 from composer.plan.layout import PartitionPlan
 
 FILL_LIMIT = 0.92  # share of a partition the files may take (metadata needs the rest)
@@ -177,16 +178,13 @@ def _proto_dir(path: Path, lines: list[str], depth: int) -> bool:
 
 def populate_with_guestfs(image: Path, tree: Path, log: Path) -> None:
     """Copy ``tree`` (owners, modes, xattrs, hard links) into the file system on ``image``."""
-    import guestfs
-
     tarball = image.with_suffix(".tar")
     tools.run(
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-C", str(tree),
          "-cf", str(tarball), "."],
         log=log,
     )  # fmt: skip
-    os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-    g = guestfs.GuestFS(python_return_dict=True)
+    g = new_handle()
     try:
         g.add_drive_opts(str(image), format="raw", readonly=False)
         g.launch()

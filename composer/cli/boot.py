@@ -1,0 +1,150 @@
+"""`dps-composer boot IMAGE...`: boot and judge images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from composer.cli.common import guard, out, say
+from composer.core.errors import ComposerError
+from composer.core.files import atomic_write, check_dir_target, check_target
+from composer.image.formats import ImageFileError, detect_format
+from composer.judge.report import junit_xml, verdicts_json
+from composer.judge.run import BootOptions, boot_many, exit_code
+from composer.manifest.load import DEFAULT_TIMEOUT, load
+
+
+def boot(
+    images: Annotated[
+        list[Path], typer.Argument(help="Disk image(s): raw, qcow2, vmdk, vhdx, vhd")
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the verdict(s) as JSON to this file")
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Write a JUnit XML report (one testcase per check)"),
+    ] = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", help="Boot up to N images at once")] = 1,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
+    ] = None,
+    accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep serial logs and work files here, one sub-directory per image when "
+            "there are several (default: IMAGE-NAME.boot/ beside each image)"
+        ),
+    ] = None,
+    tpm: Annotated[bool, typer.Option("--tpm/--no-tpm", help="Attach an swtpm TPM 2.0")] = True,
+    vars_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--vars", help="OVMF varstore to boot with (default: the manifest's NAME.vars.fd)"
+        ),
+    ] = None,
+    retries: Annotated[
+        int,
+        typer.Option(help="Boot again after an infrastructure error, at most N times"),
+    ] = 1,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="Judge the image(s) against this manifest, also when the image was changed "
+            "after the build (default: NAME.manifest.json beside NAME.qcow2, whose sha256 must "
+            "match)",
+        ),
+    ] = None,
+) -> None:
+    """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
+    1 if one FAILs, 4 if only the host failed a boot (infrastructure error).
+
+    Images without a NAME.manifest.json beside them (built by other tools) get the check
+    through a cloud-init NoCloud ISO, or are judged from the serial console when they lack
+    cloud-init. An image whose sha256 differs from its manifest's is refused (exit 2).
+    """
+    with guard():  # before minutes of booting: bad options, reports that could not be
+        # written, a bad --vars
+        if accel not in ("auto", "kvm", "tcg"):
+            raise ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg")
+        if jobs < 1:
+            raise ComposerError(f"--jobs: must be at least 1, not {jobs}")
+        if retries < 0:
+            raise ComposerError(f"--retries: must be 0 or more, not {retries}")
+        keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
+        _check_boot_inputs(json_out, junit, vars_file, keeps)
+    opts = BootOptions(
+        accel=accel,
+        tpm=tpm,
+        keep=keep,
+        timeout_for=lambda image: timeout or _manifest_timeout(image, manifest),
+        vars_for=lambda image: vars_file or _manifest_varstore(image, manifest),
+        retries=retries,
+        manifest=manifest,
+    )
+    several = len(images) > 1
+
+    def console_for(name: str) -> Callable[[str], None]:
+        prefix = f"[{name}] " if several else ""
+        return lambda line: say(prefix + line, "dim")
+
+    with guard("interrupted: QEMU and swtpm stopped"):
+        results = boot_many(images, opts, jobs, console_for)
+    for r in results:
+        prefix = f"[{r.name}] " if several else ""
+        for check in r.verdict.checks:
+            mark = _check_mark(check.passed, check.host_fault)
+            out.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
+        where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
+        mark = _OUTCOME_MARK.get(r.verdict.outcome, ("FAIL", "bold red"))
+        out.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+    with guard():
+        if json_out is not None:
+            atomic_write(json_out, verdicts_json(results) + "\n")
+        if junit is not None:
+            atomic_write(junit, junit_xml(results))
+    raise typer.Exit(exit_code(results))
+
+
+_OUTCOME_MARK = {"pass": ("PASS", "bold green"), "error": ("ERROR", "bold yellow")}
+
+
+def _check_mark(passed: bool, host_fault: str) -> tuple[str, str]:
+    """PASS, FAIL (the image), or ERROR (the host failed the check: infrastructure)."""
+    if passed:
+        return ("PASS", "green")
+    return ("ERROR", "bold yellow") if host_fault else ("FAIL", "bold red")
+
+
+def _check_boot_inputs(
+    json_out: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
+) -> None:
+
+    for target in (json_out, junit):
+        if target is not None:
+            check_target(target)
+    for keep_dir in keeps:
+        check_dir_target(keep_dir)
+    if vars_file is not None:
+        fmt = detect_format(vars_file)
+        if fmt != "raw":
+            raise ImageFileError(
+                f"--vars {vars_file}: a {fmt} image; a varstore is a raw file (as OVMF_VARS*.fd)"
+            )
+
+
+def _manifest_timeout(image: Path, manifest: Path | None) -> float:
+    found = load(image, manifest)
+    return found.timeout if found is not None else DEFAULT_TIMEOUT
+
+
+def _manifest_varstore(image: Path, manifest: Path | None) -> Path | None:
+    """The varstore the build shipped beside the image (Secure Boot keys, boot entries)."""
+    found = load(image, manifest)
+    return found.varstore() if found is not None else None

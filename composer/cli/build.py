@@ -1,0 +1,149 @@
+"""`dps-composer plan` and `dps-composer build`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from composer.blueprint.model import Blueprint
+from composer.build.pipeline import StageHook
+from composer.build.pipeline import build as run_build
+from composer.cli.common import CacheDir, err, guard, out, say, wrote
+from composer.core import paths
+from composer.core.errors import KeyedProblems
+from composer.core.secret import cache_secret, write_password_file
+from composer.plan.load import load as load_blueprint
+from composer.plan.plan import Plan, make_plan
+from composer.rootfs import resolution
+from composer.rootfs.resolution import Resolved
+
+
+def _load_plan(path: Path) -> tuple[Blueprint, Plan]:
+    blueprint = load_blueprint(path)
+    return blueprint, make_plan(blueprint, str(path))
+
+
+@contextlib.contextmanager
+def _at_lines(blueprint: Blueprint) -> Iterator[None]:
+    """Problems found after package resolution, named with the blueprint's file and lines."""
+    try:
+        yield
+    except KeyedProblems as exc:
+        raise blueprint.error(list(exc.problems)) from None
+
+
+def plan(
+    blueprint: Annotated[Path, typer.Argument(help="Blueprint TOML file")],
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve",
+            help="Also resolve the package set against the archive, download it into the "
+            "package cache and check what it decides (package names and versions, units to "
+            "enable, users and groups from packages), as `build` does before its long stages",
+        ),
+    ] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Print the build plan (partitions, UUIDs, packages, boot chain) as JSON.
+
+    Without --resolve the plan is pure (no network): everything the blueprint decides is
+    judged against the target's own data; --resolve adds what the archive decides."""
+    with guard():
+        bp, p = _load_plan(blueprint)
+        if resolve:
+            with _at_lines(bp):
+                found = _resolve(p, cache_dir)
+            if found is not None:
+                say(f"resolved: {found.packages} packages; every name, version, unit, user and "
+                    "group the blueprint asks for is there", "green")  # fmt: skip
+            else:
+                say("resolution check: not available for dnf targets (dnf checks when it "
+                    "installs)", "yellow")  # fmt: skip
+    sys.stdout.write(p.to_json() + "\n")
+
+
+def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:
+    cache = cache_dir or paths.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dps-composer-resolve-") as tmp:
+        return resolution.check(p, None, cache=cache, log=Path(tmp) / "resolve.log")
+
+
+def build(
+    blueprint: Annotated[Path, typer.Argument(help="Blueprint TOML file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory")] = Path("out"),
+    cache_dir: CacheDir = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Rebuild every stage; store nothing (packages are still reused)"
+        ),
+    ] = False,
+) -> None:
+    """Build the image: root tree, UKI, ESP, disk, outputs and NAME.manifest.json.
+
+    Stages whose inputs did not change since an earlier build are taken from the stage cache.
+    A failed build leaves NAME.build.log in the output directory.
+    """
+    with guard("interrupted: no image was written"):
+        bp, p = _load_plan(blueprint)
+        with _progress() as stage, _at_lines(bp):
+            result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
+    for warning in result.warnings:
+        say(f"warning: {warning}", "yellow")
+    for path in result.outputs:
+        wrote(path)
+    wrote(result.manifest)
+    with guard():
+        for user, path in _write_generated_passwords(p, output, cache_dir or paths.cache_dir()):
+            wrote(path)
+            say(f"log in as {user}: the password is in {path} (mode 0600)", console=out)
+    total = sum(result.timings.values())
+    say(
+        f"built in {total:.1f} s: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()),
+        console=out,
+    )
+    cached = [stage for stage, state in result.cache.items() if state == "hit"]
+    if cached:
+        say("from the stage cache: " + ", ".join(cached), console=out)
+
+
+def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple[str, Path]]:
+    """OUTPUT/NAME.USER.password of every user with generate_password (core/secret.py)."""
+    users = [u.name for u in p.customizations.user if u.generate_password]
+    if not users:
+        return []
+    secret = cache_secret(cache)
+    return [(user, write_password_file(output, secret, p.name, user)) for user in users]
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[StageHook]:
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        task = progress.add_task(name, total=1)
+        try:
+            yield
+        finally:
+            progress.update(task, completed=1)
+            progress.stop_task(task)
+
+    with progress:
+        yield stage
