@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +19,11 @@ from composer.build.cache import StageCache
 from composer.build.publish import keep_log, reuse_image
 from composer.core.files import write_json
 from composer.core.lifetime import Interrupted
+from composer.core.log import note
 from composer.manifest.load import manifest_name
 from composer.plan.plan import Plan
 
+LOG = logging.getLogger(__name__)
 StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
 
 
@@ -54,8 +57,7 @@ class Context:
     warnings: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
-        with open(self.log, "a") as fh:
-            fh.write(f"# {text}\n")
+        note(LOG, text)
 
     def warn(self, text: str) -> None:
         self.note(text)

@@ -41,16 +41,16 @@ def qemu_img_options(fmt: str, qcow2_compression: str = "zstd") -> list[str]:
     raise ValueError(f"{fmt!r} is not made by qemu-img")
 
 
-def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str = "zstd") -> None:
+def convert(raw: Path, fmt: str, dest: Path, qcow2_compression: str = "zstd") -> None:
     """Make ``dest`` in format ``fmt`` from the raw disk ``raw`` (left in place)."""
     if fmt not in FORMATS or fmt == "raw":
         raise ValueError(f"unsupported output format {fmt!r}")
     with atomic_path(dest) as tmp:
         if fmt == "raw.zst":
-            tools.run(["zstd", "-q", "-f", "-T0", "-o", tmp, raw], log=log)
+            tools.run(["zstd", "-q", "-f", "-T0", "-o", tmp, raw])
         elif fmt == "raw.xz":
             with open(tmp, "wb") as out:
-                _xz(raw, out, log)
+                _xz(raw, out)
         else:
             if fmt == "vhd" and raw.stat().st_size % MiB:
                 raise OutputCheckError(f"{dest.name}: a VHD for Azure must be a whole MiB")
@@ -58,12 +58,12 @@ def convert(raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str =
             opts = qemu_img_options(fmt, qcow2_compression)
             argv: list[str | os.PathLike[str]] = ["qemu-img", "convert", "-f", "raw"]
             argv += ["-O", driver, *opts, raw, tmp]
-            tools.run(argv, log=log)
+            tools.run(argv)
 
 
-def _xz(raw: Path, out: IO[bytes], log: Path) -> None:
+def _xz(raw: Path, out: IO[bytes]) -> None:
     """xz -T0 -1 of ``raw`` into ``out`` (preset 1: several times faster than -6, ~10 % larger)."""
-    tools.run(["xz", "-T0", "-1", "-c", "-k", "--", raw], stdout=out, log=log)
+    tools.run(["xz", "-T0", "-1", "-c", "-k", "--", raw], stdout=out)
 
 
 def _check_vhd(path: Path, virtual_size: int) -> None:
@@ -85,13 +85,13 @@ def _check_vhd(path: Path, virtual_size: int) -> None:
         )
 
 
-def check_output(path: Path, fmt: str, virtual_size: int, log: Path | None = None) -> str:
+def check_output(path: Path, fmt: str, virtual_size: int) -> str:
     """Check one output; raise OutputCheckError naming the file and the problem, else say
     what was checked."""
     spec = FORMATS[fmt]
     if spec.qemu is None:
         tool = "zstd" if fmt == "raw.zst" else "xz"
-        tools.run([tool, "-t", "-q", path], log=log)
+        tools.run([tool, "-t", "-q", path])
         return f"{tool} -t: intact"
     if fmt == "vhd":
         _check_vhd(path, virtual_size)
@@ -137,7 +137,6 @@ def make_outputs(
     raw: Path,
     formats: Sequence[str],
     dest_for: Callable[[str], Path],
-    log: Path,
     qcow2_compression: str = "zstd",
 ) -> list[dict[str, Any]]:
     """Every format from ``raw`` (which stays), each checked; their manifest entries.
@@ -149,9 +148,7 @@ def make_outputs(
     with ThreadPoolExecutor(max_workers=1) as pool:
         raw_sha256 = pool.submit(sha256_file, raw)
         for fmt in formats:
-            entries.append(
-                _make_output(raw, fmt, dest_for(fmt), log, qcow2_compression, virtual_size)
-            )
+            entries.append(_make_output(raw, fmt, dest_for(fmt), qcow2_compression, virtual_size))
         for entry in entries:
             if entry["format"] == "raw":
                 entry["sha256"] = raw_sha256.result()
@@ -159,11 +156,11 @@ def make_outputs(
 
 
 def _make_output(
-    raw: Path, fmt: str, dest: Path, log: Path, qcow2_compression: str, virtual_size: int
+    raw: Path, fmt: str, dest: Path, qcow2_compression: str, virtual_size: int
 ) -> dict[str, Any]:
     if fmt != "raw":
-        convert(raw, fmt, dest, log, qcow2_compression)
-    checked = check_output(dest, fmt, virtual_size, log)
+        convert(raw, fmt, dest, qcow2_compression)
+    checked = check_output(dest, fmt, virtual_size)
     entry = describe(dest, fmt, sha256="pending" if fmt == "raw" else None)
     entry.update(
         {

@@ -39,6 +39,7 @@ from composer.build.reproducible import clamp_mtimes, source_date_epoch
 from composer.core import paths, tools
 from composer.core.files import write_json
 from composer.core.hashing import sha256_file
+from composer.core.log import log_file
 from composer.core.secret import cache_secret
 from composer.core.workdir import owned_dir, scratch_dir, sweep, work_parent
 from composer.image.gpt import GptEntry, write_gpt
@@ -83,15 +84,16 @@ def build(
         log = staging / f"{plan.name}.build.log"
         places = space.Places(scratch, cache, output_dir)
         ctx = Context(plan, work, cache, log, places, use_cache)
-        try:
-            with space.disk_full_errors(places, lambda: ctx.needs):
-                result = _run_stages(ctx, staging, stage)
-                files, manifest = publish(
-                    plan.name, [*result.outputs, result.log], result.manifest, output_dir
-                )
-        except BaseException as exc:
-            keep_failed_log(ctx, output_dir, exc)
-            raise
+        with log_file(log):
+            try:
+                with space.disk_full_errors(places, lambda: ctx.needs):
+                    result = _run_stages(ctx, staging, stage)
+                    files, manifest = publish(
+                        plan.name, [*result.outputs, result.log], result.manifest, output_dir
+                    )
+            except BaseException as exc:
+                keep_failed_log(ctx, output_dir, exc)
+                raise
     published = BuildResult(
         manifest, files[:-1], files[-1], result.timings, result.cache, ctx.warnings
     )
@@ -107,16 +109,16 @@ def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
     plan, work = ctx.plan, ctx.work
     arch = plan.arch
     with timed(ctx, stage, "tools tree"):
-        tools_tree = ensure_tools_tree(ctx.cache, arch, ctx.log)
+        tools_tree = ensure_tools_tree(ctx.cache, arch)
     # uki-virt (issue 4): a blueprint listing it installs it from a cached local repository;
     # the root tree comes from the distribution's backend (apt: mmdebstrap, dnf: dnf)
     uki_repo = None
     if uki_image.lists_uki_virt(plan):
         with timed(ctx, stage, "uki-virt"):
-            uki_repo = uki_image.prepare_repo(plan, ctx.cache, ctx.log)
+            uki_repo = uki_image.prepare_repo(plan, ctx.cache)
     local_repos = [uki_repo.repo] if uki_repo else []
     with timed(ctx, stage, "cache keys"):
-        pins = backend.resolve_pins(plan, cache=ctx.cache, log=ctx.log)
+        pins = backend.resolve_pins(plan, cache=ctx.cache)
         ctx.epoch = source_date_epoch(plan)
         root_key = _root_key(ctx, pins, local_repos, tools_key(arch))
         uki_key = _uki_key(plan, root_key)
@@ -141,7 +143,7 @@ def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
                         StageCache(ctx.cache).touch(name, key)
                 return reused
         with timed(ctx, stage, "package check"):  # what the archive decides, before long stages
-            resolution.check(plan, pins, cache=ctx.cache, log=ctx.log, key=root_key)
+            resolution.check(plan, pins, cache=ctx.cache, key=root_key)
         root = work / "root"
         with ctx.building("root", root_key):
             entry = ctx.lookup("root", root_key)
@@ -149,18 +151,17 @@ def _run_stages(ctx: Context, staging: Path, stage: StageHook) -> BuildResult:
             space.require(ctx.places, ctx.needs)
             with timed(ctx, stage, "root tree"):
                 if entry is not None:
-                    copy_tree(entry / "tree", root, ctx.log)
+                    copy_tree(entry / "tree", root)
                 else:
                     backend.make_root(
                         plan,
                         root,
                         pins,
                         cache=ctx.cache,
-                        log=ctx.log,
                         local_repos=local_repos,
                         epoch=ctx.epoch,
                     )
-                    ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree", ctx.log))
+                    ctx.store("root", root_key, lambda d: copy_tree(root, d / "tree"))
         with timed(ctx, stage, "UKI"):
             uki, uki_rel = _uki(ctx, tools_tree, root, uki_key)
         result = _image_stages(ctx, staging, stage, tools_tree, root, pins, uki, uki_rel)
@@ -223,7 +224,6 @@ def _uki(ctx: Context, tools_tree: Path, root: Path, key: str | None) -> tuple[U
                 plan.cmdline,
                 plan.arch.efi,
                 work / "uki",
-                ctx.log,
                 _usr_type(plan),
             )
             ctx.store("uki", key, lambda d: shutil.copyfile(uki.path, d / "uki.efi"))
@@ -249,10 +249,10 @@ def _image_stages(
     with timed(ctx, stage, "customize"):
         customize.prepare_system(root)
         secret = cache_secret(ctx.cache)  # generated passwords derive from it
-        customize.apply(root, plan.customizations, ctx.log, secret=secret, image=plan.name)
-        extras.apply(root, plan, ctx.log)
+        customize.apply(root, plan.customizations, secret=secret, image=plan.name)
+        extras.apply(root, plan)
         customize.install_check_unit(root)
-        customize.set_services(root, plan.customizations, ctx.log)  # units of files too
+        customize.set_services(root, plan.customizations)  # units of files too
         packages = backend.installed_packages(plan, root)
     kver = uki.kernel_version
     esp_part = plan.partition("esp")
@@ -267,16 +267,15 @@ def _image_stages(
             cache=ctx.cache,
             work=work / "boot",
             varstore_dest=staging / f"{plan.name}.vars.fd",
-            log=ctx.log,
         )
         esp_img = work / "esp.img"
         volume_id = plan.derive("fs:esp:volume-id").hex[:8]
         repro = Reproducible(ctx.epoch, tools_tree)
-        make_vfat(esp_img, esp_part.size, esp_tree, volume_id, esp_part.fs_label, ctx.log, repro)
+        make_vfat(esp_img, esp_part.size, esp_tree, volume_id, esp_part.fs_label, repro)
     with timed(ctx, stage, "file systems"):
         if ctx.epoch is not None:
             clamp_mtimes(root, ctx.epoch)
-        images = build_partitions(plan, root, work / "parts", ctx.log, repro)
+        images = build_partitions(plan, root, work / "parts", repro)
     raw = staging / plan.output_name("raw")
     with timed(ctx, stage, "disk"):
         with open(raw, "wb") as fh:
@@ -291,7 +290,6 @@ def _image_stages(
             raw,
             plan.formats,
             lambda fmt: staging / plan.output_name(fmt),
-            ctx.log,
             plan.qcow2_compression,
         )
         if "raw" not in plan.formats:
@@ -321,10 +319,10 @@ def _image_stages(
     return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)
 
 
-def copy_tree(src: Path, dest: Path, log: Path | None = None) -> None:
+def copy_tree(src: Path, dest: Path) -> None:
     """A copy of a root tree: owners, modes, hard links, xattrs kept; reflinked where the
     file system can."""
-    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)], log=log)
+    tools.run(["cp", "-a", "--reflink=auto", "--", str(src), str(dest)])
 
 
 def _gpt_entry(p: PartitionPlan) -> GptEntry:

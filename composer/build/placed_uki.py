@@ -37,14 +37,14 @@ def _kernel_package(plan: Plan) -> str | None:
     return next((p for p in plan.packages if p.startswith("linux-image-")), None)
 
 
-def prepare_repo(plan: Plan, cache: Path, log: Path) -> UkiVirtBuild | None:
+def prepare_repo(plan: Plan, cache: Path) -> UkiVirtBuild | None:
     """The cached uki-virt repository for this plan's distribution, kernel and command line;
     None when the blueprint does not list uki-virt or the distribution ships it (dnf)."""
     if UKI_VIRT not in plan.packages or plan.distribution.family != "apt":
         return None
     config = UkiVirtConfig.for_arch(plan.arch, plan.cmdline)
     return ensure_uki_virt(
-        plan.distribution, plan.arch, config, cache=cache, log=log, meta=_kernel_package(plan)
+        plan.distribution, plan.arch, config, cache=cache, meta=_kernel_package(plan)
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -73,8 +72,7 @@ def plan(
 def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:
     cache = cache_dir or paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dps-composer-resolve-") as tmp:
-        return resolution.check(p, None, cache=cache, log=Path(tmp) / "resolve.log")
+    return resolution.check(p, None, cache=cache)
 
 
 def build(

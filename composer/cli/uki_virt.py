@@ -12,6 +12,7 @@ from composer.build.bootchain.chain import default_keys_dir
 from composer.cli.common import CacheDir, guard, out, say, wrote
 from composer.core import paths
 from composer.core.errors import ComposerError
+from composer.core.log import log_file
 from composer.spec.arch import ARCHES, get_arch
 from composer.target.distros import DISTROS, get_distro
 from composer.uki_virt.virt import DEFAULT_CMDLINE, UkiVirtConfig, ensure_uki_virt, publish
@@ -60,12 +61,12 @@ def build(
         key_dir = str(keys or default_keys_dir(cache)) if sign else None
         config = UkiVirtConfig.for_arch(arch, cmdline, key_dir)
         output.mkdir(parents=True, exist_ok=True)
-        log = output / "uki-virt.build.log"
         start = time.monotonic()
-        result = ensure_uki_virt(
-            get_distro(distro), arch, config, cache=cache, log=log, kernel_release=kernel
-        )
-        files = publish(result, output, log)
+        with log_file(output / "uki-virt.build.log"):
+            result = ensure_uki_virt(
+                get_distro(distro), arch, config, cache=cache, kernel_release=kernel
+            )
+            files = publish(result, output)
     for path in files:
         wrote(path)
     how = "cached build reused" if result.cached else "built"

@@ -16,9 +16,9 @@ def run_in(
     *,
     binds: Sequence[tuple[Path, str]] = (),
     env: dict[str, str] | None = None,
-    log: Path | None = None,
-) -> str:
-    """Run ``argv`` chrooted into ``tree``; ``binds`` are (host path, path inside) pairs."""
+) -> None:
+    """Run ``argv`` chrooted into ``tree`` (its output logged: composer/core/tools.py);
+    ``binds`` are (host path, path inside) pairs."""
     root = shlex.quote(str(tree.resolve()))
     mounts = [
         f"mount -t proc proc {root}/proc",
@@ -32,9 +32,7 @@ def run_in(
     script = " && ".join(mounts) + " && exec chroot " + root + " " + shlex.join(argv)
     base_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root"}
     base_env.update(env or {})
-    proc = tools.run(
+    tools.run(
         ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", script],
         env=base_env,
-        log=log,
     )
-    return proc.stdout.decode(errors="replace")

@@ -14,12 +14,15 @@ and dracut then makes initrds without device nodes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -48,6 +51,9 @@ PACKAGES = {
     "chroot": "coreutils",
 }
 REAPER = Path(__file__).with_name("reaper.py")
+LOG = logging.getLogger(__name__)
+TAIL_LINES = 200  # what a ToolError keeps of a failed tool's output (its message shows 15)
+LINE_MAX = 1 << 16  # a line longer than this is logged in pieces
 
 
 def which(tool: str) -> str:
@@ -105,69 +111,88 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     input: bytes | None = None,
-    capture: bool = True,
-    log: Path | None = None,
+    capture: bool = False,
     stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a tool; raise ToolError on failure. With ``log`` its output and errors go there as
-    they come (a killed build's log shows how far each tool got); with ``stdout`` (an open
-    file) the tool writes its output into that file."""
+    """Run a tool; raise ToolError (with the tail of what it said) on failure.
+
+    The command line is logged (``$ ARGV``), and so is everything the tool writes, line by
+    line as it comes (a killed build's log shows how far each tool got: composer/core/log.py),
+    except its standard output when ``capture`` is set (it is returned as ``stdout``) or when
+    it goes into the open file ``stdout``. ``input`` goes to the tool's standard input and is
+    never logged."""
     args = [str(a) for a in argv]
-    tool = Path(args[0]).name
+    LOG.info("$ %s", " ".join(args))
     exe = which(args[0]) if "/" not in args[0] else args[0]
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
-    stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
-    if log is not None:
-        with open(log, "ab") as fh:
-            fh.write(("$ " + " ".join(args) + "\n").encode())
-            fh.flush()
-            start_at = fh.tell()
-            _, _, code = _communicate(
-                [exe, *args[1:]], full_env, cwd, input, stdin, stdout or fh, fh
-            )
-        result = subprocess.CompletedProcess(args, code, b"", _tail(log, start_at) if code else b"")
-    else:
-        pipe = subprocess.PIPE if capture else None
-        out, err, code = _communicate(
-            [exe, *args[1:]], full_env, cwd, input, stdin, stdout or pipe, pipe
-        )
-        result = subprocess.CompletedProcess(args, code, out, err)
-    if result.returncode != 0:
-        stderr = (result.stderr or b"").decode(errors="replace")
-        if not stderr.strip() and result.stdout:
-            stderr = result.stdout.decode(errors="replace")
-        raise ToolError(tool, args, result.returncode, stderr)
-    return result
-
-
-def _tail(log: Path, start: int, size: int = 64 * 1024) -> bytes:
-    """What a failed tool wrote to the log (its last ``size`` bytes): for the error message."""
-    with open(log, "rb") as fh:
-        end = fh.seek(0, os.SEEK_END)
-        fh.seek(max(start, end - size))
-        return fh.read()
-
-
-def _communicate(
-    argv: list[str],
-    env: Mapping[str, str],
-    cwd: Path | None,
-    input: bytes | None,
-    stdin: int,
-    stdout: int | IO[bytes] | None,
-    stderr: int | IO[bytes] | None,
-) -> tuple[bytes, bytes, int]:
-    proc = start(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
+    full_env = {**os.environ, **(env or {})}
+    merged = stdout is None and not capture  # everything it writes goes to the log
+    proc = start(
+        [exe, *args[1:]],
+        env=full_env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+    )
     try:
-        out, err = proc.communicate(input)
+        out, said = _communicate(proc, input, capture=capture, merged=merged)
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (lifetime.Interrupted), anything
         stop(proc)
         raise
-    return out or b"", err or b"", proc.returncode
+    finally:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if proc.returncode != 0:
+        tail = "\n".join(said) or out.decode(errors="replace")
+        raise ToolError(Path(args[0]).name, args, proc.returncode, tail)
+    return subprocess.CompletedProcess(args, proc.returncode, out, b"")
 
 
-def output(argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> str:
-    """Run a tool and return its stdout as text."""
-    return run(argv, **kwargs).stdout.decode()  # type: ignore[arg-type]
+def _communicate(
+    proc: subprocess.Popen[bytes], input: bytes | None, *, capture: bool, merged: bool
+) -> tuple[bytes, list[str]]:
+    """Feed ``input``, collect the captured standard output (threads), and log what the tool
+    says, line by line, in this thread (where a signal's exception arrives); (its standard
+    output if captured, the last lines it said)."""
+    helpers = []
+    if input is not None:
+        helpers.append(threading.Thread(target=_feed, args=(proc, input), daemon=True))
+    chunks: list[bytes] = []
+    if capture:
+        helpers.append(threading.Thread(target=_drain, args=(proc, chunks), daemon=True))
+    for helper in helpers:
+        helper.start()
+    said: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    talk = proc.stdout if merged else proc.stderr
+    assert talk is not None
+    for raw in iter(lambda: talk.readline(LINE_MAX), b""):
+        line = raw.decode(errors="replace").rstrip("\n")
+        LOG.info("%s", line)
+        said.append(line)
+    proc.wait()
+    for helper in helpers:
+        helper.join()
+    return b"".join(chunks), list(said)
+
+
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError), proc.stdin:
+        proc.stdin.write(data)
+
+
+def _drain(proc: subprocess.Popen[bytes], chunks: list[bytes]) -> None:
+    assert proc.stdout is not None
+    chunks.extend(iter(lambda: proc.stdout.read(1 << 16), b""))  # type: ignore[union-attr]
+
+
+def output(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+) -> str:
+    """Run a tool and return its standard output as text (what it says on stderr is logged)."""
+    return run(argv, env=env, cwd=cwd, input=input, capture=True).stdout.decode()

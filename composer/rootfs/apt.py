@@ -19,7 +19,6 @@ def mmdebstrap(
     arch: Arch,
     packages: Sequence[str],
     archive_cache: Path,
-    log: Path,
     variant: str = "minbase",
     local_repos: Sequence[Path] = (),
     epoch: int | None = None,
@@ -39,7 +38,7 @@ def mmdebstrap(
         env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
         if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
             env["SOURCE_DATE_EPOCH"] = str(epoch)
-        tools.run(argv, env=env, log=log)
+        tools.run(argv, env=env)
 
 
 def _archive_sync_out(cache: Path, sync: Path) -> str:

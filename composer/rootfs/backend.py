@@ -9,7 +9,7 @@ from composer.plan.plan import Plan
 from composer.rootfs import apt, dnf, versions
 
 
-def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:
+def resolve_pins(plan: Plan, *, cache: Path) -> dict[str, str]:
     """The blueprint's package version globs as the archive resolves them now (apt); dnf
     takes the globs as they are."""
     if plan.distribution.family == "dnf":
@@ -20,7 +20,6 @@ def resolve_pins(plan: Plan, *, cache: Path, log: Path) -> dict[str, str]:
         mirror=plan.mirror,
         arch=plan.arch,
         cache=cache,
-        log=log,
         keys={name: plan.package_key(name) for name, _ in plan.package_pins},
     )
 
@@ -31,7 +30,6 @@ def make_root(
     pins: dict[str, str],
     *,
     cache: Path,
-    log: Path,
     local_repos: Sequence[Path] = (),
     epoch: int | None = None,
 ) -> None:
@@ -47,7 +45,6 @@ def make_root(
             packages=[f"{n}-{pins[n]}" if n in pins else n for n in plan.packages],
             repositories=plan.customizations.repositories,
             cache=cache,
-            log=log,
             local_repos=[
                 dnf.dnf_repo(r, f"dps-composer-local-{i}") for i, r in enumerate(local_repos)
             ],
@@ -61,7 +58,6 @@ def make_root(
         arch=arch,
         packages=[f"{n}={pins[n]}" if n in pins else n for n in plan.packages],
         archive_cache=cache / "archives" / f"{plan.suite}-{arch.debian}",
-        log=log,
         local_repos=local_repos,
         epoch=epoch,
     )

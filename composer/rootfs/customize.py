@@ -68,9 +68,7 @@ def install_check_unit(tree: Path) -> None:
         t.symlink(f"{wants}/{CHECK_UNIT}", f"/usr/lib/systemd/system/{CHECK_UNIT}")
 
 
-def apply(
-    tree: Path, c: Customizations, log: Path, *, secret: bytes | None = None, image: str = ""
-) -> None:
+def apply(tree: Path, c: Customizations, *, secret: bytes | None = None, image: str = "") -> None:
     """Host name, groups, users, SSH keys, time zone. The shadow tools run with ``--root``
     (they chroot(2) into the tree) and ``--`` before the name. Every blueprint value in an
     argument list has been checked not to read as an option (composer/blueprint/values.py)."""
@@ -84,20 +82,20 @@ def apply(
             argv = ["groupadd", "--root", root, "--force"]
             if group.gid is not None:
                 argv.append(f"--gid={group.gid}")
-            tools.run([*argv, "--", group.name], log=log)
+            tools.run([*argv, "--", group.name])
         for user in c.user:
             generated = _password_hash(user, secret, image)
             if _passwd_entry_or_none(t, user.name) is not None:
-                _modify_user(t, user, log, generated)
+                _modify_user(t, user, generated)
             else:
-                _add_user(t, user, log, generated)
+                _add_user(t, user, generated)
         for key in c.sshkey:
             _add_key(t, key.user, key.key)
         if c.timezone.timezone:
             _set_timezone(t, c.timezone.timezone)
 
 
-def set_services(tree: Path, c: Customizations, log: Path) -> None:
+def set_services(tree: Path, c: Customizations) -> None:
     """Enable, disable, mask: after the blueprint's files and the composer's own units are in
     the tree, so that units they ship can be enabled (as osbuild enables units after its
     files stages). systemctl ``--root`` resolves inside the tree."""
@@ -108,7 +106,7 @@ def set_services(tree: Path, c: Customizations, log: Path) -> None:
             ("mask", list(c.services.masked)),
         ):
             if units:
-                tools.run(["systemctl", f"--root={tree}", verb, "--", *units], log=log)
+                tools.run(["systemctl", f"--root={tree}", verb, "--", *units])
 
 
 def real_unit(t: Tree, name: str) -> str:
@@ -149,7 +147,7 @@ def _password_hash(user: User, secret: bytes | None, image: str) -> str | None:
     return generated_hash(secret, image, user.name)
 
 
-def _add_user(t: Tree, user: User, log: Path, generated: str | None = None) -> None:
+def _add_user(t: Tree, user: User, generated: str | None = None) -> None:
     root = str(t.root)
     # option values joined to their option (--opt=value): none can be read as an option
     argv = ["useradd", "--root", root, "--create-home", f"--shell={user.shell or '/bin/bash'}"]
@@ -162,14 +160,14 @@ def _add_user(t: Tree, user: User, log: Path, generated: str | None = None) -> N
     if user.gid is not None:
         argv.append(f"--gid={user.gid}")
     if user.groups:
-        argv.append(f"--groups={','.join(_groups_for(t, user, log))}")
+        argv.append(f"--groups={','.join(_groups_for(t, user))}")
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
-    tools.run([*argv, "--", user.name], log=log)
-    _password_and_key(t, user, log, generated)
+    tools.run([*argv, "--", user.name])
+    _password_and_key(t, user, generated)
 
 
-def _modify_user(t: Tree, user: User, log: Path, generated: str | None = None) -> None:
+def _modify_user(t: Tree, user: User, generated: str | None = None) -> None:
     """A user the image already has (root): changed with usermod, as osbuild does
     (osbuild stages/org.osbuild.users: usermod; the uid of an existing user cannot change)."""
     uid, _, _ = _passwd_entry(t, user.name)
@@ -182,7 +180,7 @@ def _modify_user(t: Tree, user: User, log: Path, generated: str | None = None) -
     if user.gid is not None:
         argv.append(f"--gid={user.gid}")
     if user.groups:
-        argv.append(f"--groups={','.join(_groups_for(t, user, log))}")
+        argv.append(f"--groups={','.join(_groups_for(t, user))}")
     if user.description:
         argv.append(f"--comment={user.description}")
     if user.home:
@@ -192,11 +190,11 @@ def _modify_user(t: Tree, user: User, log: Path, generated: str | None = None) -
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
     if len(argv) > 3:
-        tools.run([*argv, "--", user.name], log=log)
-    _password_and_key(t, user, log, generated)
+        tools.run([*argv, "--", user.name])
+    _password_and_key(t, user, generated)
 
 
-def _password_and_key(t: Tree, user: User, log: Path, generated: str | None) -> None:
+def _password_and_key(t: Tree, user: User, generated: str | None) -> None:
     """What follows useradd or usermod: the password, a forced reset, the SSH key."""
     root = str(t.root)
     password = user.password or generated
@@ -207,7 +205,7 @@ def _password_and_key(t: Tree, user: User, log: Path, generated: str | None) -> 
         method = ["--crypt-method", "YESCRYPT"] if plain else ["--encrypted"]
         tools.run(["chpasswd", "--root", root, *method], input=f"{user.name}:{password}\n".encode())
     if user.force_password_reset:
-        tools.run(["chage", "--root", root, "--lastday", "0", "--", user.name], log=log)
+        tools.run(["chage", "--root", root, "--lastday", "0", "--", user.name])
     if user.key:
         _add_key(t, user.name, user.key)
 
@@ -216,7 +214,7 @@ def _names(t: Tree, table: str) -> set[str]:
     return {ln.split(":", 1)[0] for ln in t.read_text(f"/etc/{table}").splitlines() if ln}
 
 
-def _groups_for(t: Tree, user: User, log: Path) -> list[str]:
+def _groups_for(t: Tree, user: User) -> list[str]:
     """The user's groups as this system names them (composer/target/accounts.py): the other
     family's administrator group mapped, its other base groups created as system groups."""
     family = "apt" if t.exists("/var/lib/dpkg/status") else "dnf"
@@ -229,7 +227,7 @@ def _groups_for(t: Tree, user: User, log: Path) -> list[str]:
         )
     for group in create:
         argv = ["groupadd", "--root", str(t.root), "--system", "--force", "--", group]
-        tools.run(argv, log=log)
+        tools.run(argv)
     return names
 
 

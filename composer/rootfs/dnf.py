@@ -105,7 +105,6 @@ def install_tree(
     packages: Sequence[str],
     repositories: Sequence[Repository],
     cache: Path,
-    log: Path,
     local_repos: Sequence[Mapping[str, str]] = (),
     epoch: int | None = None,
 ) -> None:
@@ -138,7 +137,6 @@ def install_tree(
             ],
             env={"HOME": str(tmp), "LC_ALL": "C.UTF-8"}
             | ({"SOURCE_DATE_EPOCH": str(epoch)} if epoch is not None else {}),
-            log=log,
         )
 
 

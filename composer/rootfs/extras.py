@@ -27,7 +27,7 @@ REPART_TEXT = (
 )
 
 
-def apply(tree: Path, plan: Plan, log: Path) -> None:
+def apply(tree: Path, plan: Plan) -> None:
     c: Customizations = plan.customizations
     dnf = plan.distribution.family == "dnf"
     with Tree(tree) as t:
@@ -37,15 +37,15 @@ def apply(tree: Path, plan: Plan, log: Path) -> None:
         for i, f in enumerate(c.files):
             with _key(f"customizations.files[{i}]"):
                 write_file(t, f)
-        set_locale(t, c.locale, log, generate=not dnf)
+        set_locale(t, c.locale, generate=not dnf)
         if c.timezone.ntpservers:
             servers = " ".join(c.timezone.ntpservers)
             t.write(
                 "/etc/systemd/timesyncd.conf.d/50-dps-composer.conf", f"[Time]\nNTP={servers}\n"
             )
             if dnf:  # Fedora ships timesyncd in systemd-udev, not enabled by a preset
-                run_in(t.root, ["systemctl", "enable", "systemd-timesyncd.service"], log=log)
-        add_ca_certs(t, c.cacerts, log, fedora=dnf)
+                run_in(t.root, ["systemctl", "enable", "systemd-timesyncd.service"])
+        add_ca_certs(t, c.cacerts, fedora=dnf)
         sshd_settings(t, c.sshd.settings())
         if dnf:
             repo_files(t, c.repositories)
@@ -125,7 +125,7 @@ def write_file(tree: Tree | Path, f: File) -> None:
         t.write(f.path, f.data, int(f.mode, 8) if f.mode else 0o644, owner)
 
 
-def set_locale(tree: Tree | Path, locale: Locale, log: Path, *, generate: bool = True) -> None:
+def set_locale(tree: Tree | Path, locale: Locale, *, generate: bool = True) -> None:
     """LANG from the first language; on Debian the others are generated with locale-gen
     (Fedora's glibc-langpack packages, added by the plan, carry them ready-made)."""
     with _tree(tree) as t:
@@ -144,7 +144,7 @@ def set_locale(tree: Tree | Path, locale: Locale, log: Path, *, generate: bool =
                         )
                     lines.append(match)
                 t.write("/etc/locale.gen", "\n".join(lines) + "\n")
-                run_in(t.root, ["locale-gen"], log=log)
+                run_in(t.root, ["locale-gen"])
             set_variable(t, "/etc/locale.conf", "LANG", lang)
             if generate:  # Debian's own place too (Fedora reads only /etc/locale.conf)
                 set_variable(t, "/etc/default/locale", "LANG", lang)
@@ -161,7 +161,7 @@ def set_variable(t: Tree, path: str, key: str, value: str) -> None:
     t.write_through(path, "\n".join([*kept, f"{key}={value}"]) + "\n")
 
 
-def add_ca_certs(tree: Tree | Path, ca: CaCerts, log: Path, *, fedora: bool = False) -> None:
+def add_ca_certs(tree: Tree | Path, ca: CaCerts, *, fedora: bool = False) -> None:
     """Debian: update-ca-certificates; Fedora: the anchors directory and update-ca-trust (as
     osbuild's org.osbuild.pki.update-ca-trust stage)."""
     if not ca.pem_certs:
@@ -172,7 +172,7 @@ def add_ca_certs(tree: Tree | Path, ca: CaCerts, log: Path, *, fedora: bool = Fa
                      else "/usr/local/share/ca-certificates/dps-composer-{}.crt")  # fmt: skip
             t.write(where.format(i), pem.strip() + "\n")
         argv = ["update-ca-trust", "extract"] if fedora else ["update-ca-certificates"]
-        run_in(t.root, argv, log=log)
+        run_in(t.root, argv)
 
 
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/50-dps-composer.conf"

@@ -9,6 +9,7 @@ against the private index of composer/rootfs/versions.py with an empty package d
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +17,12 @@ from pathlib import Path
 
 from composer.core import tools
 from composer.core.errors import ComposerError, ToolError
+from composer.core.log import note
 from composer.core.workdir import owned_dir
 from composer.rootfs import versions
 from composer.spec.arch import Arch
+
+LOG = logging.getLogger(__name__)
 
 _INST = re.compile(
     r"^Inst (?P<name>\S+) (?:\[[^\]]*\] )?\((?P<version>\S+) .*\[(?P<arch>[^\]]+)\]\)"
@@ -74,7 +78,7 @@ def parse_simulation(text: str) -> list[ResolvedPackage]:
     return out
 
 
-def simulate(specs: Sequence[str], *, state: Path, arch: Arch, log: Path) -> Resolution:
+def simulate(specs: Sequence[str], *, state: Path, arch: Arch) -> Resolution:
     """What ``apt-get install specs`` would install on an empty system (``specs``: names or
     name=version); the index in ``state`` must be current (versions.archive_versions)."""
     opts = versions._apt_options(state, arch)  # its status file is empty: nothing installed
@@ -94,13 +98,13 @@ def simulate(specs: Sequence[str], *, state: Path, arch: Arch, log: Path) -> Res
     except ToolError as exc:
         lines = [ln for ln in exc.stderr_tail.splitlines() if ln.startswith("E:")]
         return Resolution((), "; ".join(ln.removeprefix("E: ") for ln in lines) or str(exc))
-    with open(log, "a") as fh:
-        fh.write(f"# resolved {len(specs)} names: apt would install\n{text}")
+    note(LOG, f"resolved {len(specs)} names: apt would install")
+    LOG.info("%s", text.rstrip("\n"))
     return Resolution(tuple(parse_simulation(text)))
 
 
 def download(
-    packages: Sequence[ResolvedPackage], *, state: Path, arch: Arch, archives: Path, log: Path
+    packages: Sequence[ResolvedPackage], *, state: Path, arch: Arch, archives: Path
 ) -> list[Path]:
     """The .deb files of ``packages`` in the shared package cache ``archives`` (those missing
     are downloaded with ``apt-get download`` from the index in ``state``)."""
@@ -110,7 +114,7 @@ def download(
         with versions.index_locked(state), owned_dir(archives, ".tmp-download-") as tmp:
             tools.run(
                 ["apt-get", *versions._apt_options(state, arch), "-q", "download", "--",
-                 *missing], cwd=tmp, log=log,
+                 *missing], cwd=tmp,
             )  # fmt: skip
             for deb in tmp.glob("*.deb"):
                 deb.replace(archives / deb.name)

@@ -51,7 +51,7 @@ class Resolved:
 
 
 def check(
-    plan: Plan, pins: dict[str, str] | None, *, cache: Path, log: Path, key: str | None = None
+    plan: Plan, pins: dict[str, str] | None, *, cache: Path, key: str | None = None
 ) -> Resolved | None:
     """Raise KeyedProblems naming every key the resolved package set cannot satisfy; None
     for targets whose archive this cannot read (dnf: checked by dnf when it installs).
@@ -65,7 +65,7 @@ def check(
     if memo is not None and memo.is_file():
         packages = tuple(pkgset.ResolvedPackage(*p) for p in json.loads(memo.read_text()))
     else:
-        packages, problems = _resolve(plan, pins, cache, log)
+        packages, problems = _resolve(plan, pins, cache)
         if memo is not None and packages and not problems:
             memo.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(memo, json.dumps([dataclasses.astuple(p) for p in packages]) + "\n")
@@ -73,8 +73,7 @@ def check(
     if packages:
         state = pkgset.state_dir(cache, plan.suite, plan.arch)
         archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
-        debs = pkgset.download(packages, state=state, arch=plan.arch, archives=archives,
-                                log=log)  # fmt: skip
+        debs = pkgset.download(packages, state=state, arch=plan.arch, archives=archives)  # fmt: skip
         found = _union([facts(d, cache / "package-facts") for d in debs], len(debs))
         problems += [*_service_problems(plan.customizations, found),
                      *_account_problems(plan, found), *_sshd_problems(plan.customizations, found)]  # fmt: skip
@@ -84,7 +83,7 @@ def check(
 
 
 def _resolve(
-    plan: Plan, pins: dict[str, str] | None, cache: Path, log: Path
+    plan: Plan, pins: dict[str, str] | None, cache: Path
 ) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The package set as apt resolves it against the archive's index now."""
     state = pkgset.state_dir(cache, plan.suite, plan.arch)
@@ -92,19 +91,19 @@ def _resolve(
     names = [n for n in plan.packages if n not in local]
     available = versions.archive_versions(
         [n for n, _ in plan.package_pins] or names[:1], suite=plan.suite, mirror=plan.mirror,
-        arch=plan.arch, state=state, log=log,
+        arch=plan.arch, state=state,
     )  # fmt: skip
     problems: list[Problem] = []
     if pins is None:
         keys = {n: plan.package_key(n) for n, _ in plan.package_pins}
         pins, problems = versions.match_pins(plan.package_pins, available, plan.suite, keys)
         names = [n for n in names if n in pins or n not in dict(plan.package_pins)]
-    packages, refused = _simulate(plan, names, pins, state, log)
+    packages, refused = _simulate(plan, names, pins, state)
     return packages, [*problems, *refused]
 
 
 def _simulate(
-    plan: Plan, names: list[str], pins: dict[str, str], state: Path, log: Path
+    plan: Plan, names: list[str], pins: dict[str, str], state: Path
 ) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The resolved set; names apt cannot find are problems and left out, and the rest is
     resolved again (so the units of what remains are still checked)."""
@@ -112,7 +111,7 @@ def _simulate(
     base = pkgset.minbase(state)
     for _ in range(4):
         specs = [f"{n}={pins[n]}" if n in pins else n for n in names]
-        result = pkgset.simulate([*base, *specs], state=state, arch=plan.arch, log=log)
+        result = pkgset.simulate([*base, *specs], state=state, arch=plan.arch)
         if result.packages:
             return result.packages, problems
         bad = [n for n in names if n in _E_PACKAGE.findall(result.problem)]

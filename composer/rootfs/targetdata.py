@@ -64,20 +64,19 @@ def master_names(text: str) -> list[str]:
     return [ln.split(":", 1)[0] for ln in text.splitlines() if ln and not ln.startswith("#")]
 
 
-def debian(cache: Path, log: Path) -> dict[str, Any]:
+def debian(cache: Path) -> dict[str, Any]:
     distro, arch = get_distro("debian-13"), get_arch("x86_64")
     state = pkgset.state_dir(cache, distro.suite, arch)
     versions.archive_versions(
-        ["base-passwd"], suite=distro.suite, mirror=distro.mirror, arch=arch, state=state, log=log
+        ["base-passwd"], suite=distro.suite, mirror=distro.mirror, arch=arch, state=state
     )
     wanted = [*pkgset.minbase(state), *distro.base_packages(arch), "locales", "tzdata-legacy"]
-    res = pkgset.simulate(wanted, state=state, arch=arch, log=log)
+    res = pkgset.simulate(wanted, state=state, arch=arch)
     if not res.packages:
         raise SystemExit(f"cannot resolve the base set: {res.problem}")
     archives = cache / "archives" / f"{distro.suite}-{arch.debian}"
     debs = dict(zip((p.name for p in res.packages),
-                    pkgset.download(res.packages, state=state, arch=arch, archives=archives,
-                                     log=log), strict=True))  # fmt: skip
+                    pkgset.download(res.packages, state=state, arch=arch, archives=archives), strict=True))  # fmt: skip
     users: set[str] = set()
     groups: set[str] = set()
     memo = cache / "package-facts"
@@ -122,8 +121,8 @@ def fedora(debian_data: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write(directory: Path, cache: Path, log: Path) -> list[Path]:
-    deb = debian(cache, log)
+def write(directory: Path, cache: Path) -> list[Path]:
+    deb = debian(cache)
     out = []
     for data in (deb, fedora(deb)):
         path = directory / f"{data['distro']}.json"

@@ -112,7 +112,7 @@ def index_locked(state: Path) -> Iterator[None]:
 
 
 def archive_versions(
-    names: Sequence[str], *, suite: str, mirror: str, arch: Arch, state: Path, log: Path
+    names: Sequence[str], *, suite: str, mirror: str, arch: Arch, state: Path
 ) -> dict[str, list[str]]:
     """The versions of ``names`` the archive's suite has (fetches its index into ``state``)."""
     with index_locked(state):
@@ -122,7 +122,7 @@ def archive_versions(
             (state / "status").touch()
         (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
         opts = _apt_options(state, arch)
-        tools.run(["apt-get", *opts, "-q", "update"], log=log)
+        tools.run(["apt-get", *opts, "-q", "update"])
         return parse_madison(tools.output(["apt-cache", *opts, "madison", *names]))
 
 
@@ -133,14 +133,13 @@ def resolve(
     mirror: str,
     arch: Arch,
     cache: Path,
-    log: Path,
     keys: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     if not pins:
         return {}
     state = cache / "apt-index" / f"{suite}-{arch.debian}"
     available = archive_versions(
-        [n for n, _ in pins], suite=suite, mirror=mirror, arch=arch, state=state, log=log
+        [n for n, _ in pins], suite=suite, mirror=mirror, arch=arch, state=state
     )
     return resolve_pins(pins, available, suite, keys)
 

@@ -178,12 +178,12 @@ def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
         return load_keys(directory), True
 
 
-def sign_pe(path: Path, keys: KeySet, log: Path | None = None) -> None:
+def sign_pe(path: Path, keys: KeySet) -> None:
     """Sign a PE binary in place with the db key (sbsign), atomically."""
     with atomic_path(path, path.stat().st_mode & 0o7777) as tmp:
         argv: list[str | os.PathLike[str]] = ["sbsign", "--key", keys.key("db")]
         argv += ["--cert", keys.cert("db"), "--output", tmp, "--", path]
-        tools.run(argv, log=log)
+        tools.run(argv)
 
 
 def verify_pe(path: Path, cert: Path) -> bool:

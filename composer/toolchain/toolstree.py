@@ -53,7 +53,7 @@ def tools_key(arch: Arch) -> str:
     return key_of(spec)
 
 
-def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:
+def ensure_tools_tree(cache_dir: Path, arch: Arch) -> Path:
     """The cached tools tree for ``arch``, built if missing: by one build at a time (the
     others wait for it and take its tree), in a locked temporary directory, synced to disk
     and renamed into place."""
@@ -74,7 +74,6 @@ def ensure_tools_tree(cache_dir: Path, arch: Arch, log: Path) -> Path:
                 arch=arch,
                 packages=tools_packages(arch),
                 archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{arch.debian}",
-                log=log,
             )
             sync_filesystem(target)
             target.rename(final)

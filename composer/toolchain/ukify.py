@@ -30,7 +30,6 @@ def build_uki(
     cmdline: str,
     efi_arch: str,
     workdir: Path,
-    log: Path,
     usr_type: str = "",
     sbat: str | None = None,
 ) -> Uki:
@@ -66,7 +65,6 @@ def build_uki(
         ],
         binds=binds,
         env={"SOURCE_DATE_EPOCH": "0"},
-        log=log,
     )
     run_in(
         tools_tree,
@@ -83,7 +81,6 @@ def build_uki(
             f"--output={WORK}/uki.efi",
         ],
         binds=binds,
-        log=log,
     )
     return Uki(workdir / "uki.efi", kernel_version, cmdline)
 

@@ -62,7 +62,6 @@ def build_deb(
     out_dir: Path,
     *,
     epoch: int,
-    log: Path | None = None,
 ) -> Path:
     """Write DEBIAN/control and the maintainer ``scripts`` (postinst, postrm, …) into ``tree``
     and build ``<Package>_<Version>_<Architecture>.deb`` in ``out_dir``."""
@@ -85,6 +84,5 @@ def build_deb(
         tools.run(
             ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z9", "--build", tree, tmp],
             env={"SOURCE_DATE_EPOCH": str(epoch)},
-            log=log,
         )
     return out

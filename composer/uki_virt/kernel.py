@@ -73,7 +73,6 @@ def resolve_kernel(
     kernel: str | None,
     *,
     cache: Path,
-    log: Path,
     meta: str | None = None,
 ) -> KernelPackage:
     """``kernel`` (a kernel release such as 6.12.43+deb13-amd64), or the one that ``meta``
@@ -89,17 +88,17 @@ def resolve_kernel(
     memo = state / f"kernel-{key_of([index, meta, kernel, arch.debian])}.json" if index else None
     if memo is not None and memo.is_file():
         return KernelPackage(**json.loads(memo.read_text()))
-    pkg = _resolve_kernel(distro, arch, kernel, meta, state, log)
+    pkg = _resolve_kernel(distro, arch, kernel, meta, state)
     if memo is not None:
         write_json(memo, dataclasses.asdict(pkg))
     return pkg
 
 
 def _resolve_kernel(
-    distro: Distro, arch: Arch, kernel: str | None, meta: str, state: Path, log: Path
+    distro: Distro, arch: Arch, kernel: str | None, meta: str, state: Path
 ) -> KernelPackage:
     versions.archive_versions(
-        [meta], suite=distro.suite, mirror=distro.mirror, arch=arch, state=state, log=log
+        [meta], suite=distro.suite, mirror=distro.mirror, arch=arch, state=state
     )
     if kernel is None and _IMAGE_DEP.match(meta):  # already a kernel, not a metapackage
         kernel = meta.removeprefix("linux-image-")
@@ -113,7 +112,7 @@ def _resolve_kernel(
                 )
             kernel = dep[0]
         name = f"linux-image-{kernel}"
-        madison = tools.output(["apt-cache", *_apt(state, arch), "madison", name], log=None)
+        madison = tools.output(["apt-cache", *_apt(state, arch), "madison", name])
     found = versions.parse_madison(madison)
     if not found.get(name):
         raise KernelNotFoundError(
@@ -125,7 +124,7 @@ def _resolve_kernel(
 
 
 def download(
-    packages: list[tuple[str, str]], distro: Distro, arch: Arch, *, cache: Path, log: Path
+    packages: list[tuple[str, str]], distro: Distro, arch: Arch, *, cache: Path
 ) -> list[Path]:
     """(name, version) pairs as .deb files in the shared archive cache (downloaded if missing)."""
     archives = cache / "archives" / f"{distro.suite}-{arch.debian}"
@@ -134,7 +133,6 @@ def download(
         state=index_state(cache, distro, arch),
         arch=arch,
         archives=archives,
-        log=log,
     )
 
 
@@ -150,19 +148,19 @@ def base_files_version(distro: Distro, arch: Arch, *, cache: Path) -> str:
 
 
 def unpack_kernel_tree(
-    kernel_deb: Path, base_files_deb: Path, dest: Path, tools_tree: Path, kver: str, log: Path
+    kernel_deb: Path, base_files_deb: Path, dest: Path, tools_tree: Path, kver: str
 ) -> Path:
     """``dest`` as a tree with boot/vmlinuz-<kver>, usr/lib/modules/<kver> (depmod'ed in the
     tools tree) and usr/lib/os-release: everything build_uki reads from an image tree."""
     dest.mkdir(parents=True, exist_ok=True)
-    tools.run(["dpkg-deb", "-x", kernel_deb, dest], log=log)
+    tools.run(["dpkg-deb", "-x", kernel_deb, dest])
     with tempfile.TemporaryDirectory(prefix="base-files-", dir=dest.parent) as tmp:
-        tools.run(["dpkg-deb", "-x", base_files_deb, tmp], log=log)
+        tools.run(["dpkg-deb", "-x", base_files_deb, tmp])
         (dest / "usr/lib").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / "usr/lib/os-release", dest / "usr/lib/os-release")
     if not (dest / "boot" / f"vmlinuz-{kver}").exists():
         raise KernelNotFoundError(f"{kernel_deb.name} has no boot/vmlinuz-{kver}")
     # Debian's kernel packages ship no modules.dep (their postinst runs depmod): make it
     modules = dest / "usr/lib/modules"
-    run_in(tools_tree, ["depmod", kver], binds=[(modules, "/usr/lib/modules")], log=log)
+    run_in(tools_tree, ["depmod", kver], binds=[(modules, "/usr/lib/modules")])
     return dest

@@ -74,7 +74,7 @@ def rpm_spec(kver: str, version: str, arch: str, requires: tuple[str, ...] = ())
 
 
 def write_packages(
-    uki: Path, pkg: KernelPackage, arch: Arch, out: Path, work: Path, epoch: int, log: Path
+    uki: Path, pkg: KernelPackage, arch: Arch, out: Path, work: Path, epoch: int
 ) -> list[Path]:
     """uki-virt-<kver>, uki-virt and kernel-uki-virt for ``uki`` in ``out``."""
     name = f"{UKI_VIRT}-{pkg.kver}"
@@ -94,7 +94,6 @@ def write_packages(
         deb_scripts(pkg.kver),
         out,
         epoch=epoch,
-        log=log,
     )
     meta_tree = work / "meta"
     shutil.rmtree(meta_tree, ignore_errors=True)
@@ -116,13 +115,11 @@ def write_packages(
         {},
         out,
         epoch=epoch,
-        log=log,
     )
     rpm = build_rpm(
         stage(uki, pkg.kver, work / "rpm"),
         rpm_spec(pkg.kver, pkg.version, arch.name),
         out,
         epoch=epoch,
-        log=log,
     )
     return [main, meta, rpm]

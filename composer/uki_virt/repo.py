@@ -10,9 +10,9 @@ from composer.core import tools
 from composer.core.files import atomic_write
 
 
-def index_apt(repo: Path, log: Path | None = None) -> None:
+def index_apt(repo: Path) -> None:
     """Packages, Packages.gz and Release for every .deb in ``repo`` (a flat repository)."""
-    packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, log=None).stdout
+    packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo).stdout
     atomic_write(repo / "Packages", packages)
     atomic_write(repo / "Packages.gz", gzip.compress(packages, mtime=0))
     release = tools.run(
@@ -32,6 +32,6 @@ def index_apt(repo: Path, log: Path | None = None) -> None:
     atomic_write(repo / "Release", "".join(kept).encode())
 
 
-def index_rpm(repo: Path, log: Path | None = None) -> None:
+def index_rpm(repo: Path) -> None:
     """repodata/ for every .rpm in ``repo`` (createrepo_c)."""
-    tools.run(["createrepo_c", "--quiet", "--no-database", "--update", str(repo)], log=log)
+    tools.run(["createrepo_c", "--quiet", "--no-database", "--update", str(repo)])

@@ -69,9 +69,7 @@ def spec_text(spec: RpmSpec, files: Sequence[str]) -> str:
     return "\n".join(line for line in head if line) + "\n" + "\n".join(body)
 
 
-def build_rpm(
-    tree: Path, spec: RpmSpec, out_dir: Path, *, epoch: int, log: Path | None = None
-) -> Path:
+def build_rpm(tree: Path, spec: RpmSpec, out_dir: Path, *, epoch: int) -> Path:
     """Build ``spec`` with the files of ``tree`` (paths relative to it are the package's)."""
     clamp_mtimes(tree, epoch)  # rpm only clamps mtimes newer than SOURCE_DATE_EPOCH
     entries = sorted(tree.rglob("*"))
@@ -102,7 +100,7 @@ def build_rpm(
         if spec.arch != "noarch":
             argv += ["--target", spec.arch]
         argv.append(spec_path)
-        tools.run(argv, env={"SOURCE_DATE_EPOCH": str(epoch)}, log=log)
+        tools.run(argv, env={"SOURCE_DATE_EPOCH": str(epoch)})
         built = list((top / "RPMS").rglob("*.rpm"))
         if len(built) != 1:
             raise FileNotFoundError(f"rpmbuild made {len(built)} packages for {spec.name}")

@@ -8,6 +8,7 @@ cached: every image that lists ``uki-virt`` reuses the same build.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from composer import DATA
 from composer.core import locks
 from composer.core.files import atomic_path, fsync_dir, sync_filesystem, write_json
 from composer.core.hashing import key_of, sha256_file, tree_digest
+from composer.core.log import note
 from composer.core.workdir import owned_dir, scratch_dir, work_parent
 from composer.spec import dps
 from composer.spec.arch import Arch
@@ -27,6 +29,8 @@ from composer.toolchain.secureboot import ensure_keys, sign_pe
 from composer.toolchain.toolstree import ensure_tools_tree, tools_key
 from composer.toolchain.ukify import build_uki, stage_initrd_extras
 from composer.uki_virt import kernel, packages, repo
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0"
 LAYOUT_VERSION = 2  # bump when what a build makes changes: old cache entries are then unused
@@ -112,34 +116,33 @@ def ensure_uki_virt(
     config: UkiVirtConfig,
     *,
     cache: Path,
-    log: Path,
     kernel_release: str | None = None,
     meta: str | None = None,
 ) -> UkiVirtBuild:
     """The cached local repository holding uki-virt for ``kernel_release`` (default: the
     kernel ``meta``, default linux-image-<arch>, depends on), built first if no cached one
     matches."""
-    pkg = kernel.resolve_kernel(distro, arch, kernel_release, cache=cache, log=log, meta=meta)
+    pkg = kernel.resolve_kernel(distro, arch, kernel_release, cache=cache, meta=meta)
     key = cache_key(distro, arch, pkg, config)
     final = cache / "uki-virt" / f"{distro.id}-{arch.debian}-{pkg.kver}-{key}"
     if (final / INFO).exists():
-        _note(log, f"uki-virt {pkg.kver} ({pkg.version}): cached build {final}")
+        note(LOG, f"uki-virt {pkg.kver} ({pkg.version}): cached build {final}")
         return _load(final, cached=True)
     final.parent.mkdir(parents=True, exist_ok=True)
     with locks.held(final.parent / f".{final.name}.lock"):  # one build at a time makes it
         if (final / INFO).exists():  # made while we waited
-            _note(log, f"uki-virt {pkg.kver} ({pkg.version}): built meanwhile: {final}")
+            note(LOG, f"uki-virt {pkg.kver} ({pkg.version}): built meanwhile: {final}")
             return _load(final, cached=True)
-        _note(log, f"uki-virt {pkg.kver} ({pkg.version}): building into {final}")
+        note(LOG, f"uki-virt {pkg.kver} ({pkg.version}): building into {final}")
         start = time.monotonic()
         with owned_dir(final.parent, ".tmp-uki-virt-") as tmp:
-            built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache, log)
+            built = _build(distro, arch, pkg, config, tmp / "repo", tmp / "work", cache)
             built["build_seconds"] = round(time.monotonic() - start, 1)
             write_json(tmp / "repo" / INFO, built)
             sync_filesystem(tmp)
             (tmp / "repo").rename(final)
             fsync_dir(final.parent)
-    _note(log, f"uki-virt built in {built['build_seconds']} s")
+    note(LOG, f"uki-virt built in {built['build_seconds']} s")
     return _load(final, cached=False)
 
 
@@ -151,16 +154,13 @@ def _build(
     repo_dir: Path,
     work: Path,
     cache: Path,
-    log: Path,
 ) -> dict[str, Any]:
-    tools_tree = ensure_tools_tree(cache, arch, log)
+    tools_tree = ensure_tools_tree(cache, arch)
     base_files = kernel.base_files_version(distro, arch, cache=cache)
     kernel_deb, base_deb = kernel.download(
-        [(pkg.name, pkg.version), ("base-files", base_files)], distro, arch, cache=cache, log=log
+        [(pkg.name, pkg.version), ("base-files", base_files)], distro, arch, cache=cache
     )
-    tree = kernel.unpack_kernel_tree(
-        kernel_deb, base_deb, work / "kernel", tools_tree, pkg.kver, log
-    )
+    tree = kernel.unpack_kernel_tree(kernel_deb, base_deb, work / "kernel", tools_tree, pkg.kver)
     uki = build_uki(
         tools_tree,
         tree,
@@ -168,18 +168,17 @@ def _build(
         config.cmdline,
         arch.efi,
         work / "uki",
-        log,
         config.usr_type,
         sbat=sbat_text(pkg.kver),
     )
     modules = initrd.module_names(uki.path.parent / "initrd.img")
     if config.keys is not None:
-        sign_pe(uki.path, ensure_keys(Path(config.keys))[0], log)
+        sign_pe(uki.path, ensure_keys(Path(config.keys))[0])
     epoch = int((tree / "boot" / f"vmlinuz-{pkg.kver}").stat().st_mtime)
     repo_dir.mkdir(parents=True)
-    files = packages.write_packages(uki.path, pkg, arch, repo_dir, work / "pkg", epoch, log)
-    repo.index_apt(repo_dir, log)
-    repo.index_rpm(repo_dir, log)
+    files = packages.write_packages(uki.path, pkg, arch, repo_dir, work / "pkg", epoch)
+    repo.index_apt(repo_dir)
+    repo.index_rpm(repo_dir)
     return {
         "kernel": asdict(pkg),
         "files": [f.name for f in files],
@@ -204,7 +203,7 @@ def _load(final: Path, *, cached: bool) -> UkiVirtBuild:
     )
 
 
-def publish(build: UkiVirtBuild, dest: Path, log: Path | None = None) -> list[Path]:
+def publish(build: UkiVirtBuild, dest: Path) -> list[Path]:
     """Copy the build's packages into the repository ``dest`` (kept: earlier kernels stay
     beside it) and index it again."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -214,11 +213,6 @@ def publish(build: UkiVirtBuild, dest: Path, log: Path | None = None) -> list[Pa
         with atomic_path(target) as tmp:
             shutil.copyfile(build.repo / name, tmp)
         copied.append(target)
-    repo.index_apt(dest, log)
-    repo.index_rpm(dest, log)
+    repo.index_apt(dest)
+    repo.index_rpm(dest)
     return copied
-
-
-def _note(log: Path, text: str) -> None:
-    with open(log, "a") as fh:
-        fh.write(f"# {text}\n")

@@ -38,10 +38,9 @@ DEFINITIONS = {
 
 
 def build_repart_image(cache: Path, work: Path, dest: Path) -> Path:
-    """Build the image into ``dest`` (a raw file); ``work`` holds the trees and the log."""
+    """Build the image into ``dest`` (a raw file); ``work`` holds the trees."""
     arch = get_arch("x86_64")
-    log = work / "build.log"
-    tools = ensure_tools_tree(cache, arch, log)
+    tools = ensure_tools_tree(cache, arch)
     root = work / "root"
     apt.mmdebstrap(
         root,
@@ -50,19 +49,18 @@ def build_repart_image(cache: Path, work: Path, dest: Path) -> Path:
         arch=arch,
         packages=PACKAGES,
         archive_cache=cache / "archives" / f"trixie-{arch.debian}",
-        log=log,
     )
     (root / "etc/hostname").write_text("foreign\n")
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/machine-id").write_text("")
     kver = apt.kernel_version(root)
-    uki = build_uki(tools, root, kver, "console=tty0 console=ttyS0", arch.efi, work / "uki", log)
+    uki = build_uki(tools, root, kver, "console=tty0 console=ttyS0", arch.efi, work / "uki")
     esp = work / "esp"
     stage_systemd_boot(esp, tools, arch.efi, 0)
     shutil.copyfile(uki.path, esp / f"EFI/Linux/debian-{kver}.efi")
     repart_root = work / "repart-root"
     repart_root.mkdir()
-    make_vfat(repart_root / "esp.img", ESP_SIZE, esp, "0E5F0E5F", "ESP", log)
+    make_vfat(repart_root / "esp.img", ESP_SIZE, esp, "0E5F0E5F", "ESP")
     defs = work / "repart.d"
     defs.mkdir()
     for name, text in DEFINITIONS.items():
@@ -89,7 +87,6 @@ def build_repart_image(cache: Path, work: Path, dest: Path) -> Path:
             (root, "/run/repart-root/rootfs"),
             (out, "/run/out"),
         ],
-        log=log,
     )
     shutil.move(out / "foreign.raw", dest)
     return dest

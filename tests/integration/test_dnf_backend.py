@@ -99,7 +99,6 @@ def installed(rpm_repo: Path, module_tmp: ModuleTmp) -> Path:
             Repository(id="local-test", baseurls=(f"file://{rpm_repo}",), gpgcheck=False)
         ],
         cache=work / "cache",
-        log=work / "dnf.log",
     )
     return root
 

@@ -52,7 +52,7 @@ def inspect(image: Path) -> tuple[int, dict[str, Any]]:
 def systemd_view(image: Path, tmp: Path) -> dict[str, dict[str, str]]:
     """Partition UUID -> what systemd (systemd-repart 257, a dry run over the existing table,
     from the tools tree) calls the partition, plus blkid's file system probe of it."""
-    tree = ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()), tmp / "t.log")
+    tree = ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()))
     raw = tmp / "view.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
     (tmp / "empty.d").mkdir()
@@ -164,7 +164,7 @@ def test_inspect_reads_an_xfs_root_with_libguestfs(tmp_path: Path) -> None:
     subprocess.run(["mkfs.xfs", "-q", "-L", "root", "-p", str(proto), str(root)], check=True)
     (tmp_path / "esp").mkdir()
     esp = tmp_path / "esp.img"
-    make_vfat(esp, 64 * mib, tmp_path / "esp", "12345678", "ESP", tmp_path / "log")
+    make_vfat(esp, 64 * mib, tmp_path / "esp", "12345678", "ESP")
     disk = tmp_path / "xfs.raw"
     subprocess.run(["truncate", "-s", f"{470 * mib}", str(disk)], check=True)
     write_gpt(

@@ -18,8 +18,6 @@ from composer.measure.pcr11 import BANKS, PHASES, predict_pcr11, predict_uki, uk
 from composer.spec.arch import get_arch
 from composer.toolchain.toolstree import ensure_tools_tree
 
-from .conftest import ModuleTmp
-
 pytestmark = pytest.mark.integration
 
 INSIDE = "/run/dps-measure-test"
@@ -34,9 +32,8 @@ UNAME = "6.1.0-measure-test"
 
 
 @pytest.fixture(scope="module")
-def tools_tree(module_tmp: ModuleTmp) -> Path:
-    log = module_tmp.mktemp("tools") / "tools.log"
-    return ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()), log)
+def tools_tree() -> Path:
+    return ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()))
 
 
 def systemd_measure(

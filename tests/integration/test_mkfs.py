@@ -52,7 +52,7 @@ def test_trees_become_file_systems(tmp_path: Path) -> None:
     images = []
     for fs, tree in (("xfs", plain), ("btrfs", plain), ("erofs", plain), ("xfs", awkward)):
         image = tmp_path / f"{fs}-{tree.name}.img"
-        make_filesystem(_part(fs), image, tree, hash_seed="", volume_id="", log=tmp_path / "log")
+        make_filesystem(_part(fs), image, tree, hash_seed="", volume_id="")
         info = _blkid(image)
         assert info["TYPE"] == fs and info["UUID"] == FS_UUID, info
         images.append((image, tree is awkward))

@@ -147,6 +147,6 @@ def test_list_vfat_tree_empty_and_nested(tmp_path: Path) -> None:
     (tree / "loader").mkdir()
     (tree / "loader/loader.conf").write_text("timeout 0\n")
     for name, src in (("e.img", empty), ("t.img", tree)):
-        make_vfat(tmp_path / name, 40 * 2**20, src, "12345678", "ESP", tmp_path / "log")
+        make_vfat(tmp_path / name, 40 * 2**20, src, "12345678", "ESP")
     assert list_vfat_tree(tmp_path / "e.img", 0) == []
     assert list_vfat_tree(tmp_path / "t.img", 0) == ["/EFI/BOOT/BOOTX64.EFI", "/loader/loader.conf"]

@@ -57,10 +57,10 @@ def test_locale_files_without_generation(tree: Path, tmp_path: Path) -> None:
     (tree / "etc/default/keyboard").write_text('XKBLAYOUT="de"\nKEYMAP=us\n')
     (tree / "etc/vconsole.conf").symlink_to("default/keyboard")  # as Debian has it
     (tree / "etc/default/locale").symlink_to("../locale.conf")
-    set_locale(tree, Locale(languages=("C.UTF-8",), keyboard="de-latin1"), tmp_path / "log")
+    set_locale(tree, Locale(languages=("C.UTF-8",), keyboard="de-latin1"))
     assert (tree / "etc/locale.conf").read_text() == "LANG=C.UTF-8\n"
     assert (tree / "etc/default/keyboard").read_text() == 'XKBLAYOUT="de"\nKEYMAP=de-latin1\n'
     assert (tree / "etc/vconsole.conf").is_symlink()
     assert not (tree / "etc/locale.gen").exists()
     with pytest.raises(ComposerError, match="SUPPORTED"):
-        set_locale(tree, Locale(languages=("xx_YY.UTF-8",)), tmp_path / "log")
+        set_locale(tree, Locale(languages=("xx_YY.UTF-8",)))

@@ -38,7 +38,7 @@ def test_two_images_at_different_times_are_identical(tmp_path: Path, size_mib: i
         for path in [tree, *tree.rglob("*")]:
             os.utime(path, (mtime, mtime))
         image = tmp_path / f"esp{i}.img"
-        make_vfat(image, size_mib << 20, tree, "12345678", "ESP", tmp_path / "log", repro)
+        make_vfat(image, size_mib << 20, tree, "12345678", "ESP", repro)
         images.append(image.read_bytes())
     assert images[0] == images[1]
     fsck = subprocess.run(["fsck.vfat", "-n", str(tmp_path / "esp0.img")], capture_output=True)
@@ -55,6 +55,6 @@ def test_two_images_at_different_times_are_identical(tmp_path: Path, size_mib: i
 def test_fix_returns_entry_count(tmp_path: Path) -> None:
     tree = _tree(tmp_path / "tree")
     image = tmp_path / "esp.img"
-    make_vfat(image, 40 << 20, tree, "12345678", "ESP", tmp_path / "log")
+    make_vfat(image, 40 << 20, tree, "12345678", "ESP")
     # volume label, EFI, loader, BOOT (+ . and ..), BOOTX64.EFI, loader.conf, . and .. of loader
     assert fix_fat_times(image, 1700000000) >= 6

@@ -58,7 +58,7 @@ def _dirs(*paths: str) -> Stage:
 def _keys(*users: str) -> Stage:
     def run(tree: Path, work: Path) -> None:
         keys = tuple(SshKey(user=u, key="ssh-ed25519 AAAAattacker") for u in users)
-        customize.apply(tree, Customizations(sshkey=keys), work / "log")
+        customize.apply(tree, Customizations(sshkey=keys))
 
     return run
 
@@ -69,11 +69,11 @@ def _users(tree: Path, work: Path) -> None:
         User(name=n, home=h, key="ssh-ed25519 AAAAattacker", groups=("sudo",))
         for n, h in (("u1", "/srv/u1"), ("u2", "/opt/u2"), ("u3", "/mnt/u3"))
     )
-    customize.apply(tree, Customizations(user=users), work / "log", secret=b"s" * 32, image="x")
+    customize.apply(tree, Customizations(user=users), secret=b"s" * 32, image="x")
 
 
 def _customize(c: Customizations) -> Stage:
-    return lambda tree, work: customize.apply(tree, c, work / "log")
+    return lambda tree, work: customize.apply(tree, c)
 
 
 def _prepare(tree: Path, work: Path) -> None:
@@ -82,11 +82,11 @@ def _prepare(tree: Path, work: Path) -> None:
 
 
 def _extras(extra: str) -> Stage:
-    return lambda tree, work: extras.apply(tree, _plan(extra), work / "log")
+    return lambda tree, work: extras.apply(tree, _plan(extra))
 
 
 def _locale(tree: Path, work: Path) -> None:
-    extras.set_locale(tree, Locale(languages=("C.UTF-8",), keyboard="de"), work / "log")
+    extras.set_locale(tree, Locale(languages=("C.UTF-8",), keyboard="de"))
 
 
 def _split(*mountpoints: str) -> Stage:

@@ -178,9 +178,7 @@ def test_debian_var_run_stays_in_the_image(tmp_path: Path, resolution: str) -> N
     uid, gid = os.getuid(), os.getgid()
     (tree / "etc/passwd").write_text(f"svc:x:{uid}:{gid}::/var/run/{name}:/bin/sh\n")
     (tree / "etc/group").write_text(f"svc:x:{gid}:\n")
-    customize.apply(
-        tree, Customizations(sshkey=(SshKey(user="svc", key="ssh-ed25519 AAAAk"),)), tmp_path / "l"
-    )
+    customize.apply(tree, Customizations(sshkey=(SshKey(user="svc", key="ssh-ed25519 AAAAk"),)))
     extras.write_file(tree, File.model_construct(path=f"/var/run/{name}/f", data="d", mode=None,
                                                  user=None, group=None))  # fmt: skip
     extras.make_directory(tree, Directory.model_construct(

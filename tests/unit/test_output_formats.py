@@ -17,7 +17,7 @@ from composer.build.outputs import (
 )
 from composer.core.errors import ComposerError
 from composer.image.formats import FORMATS
-from composer.judge.qemu import detect_format
+from composer.image.formats import detect_format
 
 MiB = 1024 * 1024
 needs_tools = pytest.mark.skipif(
@@ -56,8 +56,7 @@ def disk(tmp_path: Path) -> Path:
 
 @needs_tools
 def test_every_format_made_checked_and_detected(disk: Path, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    entries = make_outputs(disk, list(FORMATS), lambda f: tmp_path / f"img.{f}", log, "zlib")
+    entries = make_outputs(disk, list(FORMATS), lambda f: tmp_path / f"img.{f}", "zlib")
     assert [e["format"] for e in entries] == list(FORMATS)
     by = {e["format"]: e for e in entries}
     for e in entries:
@@ -81,8 +80,7 @@ def test_every_format_made_checked_and_detected(disk: Path, tmp_path: Path) -> N
 
 @needs_tools
 def test_damaged_outputs_are_caught(disk: Path, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    make_outputs(disk, ["vhd", "raw.zst"], lambda f: tmp_path / f"img.{f}", log)
+    make_outputs(disk, ["vhd", "raw.zst"], lambda f: tmp_path / f"img.{f}")
     vhd = tmp_path / "img.vhd"
     with open(vhd, "r+b") as fh:  # break the footer's cookie
         fh.seek(-512, 2)
@@ -103,7 +101,7 @@ def test_vhd_needs_a_whole_mib(tmp_path: Path) -> None:
     with open(raw, "wb") as fh:
         fh.truncate(MiB + 512)
     with pytest.raises(OutputCheckError, match="whole MiB"):
-        make_outputs(raw, ["vhd"], lambda f: tmp_path / f"odd.{f}", tmp_path / "log")
+        make_outputs(raw, ["vhd"], lambda f: tmp_path / f"odd.{f}")
 
 
 def test_sha256_of_sparse_file_equals_plain_hash(tmp_path: Path) -> None:

@@ -167,6 +167,6 @@ def test_a_resolved_set_is_remembered_per_root_key(tmp_path: Path) -> None:
         )
     plan = make_plan(parse('name = "x"\n[customizations.services]\nenabled = ["sshd", "httpd"]\n'))
     with pytest.raises(KeyedProblems) as info:
-        check(plan, {}, cache=tmp_path, log=tmp_path / "log", key="k1")
+        check(plan, {}, cache=tmp_path, key="k1")
     assert [p.key for p in info.value.problems] == ["customizations.services.enabled[1]"]
     assert "(2 resolved)" in info.value.problems[0].message

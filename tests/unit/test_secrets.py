@@ -15,6 +15,7 @@ import pytest
 
 from composer.blueprint.customizations import Customizations, User
 from composer.build import keys as stage_keys
+from composer.core.log import log_file
 from composer.core.secret import (
     SecretError,
     blind,
@@ -53,7 +54,8 @@ def test_password_hash_reaches_no_argument_list_or_log(tmp_path: Path) -> None:
         User(name="ops", password=HASH, groups=("sudo",), description="-D --root /"),
         User(name="gen", generate_password=True),
     )
-    customize.apply(tree, Customizations(user=users), log, secret=b"s" * 32, image="img")
+    with log_file(log):
+        customize.apply(tree, Customizations(user=users), secret=b"s" * 32, image="img")
     shadow = (tree / "etc/shadow").read_text()
     assert f"ops:{HASH}:" in shadow
     assert f"gen:{generated_hash(b's' * 32, 'img', 'gen')}:" in shadow

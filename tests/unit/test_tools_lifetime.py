@@ -13,6 +13,7 @@ import pytest
 
 from composer.core import tools
 from composer.core.errors import ToolError
+from composer.core.log import log_file
 
 # A tool that starts a grandchild in the background and one that leaves its process group:
 # what mmdebstrap -> apt -> dpkg -> maintainer scripts look like to the kernel.
@@ -128,9 +129,10 @@ def test_output_into_an_open_file(tmp_path: Path) -> None:
 def test_a_logged_tools_output_and_errors_go_to_the_log_as_they_come(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
     log.write_text("# stage x\n")
-    tools.run(["sh", "-c", "echo out; echo err >&2"], log=log)
-    with pytest.raises(ToolError, match=r"(?s)exit 4.*late"):
-        tools.run(["sh", "-c", "echo early; echo late >&2; exit 4"], log=log)
+    with log_file(log):
+        tools.run(["sh", "-c", "echo out; echo err >&2"])
+        with pytest.raises(ToolError, match=r"(?s)exit 4.*late"):
+            tools.run(["sh", "-c", "echo early; echo late >&2; exit 4"])
     text = log.read_text()
     assert text.startswith("# stage x\n$ sh -c echo out; echo err >&2\nout\nerr\n")
     assert text.endswith("early\nlate\n")

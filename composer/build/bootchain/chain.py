@@ -5,6 +5,7 @@ for the image. build.py calls :func:`stage_boot_chain` and nothing loader-specif
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,13 @@ from composer.build.bootchain.grub import stage_grub
 from composer.build.bootchain.systemd_boot import stage_systemd_boot
 from composer.build.bootchain.uki_direct import boot_option, stage_uki_direct
 from composer.core.hashing import sha256_file
+from composer.core.log import note
 from composer.image.firmware import Firmware, select_firmware
 from composer.image.varstore import BootOption, make_varstore, read_varstore
 from composer.plan.plan import Plan
 from composer.toolchain.secureboot import KeySet, ensure_keys, load_keys, sign_pe
+
+LOG = logging.getLogger(__name__)
 
 
 def default_keys_dir(cache: Path) -> Path:
@@ -92,7 +96,6 @@ def stage_boot_chain(
     cache: Path,
     work: Path,
     varstore_dest: Path,
-    log: Path,
 ) -> BootChain:
     """Fill the ESP staging tree ``esp``: the UKI at ``uki_rel`` (signed in place at
     ``uki_path`` first when signing) and the loader; write the varstore when the chain needs
@@ -102,12 +105,9 @@ def stage_boot_chain(
     generated = False
     if plan.secureboot_sign:
         keys, generated = secureboot_keys(plan, cache)
-        keys_dir = keys.directory
-        with open(log, "a") as fh:
-            fh.write(
-                f"# Secure Boot keys: {keys_dir} ({'generated' if generated else 'existing'})\n"
-            )
-        sign_pe(uki_path, keys, log)
+        how = "generated" if generated else "existing"
+        note(LOG, f"Secure Boot keys: {keys.directory} ({how})")
+        sign_pe(uki_path, keys)
     (esp / uki_rel).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(uki_path, esp / uki_rel)
     signed = [uki_rel] if keys else []
@@ -115,7 +115,7 @@ def stage_boot_chain(
     if plan.loader == "systemd-boot":
         loaders = stage_systemd_boot(esp, tools_tree, arch.efi, plan.loader_timeout)
     elif plan.loader == "grub2":
-        loaders = stage_grub(esp, tools_tree, arch, plan.loader_timeout, work / "grub", log)
+        loaders = stage_grub(esp, tools_tree, arch, plan.loader_timeout, work / "grub")
     elif plan.loader == "uki-direct":
         fallback = stage_uki_direct(esp, uki_rel, arch.efi)  # a copy of the (signed) UKI
         signed += [_rel(esp, p) for p in fallback] if keys else []
@@ -125,7 +125,7 @@ def stage_boot_chain(
         raise ValueError(f"unknown boot loader {plan.loader!r}")
     if keys is not None:
         for binary in loaders:
-            sign_pe(binary, keys, log)
+            sign_pe(binary, keys)
             signed.append(_rel(esp, binary))
     chain = BootChain(
         loader=plan.loader,

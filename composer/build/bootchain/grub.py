@@ -106,7 +106,7 @@ def esp_entries(esp: Path) -> list[GrubEntry]:
     return [uki_entry(p.name, file_sections(p)) for p in ukis]
 
 
-def make_grub_image(tools_tree: Path, arch: Arch, workdir: Path, log: Path) -> Path:
+def make_grub_image(tools_tree: Path, arch: Arch, workdir: Path) -> Path:
     """grub-mkimage (from the tools tree) of a standalone EFI GRUB with GRUB_MODULES built in."""
     platform = arch.grub
     if not (tools_tree / "usr/lib/grub" / platform).is_dir():
@@ -130,17 +130,14 @@ def make_grub_image(tools_tree: Path, arch: Arch, workdir: Path, log: Path) -> P
             *GRUB_MODULES,
         ],
         binds=[(workdir, WORK)],
-        log=log,
     )
     return workdir / f"grub{arch.efi}.efi"
 
 
-def stage_grub(
-    esp: Path, tools_tree: Path, arch: Arch, timeout: int, workdir: Path, log: Path
-) -> list[Path]:
+def stage_grub(esp: Path, tools_tree: Path, arch: Arch, timeout: int, workdir: Path) -> list[Path]:
     """GRUB as the removable-media loader EFI/BOOT/BOOT<ARCH>.EFI plus its grub.cfg; the UKIs
     must already be in ``esp/EFI/Linux``. Returns the PE binaries it put on the ESP."""
-    binary = make_grub_image(tools_tree, arch, workdir, log)
+    binary = make_grub_image(tools_tree, arch, workdir)
     boot_dir = esp / PREFIX.lstrip("/")
     boot_dir.mkdir(parents=True, exist_ok=True)
     loader = esp / removable_path(arch.efi)

@@ -58,7 +58,6 @@ def make_vfat(
     tree: Path,
     volume_id: str,
     label: str,
-    log: Path,
     repro: Reproducible = HOST,
 ) -> None:
     """A FAT32 file system of ``size`` bytes holding the contents of ``tree``."""
@@ -76,14 +75,12 @@ def make_vfat(
             str(image),
             str(size // 1024),
         ],
-        log=log,
     )
     entries = sorted(tree.iterdir())
     if entries:
         tools.run(
             ["mcopy", "-s", "-p", "-m", "-i", str(image), *map(str, entries), "::/"],
             env=MTOOLS_ENV,
-            log=log,
         )
     if repro.epoch is not None:
         fix_fat_times(image, repro.epoch)
@@ -96,7 +93,6 @@ def make_ext4(
     fs_uuid: str,
     label: str,
     hash_seed: str,
-    log: Path,
     repro: Reproducible = HOST,
 ) -> None:
     """An ext4 file system of ``size`` bytes populated from ``tree`` (ownership kept: root)."""
@@ -120,7 +116,6 @@ def make_ext4(
             str(image),
         ],
         env=repro.env(),
-        log=log,
     )
 
 

@@ -56,7 +56,6 @@ def make_filesystem(
     *,
     hash_seed: str,
     volume_id: str,
-    log: Path,
     repro: Reproducible = HOST,
 ) -> None:
     """Make ``image`` (a file of the partition's size, or smaller for erofs) holding ``tree``."""
@@ -65,28 +64,28 @@ def make_filesystem(
         if p.filesystem != "swap":
             check_fits(p, src)
         if p.filesystem == "ext4":
-            make_ext4(image, p.size, src, p.fs_uuid, p.fs_label, hash_seed, log, repro)
+            make_ext4(image, p.size, src, p.fs_uuid, p.fs_label, hash_seed, repro)
         elif p.filesystem == "vfat":
-            make_vfat(image, p.size, src, volume_id, p.fs_label.upper()[:11], log, repro)
+            make_vfat(image, p.size, src, volume_id, p.fs_label.upper()[:11], repro)
         elif p.filesystem == "swap":
             _sparse(image, p.size)
-            tools.run(["mkswap", "-U", p.fs_uuid, "-L", p.fs_label, str(image)], log=log)
+            tools.run(["mkswap", "-U", p.fs_uuid, "-L", p.fs_label, str(image)])
         elif p.filesystem == "btrfs":
             _sparse(image, p.size)
             argv = ["mkfs.btrfs", "-q", "-f", "-U", p.fs_uuid, "-L", p.fs_label]
-            tools.run([*argv, "--rootdir", str(src), str(image)], log=log)
+            tools.run([*argv, "--rootdir", str(src), str(image)])
         elif p.filesystem == "erofs":
-            make_erofs(p, image, src, log)
+            make_erofs(p, image, src)
         elif p.filesystem == "xfs":
-            make_xfs(p, image, src, log)
+            make_xfs(p, image, src)
         else:
             raise ComposerError(f"partition {p.number}: no way to make {p.filesystem!r}")
 
 
-def make_erofs(p: PartitionPlan, image: Path, tree: Path, log: Path) -> None:
+def make_erofs(p: PartitionPlan, image: Path, tree: Path) -> None:
     image.unlink(missing_ok=True)
     argv = ["mkfs.erofs", "--quiet", "-zlz4hc", f"-U{p.fs_uuid}", "-T0", str(image), str(tree)]
-    tools.run(argv, log=log)
+    tools.run(argv)
     if image.stat().st_size > p.size:
         raise ComposerError(
             f"partition {p.number} ({p.mountpoint}): the erofs image is "
@@ -94,17 +93,17 @@ def make_erofs(p: PartitionPlan, image: Path, tree: Path, log: Path) -> None:
         )
 
 
-def make_xfs(p: PartitionPlan, image: Path, tree: Path, log: Path) -> None:
+def make_xfs(p: PartitionPlan, image: Path, tree: Path) -> None:
     proto = xfs_protofile(tree)
     _sparse(image, p.size)
     base = ["mkfs.xfs", "-q", "-f", "-L", p.fs_label, "-m", f"uuid={p.fs_uuid}"]
     if proto is not None:
         proto_file = image.with_suffix(".proto")
         proto_file.write_text(proto)
-        tools.run([*base, "-p", str(proto_file), str(image)], log=log)
+        tools.run([*base, "-p", str(proto_file), str(image)])
         return
-    tools.run([*base, str(image)], log=log)
-    populate_with_guestfs(image, tree, log)
+    tools.run([*base, str(image)])
+    populate_with_guestfs(image, tree)
 
 
 _MODE_TYPES = {
@@ -176,13 +175,12 @@ def _proto_dir(path: Path, lines: list[str], depth: int) -> bool:
     return True
 
 
-def populate_with_guestfs(image: Path, tree: Path, log: Path) -> None:
+def populate_with_guestfs(image: Path, tree: Path) -> None:
     """Copy ``tree`` (owners, modes, xattrs, hard links) into the file system on ``image``."""
     tarball = image.with_suffix(".tar")
     tools.run(
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-C", str(tree),
          "-cf", str(tarball), "."],
-        log=log,
     )  # fmt: skip
     g = new_handle()
     try:

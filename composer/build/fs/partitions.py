@@ -68,7 +68,7 @@ def _open_mount_point(t: Tree, p: PartitionPlan) -> int:
 
 
 def build_partitions(
-    plan: Plan, root: Path, work: Path, log: Path, repro: Reproducible = HOST
+    plan: Plan, root: Path, work: Path, repro: Reproducible = HOST
 ) -> dict[int, Path]:
     """Partition number -> file-system image, for every partition but the ESP."""
     trees = split_subtrees(root, plan.partitions, work / "trees")
@@ -84,7 +84,6 @@ def build_partitions(
             root if p.designator == "root" else trees.get(p.number),
             hash_seed=str(plan.derive(f"fs:{ident}:hash-seed")),
             volume_id=plan.derive(f"fs:{p.designator}:volume-id").hex[:8],
-            log=log,
             repro=repro,
         )
         images[p.number] = image
