@@ -7,8 +7,10 @@ manifest belongs to another build) it refuses, saying so, rather than judging th
 against expectations that are not its own; ``boot --manifest FILE`` judges an image against a
 manifest on purpose (a deliberately modified copy), noting whether the sha256 matches.
 
-A manifest found beside an image is image-controlled input: the varstore it names must be a
-plain file name in the manifest's own directory and a regular file (no path, no link).
+A manifest found beside an image is image-controlled input: it is read through the typed
+model (composer/manifest/model.py) after its ``manifest_version`` is checked, and the
+varstore it names must be a plain file name in the manifest's own directory and a regular
+file (no path, no link).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from composer.core import locks
 from composer.core.errors import ComposerError
 from composer.core.hashing import sha256_file
 from composer.image.formats import FORMATS
+from composer.manifest.model import MANIFEST_VERSION, SUFFIX, Manifest
 
-SUFFIX = ".manifest.json"
 OUTPUT_LOCK = ".dps-composer-output.lock"  # held while a build publishes into a directory
 DEFAULT_TIMEOUT = 600.0
 
@@ -63,23 +66,19 @@ def find_manifest(image: Path) -> Path | None:
 @dataclass(frozen=True)
 class ImageManifest:
     path: Path
-    data: dict[str, Any]
+    manifest: Manifest
     note: str  # how it was matched to the image, for the verdict's notes
 
     @property
     def timeout(self) -> float:
-        try:
-            return float(self.data["validate"]["timeout"])
-        except (KeyError, TypeError, ValueError):
-            return DEFAULT_TIMEOUT
+        return self.manifest.validate_.timeout
 
     def varstore(self) -> Path | None:
         """The varstore the build shipped beside the image (Secure Boot keys, boot entries)."""
-        entry = self.data.get("varstore")
-        if not isinstance(entry, dict) or entry.get("file") is None:
+        if self.manifest.varstore is None:
             return None
-        name = entry["file"]
-        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        name = self.manifest.varstore.file
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise ManifestError(
                 f"{self.path}: varstore.file must be a plain file name in the manifest's "
                 f"directory, not {name!r}"
@@ -96,25 +95,30 @@ class ImageManifest:
         return path
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> Manifest:
+    """The manifest at ``path``, checked: a JSON object of a ``manifest_version`` this
+    composer reads, every key as the model says (ManifestError naming the file otherwise)."""
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ManifestError(f"{path}: cannot read manifest: {err}") from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: manifest is not a JSON object")
-    return data
-
-
-def _recorded_sha256(data: dict[str, Any], file_name: str) -> str | None:
-    outputs = data.get("outputs")
-    if not isinstance(outputs, list):
-        return None
-    for entry in outputs:
-        if isinstance(entry, dict) and entry.get("file") == file_name:
-            sha = entry.get("sha256")
-            return sha if isinstance(sha, str) else None
-    return None
+    version = data.get("manifest_version")
+    if version != MANIFEST_VERSION:
+        raise ManifestError(
+            f"{path}: manifest_version {version!r} is not one this dps-composer reads "
+            f"({MANIFEST_VERSION}): it was written by another version; rebuild the image, or "
+            "boot it with a dps-composer of that version"
+        )
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5]
+        )
+        raise ManifestError(f"{path}: not a valid manifest: {problems}") from None
 
 
 def load(image: Path, explicit: Path | None = None) -> ImageManifest | None:
@@ -138,8 +142,9 @@ def load(image: Path, explicit: Path | None = None) -> ImageManifest | None:
 def _load(image: Path, path: Path, explicit: bool, _version: tuple[int, ...]) -> ImageManifest:
     """Memoized per image and manifest version: `boot` asks for the timeout, the varstore and
     the expectations, and an image's sha256 takes seconds."""
-    data = read_manifest(path)
-    recorded = _recorded_sha256(data, image.name)
+    manifest = read_manifest(path)
+    entry = manifest.output(image.name)
+    recorded = entry.sha256 if entry is not None else None
     actual = sha256_file(image) if recorded is not None or explicit else None
     if explicit:
         same = (
@@ -148,7 +153,7 @@ def _load(image: Path, path: Path, explicit: bool, _version: tuple[int, ...]) ->
             else "differs from the image's; judged against it as asked"
         )
         return ImageManifest(
-            path, data, f"manifest {path} (given; its sha256 for {image.name} {same})"
+            path, manifest, f"manifest {path} (given; its sha256 for {image.name} {same})"
         )
     if recorded is None:
         raise ManifestError(
@@ -163,7 +168,7 @@ def _load(image: Path, path: Path, explicit: bool, _version: tuple[int, ...]) ->
             "is another build's; rebuild it, judge it against that manifest anyway with "
             f"--manifest {path}, or move {path.name} away to boot it as an image without one"
         )
-    return ImageManifest(path, data, f"manifest {path} (sha256 of {image.name} matches)")
+    return ImageManifest(path, manifest, f"manifest {path} (sha256 of {image.name} matches)")
 
 
 @contextlib.contextmanager

@@ -133,7 +133,7 @@ def _account(tool: str, command: list[str], users: set[str], groups: set[str]) -
 
 def _members(deb: Path, ctrl: bool) -> tarfile.TarFile:
     flag = "--ctrl-tarfile" if ctrl else "--fsys-tarfile"
-    data = tools.run(["dpkg-deb", flag, "--", deb]).stdout
+    data = tools.run(["dpkg-deb", flag, "--", deb], capture=True).stdout
     return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
 
 

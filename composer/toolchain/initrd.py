@@ -34,7 +34,7 @@ def cpio_names(data: bytes) -> list[str]:
 
 def decompress(data: bytes) -> bytes:
     kind = compression(data)
-    return tools.run([kind, "-dc"], input=data).stdout if kind else data
+    return tools.run([kind, "-dc"], input=data, capture=True).stdout if kind else data
 
 
 def names(initrd: Path) -> list[str]:

@@ -12,7 +12,7 @@ from composer.core.files import atomic_write
 
 def index_apt(repo: Path) -> None:
     """Packages, Packages.gz and Release for every .deb in ``repo`` (a flat repository)."""
-    packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo).stdout
+    packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture=True).stdout
     atomic_write(repo / "Packages", packages)
     atomic_write(repo / "Packages.gz", gzip.compress(packages, mtime=0))
     release = tools.run(
@@ -24,6 +24,7 @@ def index_apt(repo: Path) -> None:
             ".",
         ],
         cwd=repo,
+        capture=True,
     ).stdout
     # apt-ftparchive lists the Release file itself if one exists: drop those lines
     kept = [

@@ -224,3 +224,26 @@ def test_rpm_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
         )
     assert rpms[0].name == "kernel-uki-virt-6.12.43-1.dps.x86_64.rpm"
     assert rpms[0].read_bytes() == rpms[1].read_bytes()
+
+
+def test_repository_indexes_list_every_package(tmp_path: Path) -> None:
+    """The apt index of a local repository (Packages, Release) names the .deb in it and
+    Release holds the index's digest; createrepo_c's repodata names the .rpm."""
+    from composer.uki_virt.debpkg import build_deb
+    from composer.uki_virt.repo import index_apt, index_rpm
+    from composer.uki_virt.rpmpkg import build_rpm
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    fields = {"Package": "p", "Version": "1.0-1", "Architecture": "amd64",
+              "Maintainer": "m <m@x.invalid>", "Description": "d"}  # fmt: skip
+    build_deb(_payload_tree(tmp_path / "d", 1000), fields, {}, repo, epoch=1_700_000_000)
+    spec = packages.rpm_spec(KVER, "6.12.43-1", "x86_64")
+    build_rpm(_payload_tree(tmp_path / "r", 1000), spec, repo, epoch=1_700_000_000)
+    index_apt(repo)
+    index_rpm(repo)
+    assert "Package: p\n" in (repo / "Packages").read_text()
+    assert "Filename: ./p_1.0-1_amd64.deb" in (repo / "Packages").read_text()
+    release = (repo / "Release").read_text()
+    assert "Origin: dps-composer" in release and " Packages\n" in release
+    assert "primary" in (repo / "repodata/repomd.xml").read_text()
