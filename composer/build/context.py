@@ -1,27 +1,29 @@
-"""What the build stages share: the build's context (log, cache lookups and stores, disk-space
-needs, warnings), its result, stage timing, what becomes of a failed build's log, and an image
-the stage cache already holds."""
+"""What the build stages share: the build's context (the plan, its directories, what the
+stages found out and made, cache lookups and stores, disk-space needs, warnings), the build's
+result, and what becomes of a failed build's log."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from composer.build import space
 from composer.build.cache import StageCache
-from composer.build.publish import keep_log, reuse_image
-from composer.core.files import write_json
+from composer.build.facts import Facts
+from composer.build.publish import keep_log
 from composer.core.lifetime import Interrupted
 from composer.core.log import note
-from composer.manifest.load import manifest_name
+from composer.manifest.model import Manifest, Output
 from composer.plan.plan import Plan
+from composer.toolchain.ukify import Uki
+
+if TYPE_CHECKING:
+    from composer.build.bootchain.chain import BootChain
 
 LOG = logging.getLogger(__name__)
 StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
@@ -43,14 +45,39 @@ class BuildResult:
 
 
 @dataclass
+class Made:
+    """What the stages have made so far, for the stages after them."""
+
+    tools_tree: Path | None = None
+    local_repos: list[Path] = field(default_factory=list)
+    root: Path | None = None  # the root tree in the work directory
+    uki: Uki | None = None  # in the work directory (signed there when signing)
+    uki_rel: str = ""  # its path on the ESP
+    packages: dict[str, str] = field(default_factory=dict)  # installed: name -> version
+    chain: BootChain | None = None
+    esp_tree: Path | None = None
+    esp_image: Path | None = None
+    partition_images: dict[int, Path] = field(default_factory=dict)
+    raw: Path | None = None  # the disk, in the staging directory
+    outputs: list[Output] = field(default_factory=list)
+    manifest: Manifest | None = None
+    files: list[Path] = field(default_factory=list)  # outputs and varstore, staged
+
+
+@dataclass
 class Context:
     plan: Plan
-    work: Path
+    work: Path  # scratch
+    staging: Path  # in the output directory: published when every stage succeeded
     cache: Path
     log: Path
     places: space.Places
     use_cache: bool = True
-    epoch: int | None = None  # SOURCE_DATE_EPOCH of every file in the image
+    pins: dict[str, str] = field(default_factory=dict)
+    epoch: int = 0  # SOURCE_DATE_EPOCH of every file in the image
+    facts: Facts | None = None  # None: nothing cached (no cache, or no readable index)
+    keys: dict[str, str] = field(default_factory=dict)  # stage -> cache key
+    made: Made = field(default_factory=Made)
     timings: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
     needs: space.Needs = field(default_factory=space.Needs)
@@ -63,9 +90,14 @@ class Context:
         self.note(text)
         self.warnings.append(text)
 
-    def lookup(self, stage: str, key: str | None, *, hash_files: bool = False) -> Path | None:
-        """The stage's cache entry for ``key``, recording hit or miss (off: no key); a
-        damaged entry is removed (and said so): a miss."""
+    def key(self, stage: str) -> str | None:
+        """The stage's cache key; None when nothing is cached."""
+        return self.keys.get(stage) if self.facts is not None else None
+
+    def lookup(self, stage: str, *, hash_files: bool = False) -> Path | None:
+        """The stage's cache entry, recording hit or miss (off: no key); a damaged entry is
+        removed (and said so): a miss."""
+        key = self.key(stage)
         if key is None:
             self.status[stage] = "off"
             return None
@@ -74,22 +106,26 @@ class Context:
         self.note(f"stage cache {stage} {key}: {self.status[stage]}")
         return entry
 
-    def building(self, stage: str, key: str | None) -> contextlib.AbstractContextManager[None]:
-        """One build at a time looks up, makes and stores the entry of ``key``."""
+    def building(self, stage: str) -> contextlib.AbstractContextManager[None]:
+        """One build at a time looks up, makes and stores the stage's entry."""
+        key = self.key(stage)
         if key is None:
             return contextlib.nullcontext()
         return StageCache(self.cache).building(stage, key)
 
     def store(
-        self,
-        stage: str,
-        key: str | None,
-        make: Callable[[Path], object],
-        known: dict[str, str] | None = None,
+        self, stage: str, make: Callable[[Path], object], known: dict[str, str] | None = None
     ) -> None:
+        key = self.key(stage)
         if key is not None:
             self.note(f"stage cache {stage} {key}: storing")
             StageCache(self.cache).put(stage, key, make, {"plan": self.plan.name}, known)
+
+    def touch(self, stage: str) -> None:
+        """Keep the stage's entry warm (the least recently used are pruned first)."""
+        key = self.key(stage)
+        if key is not None:
+            StageCache(self.cache).touch(stage, key)
 
 
 def keep_failed_log(ctx: Context, output_dir: Path, exc: BaseException) -> None:
@@ -106,62 +142,9 @@ def keep_failed_log(ctx: Context, output_dir: Path, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt | Interrupted):
         why = f"interrupted ({'SIGINT' if isinstance(exc, KeyboardInterrupt) else exc})"
     else:
-        why = "failed: " + (str(exc).strip() or type(exc).__name__).replace("\n", "\n# ")
+        why = "failed: " + (str(exc).strip() or type(exc).__name__)
     with contextlib.suppress(OSError):
         ctx.note(f"build {why}")
     kept = keep_log(ctx.log, output_dir, ctx.plan.name)
     if kept is not None:
         exc.add_note(f"build log: {kept}")
-
-
-@contextlib.contextmanager
-def timed(ctx: Context, stage: StageHook, name: str) -> Iterator[None]:
-    start = time.monotonic()
-    ctx.note(f"stage: {name}")
-    with stage(name):
-        yield
-    ctx.timings[name] = round(time.monotonic() - start, 2)
-
-
-def image_needs(ctx: Context, root_entry: Path | None, store: bool) -> space.Needs:
-    """What the image stages still need on disk (composer/build/space.py)."""
-    plan = ctx.plan
-    cached_tree = None
-    if root_entry is not None:
-        cached_tree = StageCache(ctx.cache).recorded_size(root_entry)
-    return space.estimate(
-        len(plan.packages),
-        plan.formats,
-        plan.qcow2_compression,
-        cached_tree=cached_tree,
-        store=store,
-    )
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def reuse_cached_image(ctx: Context, entry: Path, staging: Path) -> BuildResult | None:
-    """Every output of an earlier build with the same key, copied into ``staging`` and
-    checked against the entry's record; None when the entry turned out damaged (it is
-    removed: the image is built again)."""
-    size = StageCache(ctx.cache).recorded_size(entry)
-    ctx.needs = space.Needs(output=size or 0, basis=["the cached image's outputs"])
-    space.require(ctx.places, ctx.needs)
-    reused = reuse_image(entry, staging)
-    if isinstance(reused, str):
-        for path in staging.iterdir():
-            if path != ctx.log:
-                path.unlink()
-        StageCache(ctx.cache).discard(entry)
-        ctx.warn(f"stage cache image {entry.name}: damaged entry removed: {reused}")
-        ctx.status["image"] = "miss"
-        return None
-    files, manifest = reused
-    manifest["cache"] = ctx.status
-    manifest["timings"] = ctx.timings
-    manifest_path = staging / manifest_name(ctx.plan.name)
-    write_json(manifest_path, manifest)
-    return BuildResult(manifest_path, files, ctx.log, ctx.timings, ctx.status)

@@ -1,31 +1,40 @@
-"""What each cached build stage reads, hashed: the keys of the stage cache.
+"""The stage cache's keys, derived from what each stage declares it reads
+(composer/build/stages/stage.py): a stage's key is the hash of its name, the values of its
+declared inputs and the keys of the stages it comes after. Every key also covers the
+composer's own code and data, so a new composer never reuses an older one's result.
 
-A key covers everything that can change a stage's result: the relevant part of the plan, the
-package archive's index as it is now (so a new package version upstream is a miss), local
-repositories by content, the Secure Boot keys, the tools tree and the composer's own code and
-data (a new composer never reuses an older one's result).
+Plan fields are taken as the plan holds them (dataclasses and models as JSON), except that the
+order of ``packages`` does not matter and passwords go in blinded: an HMAC under the cache's
+secret key (composer/core/secret.py), never in a form a guess could be checked against.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from composer import DATA
+from composer.build.facts import Facts
+from composer.build.stages.stage import Stage
 from composer.core.hashing import key_of, tree_digest
 from composer.core.secret import blind
 from composer.plan.plan import Plan
 
 PACKAGE_ROOT = DATA.parent
+ORDERLESS = frozenset({"plan.packages"})  # their order changes nothing that is built
 
 
 @functools.cache
 def composer_digest() -> str:
     """The composer's code and data: a changed composer never reuses old results."""
     return tree_digest(PACKAGE_ROOT, skip={"__pycache__"})
+
+
+def repo_digests(repos: Iterable[Path]) -> tuple[str, ...]:
+    return tuple(tree_digest(r) for r in repos)
 
 
 def index_urls(plan: Plan) -> list[str]:
@@ -38,81 +47,56 @@ def index_urls(plan: Plan) -> list[str]:
     return [f"{plan.mirror.rstrip('/')}/dists/{plan.suite}/InRelease"]
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A plan value as JSON-able data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
-def root_key(
-    plan: Plan,
-    *,
-    index: str,
-    pins: dict[str, str],
-    local_repos: Iterable[Path],
-    tools: str,
-    epoch: int | None,
-) -> str:
-    """The root tree (packages only, before customizations)."""
-    c = plan.customizations
-    return key_of(
-        {
-            "stage": "root",
-            "composer": composer_digest(),
-            "tools": tools,
-            "distro": plan.distro,
-            "suite": plan.suite,
-            "mirror": plan.mirror,
-            "architecture": plan.architecture,
-            "packages": sorted(plan.packages),
-            "pins": pins,
-            "index": index,
-            "epoch": epoch,
-            "repositories": _plain(c.repositories),
-            "local_repos": [tree_digest(r) for r in local_repos],
-        }
-    )
-
-
-def uki_key(plan: Plan, *, root: str, usr_type: str, tools: str) -> str:
-    """The generic UKI built from the root tree (customizations never reach the initrd)."""
-    return key_of(
-        {
-            "stage": "uki",
-            "root": root,
-            "tools": tools,
-            "cmdline": plan.cmdline,
-            "usr_type": usr_type,
-            "efi": plan.arch.efi,
-        }
-    )
-
-
-def image_key(plan: Plan, *, root: str, uki: str, keys: Path | None, secret: bytes) -> str:
-    """Everything after the root tree: customizations, boot chain, file systems, disk,
-    output formats, Secure Boot keys. Passwords go in blinded with the cache's ``secret``
-    (composer/core/secret.py), and so does a mark of the secret itself: the passwords a
-    build generates from it change with it."""
-    return key_of(
-        {
-            "stage": "image",
-            "root": root,
-            "uki": uki,
-            "plan": blinded_plan(plan, secret),
-            "keys": tree_digest(keys) if keys is not None and keys.is_dir() else None,
-            "secret": blind(secret, "image key"),
-        }
-    )
-
-
-def blinded_plan(plan: Plan, secret: bytes) -> Any:
-    """The plan as a cache key holds it: no secret in recoverable form."""
-    data = _plain(plan)
-    for user in data["customizations"].get("user") or []:
+def blinded(customizations: Any, secret: bytes) -> Any:
+    """Customizations as a key holds them: every password an HMAC under ``secret``."""
+    data = plain(customizations)
+    for user in data.get("user") or []:
         if user.get("password") is not None:
             user["password"] = blind(secret, user["password"])
     return data
+
+
+def input_value(name: str, plan: Plan, facts: Facts) -> Any:
+    """The value of one declared input, as it goes into a key."""
+    if not name.startswith("plan."):
+        if name == "secret":  # a mark of the secret: the passwords it generates change with it
+            return blind(facts.secret, "stage keys")
+        return plain(getattr(facts, name))
+    head, *rest = name.removeprefix("plan.").split(".")
+    value = getattr(plan, head)
+    for part in rest:
+        value = getattr(value, part)
+    if name == "plan.customizations":
+        return blinded(value, facts.secret)
+    if name in ORDERLESS:
+        return sorted(value)
+    return plain(value)
+
+
+def material(stage: Stage, plan: Plan, facts: Facts, keys: Mapping[str, str]) -> Any:
+    """What a stage's key is the hash of (``keys``: those of the stages before it)."""
+    return {
+        "stage": stage.name,
+        "composer": facts.composer,
+        "inputs": {n: input_value(n, plan, facts) for n in stage.inputs},
+        "after": {s: keys[s] for s in stage.after},
+    }
+
+
+def derive(plan: Plan, facts: Facts, stages: Sequence[Stage]) -> dict[str, str]:
+    """Every stage's key (in the stages' order: a stage comes after those it takes)."""
+    keys: dict[str, str] = {}
+    for stage in stages:
+        keys[stage.name] = key_of(material(stage, plan, facts, keys))
+    return keys

@@ -8,13 +8,14 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from composer.core import tools
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_path
 from composer.core.hashing import sha256_file
 from composer.image.formats import FORMATS, VHD_FIXED, VHD_FOOTER, vhd_footer
+from composer.manifest.model import Output
 
 MiB = 1024 * 1024
 
@@ -122,53 +123,57 @@ def check_output(path: Path, fmt: str, virtual_size: int) -> str:
     return "; ".join(done)
 
 
-def describe(path: Path, fmt: str, sha256: str | None = None) -> dict[str, Any]:
-    st = path.stat()
-    return {
-        "file": path.name,
-        "format": fmt,
-        "size": st.st_size,
-        "allocated": st.st_blocks * 512,
-        "sha256": sha256 or sha256_file(path),
-    }
-
-
 def make_outputs(
     raw: Path,
     formats: Sequence[str],
     dest_for: Callable[[str], Path],
     qcow2_compression: str = "zstd",
-) -> list[dict[str, Any]]:
+) -> list[Output]:
     """Every format from ``raw`` (which stays), each checked; their manifest entries.
 
     The raw image is hashed in a second thread while the conversions run (hashlib releases
     the GIL): on two cores that hides most of the hashing of a multi-GiB raw disk."""
     virtual_size = raw.stat().st_size
-    entries = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         raw_sha256 = pool.submit(sha256_file, raw)
-        for fmt in formats:
-            entries.append(_make_output(raw, fmt, dest_for(fmt), qcow2_compression, virtual_size))
-        for entry in entries:
-            if entry["format"] == "raw":
-                entry["sha256"] = raw_sha256.result()
-    return entries
+        made = [
+            _make_output(raw, fmt, dest_for(fmt), qcow2_compression, virtual_size)
+            for fmt in formats
+        ]
+        return [
+            _described(dest, fmt, checked, virtual_size, qcow2_compression, raw_sha256.result())
+            if fmt == "raw"
+            else _described(dest, fmt, checked, virtual_size, qcow2_compression)
+            for fmt, dest, checked in made
+        ]
 
 
 def _make_output(
     raw: Path, fmt: str, dest: Path, qcow2_compression: str, virtual_size: int
-) -> dict[str, Any]:
+) -> tuple[str, Path, str]:
+    """(format, file, what was checked)."""
     if fmt != "raw":
         convert(raw, fmt, dest, qcow2_compression)
-    checked = check_output(dest, fmt, virtual_size)
-    entry = describe(dest, fmt, sha256="pending" if fmt == "raw" else None)
-    entry.update(
-        {
-            "qemu_format": FORMATS[fmt].qemu,
-            "virtual_size": virtual_size,
-            "checked": checked,
-        }
+    return fmt, dest, check_output(dest, fmt, virtual_size)
+
+
+def _described(
+    path: Path,
+    fmt: str,
+    checked: str,
+    virtual_size: int,
+    qcow2_compression: str,
+    sha256: str | None = None,
+) -> Output:
+    st = path.stat()
+    return Output(
+        file=path.name,
+        format=fmt,
+        size=st.st_size,
+        allocated=st.st_blocks * 512,
+        sha256=sha256 or sha256_file(path),
+        qemu_format=FORMATS[fmt].qemu,
+        virtual_size=virtual_size,
+        checked=checked,
+        compression=qcow2_compression if fmt == "qcow2" else None,
     )
-    if fmt == "qcow2":
-        entry["compression"] = qcow2_compression
-    return entry

@@ -12,17 +12,16 @@ regular file (a planted symlink, a device, a directory) is refused (composer/cor
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from composer.build import cache_record
 from composer.core import locks, tools
 from composer.core.errors import ComposerError
 from composer.core.files import check_target, fsync_dir, sync_filesystem
-from composer.manifest.load import OUTPUT_LOCK, manifest_name
+from composer.manifest.load import OUTPUT_LOCK, ManifestError, manifest_name, read_manifest
+from composer.manifest.model import Manifest, Output
 
 ENTRY_MANIFEST = "manifest.json"  # the manifest's name inside an image cache entry
 
@@ -54,20 +53,17 @@ def publish(
 
 
 def _stale(old_manifest: Path, new: set[str]) -> list[Path]:
-    """Files the previous manifest of this image listed that this build does not make."""
+    """Files the previous manifest of this image listed that this build does not make (none
+    when it cannot be read: a damaged manifest vouches for nothing)."""
+    if not old_manifest.exists():
+        return []
     try:
-        data = json.loads(old_manifest.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        names = read_manifest(old_manifest).files()
+    except ManifestError:
         return []
-    if not isinstance(data, dict):
-        return []
-    names = [o.get("file") for o in data.get("outputs") or [] if isinstance(o, dict)]
-    varstore = data.get("varstore")
-    if isinstance(varstore, dict):
-        names.append(varstore.get("file"))
     found = []
     for name in names:
-        if not isinstance(name, str) or "/" in name or name in ("", ".", "..") or name in new:
+        if "/" in name or name in ("", ".", "..") or name in new:
             continue
         path = old_manifest.parent / name
         if path.is_file() and not path.is_symlink():
@@ -103,12 +99,12 @@ def store_image(outputs: Sequence[Path], manifest: Path, entry: Path) -> None:
     copy_file(manifest, entry / ENTRY_MANIFEST)
 
 
-def known_digests(manifest: dict[str, Any]) -> dict[str, str]:
+def known_digests(outputs: Sequence[Output]) -> dict[str, str]:
     """The sha256 the manifest lists for the outputs (no need to hash them again)."""
-    return {o["file"]: o["sha256"] for o in manifest.get("outputs", []) if "sha256" in o}
+    return {o.file: o.sha256 for o in outputs}
 
 
-def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], dict[str, Any]] | str:
+def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], Manifest] | str:
     """Copy an image entry's outputs into ``staging``, each checked against the entry's
     record by size and sha256 (what is published is what was checked); (the copies, the
     manifest) or what is wrong with the entry."""
@@ -128,8 +124,8 @@ def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], dict[str, Any]]
         if name != ENTRY_MANIFEST:
             files.append(dest)
     try:
-        manifest = json.loads((staging / ENTRY_MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        return f"{ENTRY_MANIFEST}: {err}"
+        manifest = read_manifest(staging / ENTRY_MANIFEST)
+    except ManifestError as err:
+        return str(err)
     (staging / ENTRY_MANIFEST).unlink()
     return files, manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from composer.blueprint.model import Blueprint
 from composer.build.pipeline import StageHook
 from composer.build.pipeline import build as run_build
+from composer.build.stages.sequence import STAGES
 from composer.cli.common import CacheDir, err, guard, out, say, wrote
 from composer.core import paths
 from composer.core.errors import KeyedProblems
@@ -51,7 +53,8 @@ def plan(
     ] = False,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Print the build plan (partitions, UUIDs, packages, boot chain) as JSON.
+    """Print the build plan (partitions, UUIDs, packages, boot chain, the build's stages in
+    order) as JSON.
 
     Without --resolve the plan is pure (no network): everything the blueprint decides is
     judged against the target's own data; --resolve adds what the archive decides."""
@@ -66,7 +69,15 @@ def plan(
             else:
                 say("resolution check: not available for dnf targets (dnf checks when it "
                     "installs)", "yellow")  # fmt: skip
-    sys.stdout.write(p.to_json() + "\n")
+    sys.stdout.write(json.dumps({**p.to_dict(), "stages": stage_list(p)}, indent=2) + "\n")
+
+
+def stage_list(p: Plan) -> list[dict[str, object]]:
+    """The stages a build of ``p`` goes through, in order (composer/build/stages/)."""
+    return [
+        {"name": s.name, "runs": s.applies(p), "cached": s.cached, "does": s.summary}
+        for s in STAGES
+    ]
 
 
 def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:

@@ -149,7 +149,7 @@ def boot_one(
     )
     found = load.load(image, opts.manifest)
     if found is not None:
-        exp = expectations_from_manifest(found.data, found.path)
+        exp = expectations_from_manifest(found.manifest)
         watch = Watch(stop=stop)
         verdict = with_retries(
             lambda keep: boot(expectations=exp, keep_dir=keep, watch=watch),

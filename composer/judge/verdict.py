@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer.core.errors import ComposerError
 from composer.judge.dps_mounts import dps_mount_checks
 from composer.judge.serial import SerialEvent, last_milestone, milestone_times
 from composer.manifest import load
+from composer.manifest.model import Manifest
 from composer.measure.pcrdiff import explain as explain_pcr
 from composer.spec import dps
 
@@ -53,34 +53,28 @@ def type_label(uuid: str) -> str:
     return f"{known.name} ({uuid})" if known else uuid
 
 
-def expectations_from_manifest(
-    manifest: dict[str, Any], path: Path | str = "manifest"
-) -> Expectations:
-    arch = str(manifest.get("architecture") or "x86_64")
-    expect = manifest.get("expect") or {}
-    if not isinstance(expect, dict):
-        raise ComposerError(f"{path}: 'expect' must be an object")
-    root = expect.get("root_type_uuid") or default_root_type(arch)
-    pcrs = {int(k): str(v).lower() for k, v in (expect.get("pcrs") or {}).items()}
-    sb = expect.get("secure_boot")
-    measured = (manifest.get("measured_boot") or {}).get("pcrs") or {}
-    events = {int(k): list(v.get("events") or []) for k, v in measured.items()}
+def expectations_from_manifest(manifest: Manifest) -> Expectations:
+    """What a composer-built image must show when it boots (its manifest's ``expect``)."""
+    expect = manifest.expect
+    pcrs = {int(k): v.lower() for k, v in expect.pcrs.items()}
+    measured = manifest.measured_boot.pcrs
+    events = {int(k): [e.model_dump() for e in v.events or []] for k, v in measured.items()}
     reported = {
-        int(k): str(v["value"]).lower()
+        int(k): v.value.lower()
         for k, v in measured.items()
-        if "value" in v and not v.get("enforced") and int(k) not in pcrs
+        if v.value is not None and not v.enforced and int(k) not in pcrs
     }
     return Expectations(
-        root_type_uuid=str(root).lower(),
-        tpm=bool(expect.get("tpm", True)),
-        secure_boot=None if sb is None else bool(sb),
+        root_type_uuid=(expect.root_type_uuid or default_root_type(manifest.architecture)).lower(),
+        tpm=expect.tpm,
+        secure_boot=expect.secure_boot,
         expected_pcrs=pcrs,
-        architecture=arch,
+        architecture=manifest.architecture,
         pcr_events=events,
         reported_pcrs=reported,
-        partitions=tuple((manifest.get("disk") or {}).get("partitions") or ()),
-        dps_mounts=bool(expect.get("dps_mounts")),
-        grow_root=bool(expect.get("grow_root")),
+        partitions=tuple(p.model_dump() for p in manifest.disk.partitions),
+        dps_mounts=expect.dps_mounts,
+        grow_root=expect.grow_root,
     )
 
 
@@ -92,7 +86,7 @@ def load_expectations(
     found = load.load(image, manifest)
     if found is None:
         return Expectations(default_root_type(architecture), architecture=architecture)
-    return expectations_from_manifest(found.data, found.path)
+    return expectations_from_manifest(found.manifest)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from composer.blueprint.model import Loader
 from composer.core.model import Model
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION: Literal[1] = 1
 SUFFIX = ".manifest.json"
 
 
@@ -67,7 +68,7 @@ class Disk(Part):
 
 
 class Boot(Part):
-    loader: Literal["systemd-boot", "grub2", "uki-direct"]
+    loader: Loader
     timeout: int | None  # menu seconds; None: no menu (uki-direct)
     binaries: list[str]  # ESP paths of the boot loader's binaries
 

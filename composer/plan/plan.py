@@ -15,7 +15,7 @@ from pathlib import PurePath
 from typing import Any
 
 from composer.blueprint.customizations import Customizations
-from composer.blueprint.model import SUPPORTED_DISTROS, Blueprint
+from composer.blueprint.model import SUPPORTED_DISTROS, Blueprint, Loader
 from composer.core.errors import Problem
 from composer.plan.judgement import judge
 from composer.plan.layout import LayoutErrors, PartitionPlan, layout_of, seed_of
@@ -44,7 +44,7 @@ class Plan:
     partitions: tuple[PartitionPlan, ...]
     packages: tuple[str, ...]
     customizations: Customizations
-    loader: str
+    loader: Loader
     loader_timeout: int
     cmdline: str
     formats: tuple[str, ...]

@@ -12,7 +12,9 @@ from composer.core.files import atomic_write
 
 def index_apt(repo: Path) -> None:
     """Packages, Packages.gz and Release for every .deb in ``repo`` (a flat repository)."""
-    packages = tools.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture=True).stdout
+    packages = tools.run(
+        ["dpkg-scanpackages", "--multiversion", "."], cwd=repo, capture=True
+    ).stdout
     atomic_write(repo / "Packages", packages)
     atomic_write(repo / "Packages.gz", gzip.compress(packages, mtime=0))
     release = tools.run(

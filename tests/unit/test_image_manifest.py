@@ -12,19 +12,34 @@ import pytest
 from composer.judge.run import has_manifest
 from composer.manifest.load import ManifestError, find_manifest, image_stem, load
 
+from . import manifests
+
 DISK = b"a disk image"
 
 
 def _manifest(out: Path, name: str, image: str, sha: str | None = None, **extra: Any) -> Path:
-    data = {
-        "name": name,
-        "outputs": [{"file": image, "sha256": sha or hashlib.sha256(DISK).hexdigest()}],
-        "validate": {"timeout": 77},
+    entry = {**manifests.output(image, DISK), **({"sha256": sha} if sha else {})}
+    return manifests.write(
+        out / f"{name}.manifest.json",
+        name=name,
+        outputs=[entry],
+        validate={"timeout": 77},
         **extra,
+    )
+
+
+def _varstore(name: str) -> dict[str, Any]:
+    return {
+        "file": name,
+        "sha256": "0" * 64,
+        "firmware_code": "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "firmware_descriptor": "/usr/share/qemu/firmware/40-edk2-x86_64.json",
+        "template": "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        "secure_boot": False,
+        "enrolled": {},
+        "boot_entries": {},
+        "boot_order": [],
     }
-    path = out / f"{name}.manifest.json"
-    path.write_text(json.dumps(data))
-    return path
 
 
 @pytest.mark.parametrize(
@@ -98,7 +113,7 @@ def test_an_explicit_manifest_judges_a_changed_copy_and_says_so(tmp_path: Path) 
 def test_the_varstore_must_be_a_plain_name(tmp_path: Path, name: str) -> None:
     image = tmp_path / "a.raw"
     image.write_bytes(DISK)
-    _manifest(tmp_path, "a", "a.raw", varstore={"file": name})
+    _manifest(tmp_path, "a", "a.raw", varstore=_varstore(name))
     found = load(image)
     assert found is not None
     with pytest.raises(ManifestError, match="varstore.file must be a plain file name"):
@@ -110,7 +125,7 @@ def test_the_varstore_must_be_a_regular_file(tmp_path: Path) -> None:
     image.write_bytes(DISK)
     (tmp_path / "secret").write_text("not a varstore")
     (tmp_path / "a.vars.fd").symlink_to(tmp_path / "secret")
-    _manifest(tmp_path, "a", "a.raw", varstore={"file": "a.vars.fd"})
+    _manifest(tmp_path, "a", "a.raw", varstore=_varstore("a.vars.fd"))
     found = load(image)
     assert found is not None
     with pytest.raises(ManifestError, match="is not a regular file"):
@@ -127,4 +142,28 @@ def test_an_unreadable_manifest_is_an_input_error(tmp_path: Path) -> None:
     image.write_bytes(DISK)
     (tmp_path / "a.manifest.json").write_text("[1, 2")
     with pytest.raises(ManifestError, match="cannot read manifest"):
+        load(image)
+
+
+def test_a_manifest_of_another_version_is_refused_naming_the_file(tmp_path: Path) -> None:
+    image = tmp_path / "a.raw"
+    image.write_bytes(DISK)
+    path = _manifest(tmp_path, "a", "a.raw")
+    data = json.loads(path.read_text())
+    for version in (2, None, "1"):
+        data["manifest_version"] = version
+        path.write_text(json.dumps(data))
+        with pytest.raises(ManifestError, match=f"{path}: manifest_version {version!r}") as err:
+            load(image)
+        assert err.value.exit_code == 2
+
+
+def test_a_manifest_that_is_not_the_models_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "a.raw"
+    image.write_bytes(DISK)
+    path = _manifest(tmp_path, "a", "a.raw")
+    data = json.loads(path.read_text())
+    data["expect"]["tpm"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"not a valid manifest: expect\.tpm"):
         load(image)

@@ -16,8 +16,7 @@ from composer.build.outputs import (
     qemu_img_options,
 )
 from composer.core.errors import ComposerError
-from composer.image.formats import FORMATS
-from composer.image.formats import detect_format
+from composer.image.formats import FORMATS, detect_format
 
 MiB = 1024 * 1024
 needs_tools = pytest.mark.skipif(
@@ -57,18 +56,18 @@ def disk(tmp_path: Path) -> Path:
 @needs_tools
 def test_every_format_made_checked_and_detected(disk: Path, tmp_path: Path) -> None:
     entries = make_outputs(disk, list(FORMATS), lambda f: tmp_path / f"img.{f}", "zlib")
-    assert [e["format"] for e in entries] == list(FORMATS)
-    by = {e["format"]: e for e in entries}
+    assert [e.format for e in entries] == list(FORMATS)
+    by = {e.format: e for e in entries}
     for e in entries:
-        assert len(e["sha256"]) == 64
-        assert e["virtual_size"] == 8 * MiB
-    assert "qemu-img check: no errors" in by["qcow2"]["checked"]
-    assert "qemu-img check: no errors" in by["vmdk"]["checked"]
-    assert "qemu-img check: no errors" in by["vhdx"]["checked"]
-    assert "fixed, whole MiB" in by["vhd"]["checked"]
-    assert by["vhd"]["size"] == 8 * MiB + 512
-    assert by["qcow2"]["compression"] == "zlib"
-    assert "intact" in by["raw.zst"]["checked"] and "intact" in by["raw.xz"]["checked"]
+        assert len(e.sha256) == 64
+        assert e.virtual_size == 8 * MiB
+    assert "qemu-img check: no errors" in by["qcow2"].checked
+    assert "qemu-img check: no errors" in by["vmdk"].checked
+    assert "qemu-img check: no errors" in by["vhdx"].checked
+    assert "fixed, whole MiB" in by["vhd"].checked
+    assert by["vhd"].size == 8 * MiB + 512
+    assert by["qcow2"].compression == "zlib"
+    assert "intact" in by["raw.zst"].checked and "intact" in by["raw.xz"].checked
     expected = {"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhdx": "vhdx", "vhd": "vpc"}
     for fmt, driver in expected.items():
         assert detect_format(tmp_path / f"img.{fmt}") == driver, fmt

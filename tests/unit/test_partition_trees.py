@@ -78,5 +78,5 @@ def test_xfs_protofile_refuses_what_it_cannot_say(tmp_path: Path) -> None:
 def test_manifest_entry_carries_flags_and_fstab() -> None:
     plan = make_plan(load(ROOT / "blueprints/debian-erofs-usr.toml"))
     usr = manifest_entry(plan.partition("usr"))
-    assert usr["read_only"] and usr["flags"] == ["read-only"] and usr["attrs"] == 1 << 60
-    assert manifest_entry(plan.partition("root"))["flags"] == ["grow-fs"]
+    assert usr.read_only and usr.flags == ["read-only"] and usr.attrs == 1 << 60
+    assert manifest_entry(plan.partition("root")).flags == ["grow-fs"]

@@ -14,6 +14,8 @@ import pytest
 from composer.build.publish import keep_log, publish
 from composer.core.files import OutputPathError
 
+from . import manifests
+
 PUBLISHER = """
 import hashlib, json, sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from composer.build.publish import publish
 from composer.core.workdir import owned_dir
 
 out, who, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+template = json.loads(Path(sys.argv[4]).read_text())
 for i in range(rounds):
     with owned_dir(out, ".img.partial-") as staging:
         data = f"{who}-{i}".encode() * 1000
@@ -29,7 +32,8 @@ for i in range(rounds):
         (staging / "img.build.log").write_text(who)
         manifest = staging / "img.manifest.json"
         sha = hashlib.sha256(data).hexdigest()
-        manifest.write_text(json.dumps({"outputs": [{"file": "img.raw", "sha256": sha}]}))
+        entry = {**template["outputs"][0], "sha256": sha, "size": len(data)}
+        manifest.write_text(json.dumps({**template, "outputs": [entry]}))
         publish("img", [staging / n for n in ("img.raw", "img.vars.fd", "img.build.log")],
                 manifest, out)
 """
@@ -57,10 +61,8 @@ def _staging(out: Path, name: str, files: dict[str, bytes], outputs: list[str]) 
     staging.mkdir(parents=True)
     for file, data in files.items():
         (staging / file).write_bytes(data)
-    entries = [
-        {"file": f, "sha256": hashlib.sha256(files[f]).hexdigest()} for f in outputs if f in files
-    ]
-    (staging / f"{name}.manifest.json").write_text(json.dumps({"outputs": entries}))
+    entries = [manifests.output(f, files[f]) for f in outputs if f in files]
+    manifests.write(staging / f"{name}.manifest.json", name=name, outputs=entries)
     return [staging / f for f in files]
 
 
@@ -119,8 +121,11 @@ def test_two_builds_publishing_into_one_directory_never_mix(tmp_path: Path) -> N
         stdout=subprocess.PIPE,
         text=True,
     )
+    template = manifests.write(
+        tmp_path / "template.json", outputs=[manifests.output("img.raw", b"")]
+    )
     writers = [
-        subprocess.Popen([sys.executable, "-c", PUBLISHER, str(out), who, "40"])
+        subprocess.Popen([sys.executable, "-c", PUBLISHER, str(out), who, "40", str(template)])
         for who in ("a", "b")
     ]
     for w in writers:

@@ -15,6 +15,9 @@ import pytest
 
 from composer.blueprint.customizations import Customizations, User
 from composer.build import keys as stage_keys
+from composer.build.facts import Facts
+from composer.build.stages.sequence import STAGES
+from composer.core.hashing import key_of
 from composer.core.log import log_file
 from composer.core.secret import (
     SecretError,
@@ -25,7 +28,7 @@ from composer.core.secret import (
     generated_password,
     write_password_file,
 )
-from composer.plan.plan import plan_text
+from composer.plan.plan import Plan, plan_text
 from composer.rootfs import customize
 
 from .cli_run import ROOT, cli
@@ -72,13 +75,26 @@ def test_cache_keys_hold_no_password(tmp_path: Path) -> None:
     hashed = plan_text(base + f'password = "{HASH}"\n')
     secret = cache_secret(tmp_path)
     for p, pw in ((weak, "admin"), (hashed, HASH)):
-        blinded = json.dumps(stage_keys.blinded_plan(p, secret))
+        blinded = json.dumps(stage_keys.blinded(p.customizations, secret))
         assert pw not in blinded and blind(secret, pw) in blinded
-    key = stage_keys.image_key(weak, root="r", uki="u", keys=None, secret=secret)
-    assert key == stage_keys.image_key(weak, root="r", uki="u", keys=None, secret=secret)
-    assert key != stage_keys.image_key(weak, root="r", uki="u", keys=None, secret=b"x" * 32)
+        derived: dict[str, str] = {}
+        for stage in STAGES:  # what every stage's key is made of
+            material = stage_keys.material(stage, p, _facts(secret), derived)
+            assert pw not in json.dumps(material)
+            derived[stage.name] = key_of(material)
+
+    def image_key(p: Plan, secret: bytes) -> str:
+        return stage_keys.derive(p, _facts(secret), STAGES)["image"]
+
+    key = image_key(weak, secret)
+    assert key == image_key(weak, secret)
+    assert key != image_key(weak, b"x" * 32)
     other = plan_text(base + 'password = "admin2"\n')
-    assert key != stage_keys.image_key(other, root="r", uki="u", keys=None, secret=secret)
+    assert key != image_key(other, secret)
+
+
+def _facts(secret: bytes) -> Facts:
+    return Facts("c", "t", (), {}, "i", 1, None, secret)
 
 
 def test_cache_secret_is_private_and_stable(tmp_path: Path) -> None:

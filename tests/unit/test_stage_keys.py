@@ -1,13 +1,17 @@
-"""Stage cache keys: each stage misses exactly when something it reads changed."""
+"""Stage cache keys: derived from what each stage declares it reads, each stage misses exactly
+when something it reads (or a stage it comes after) changed."""
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from composer.build import keys as stage_keys
+from composer.build import keys
+from composer.build.facts import FACTS, Facts
 from composer.build.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
-from composer.core.hashing import tree_digest
+from composer.build.stages.sequence import STAGES
+from composer.build.stages.stage import Stage
 from composer.plan.load import parse
 from composer.plan.plan import Plan, make_plan
 
@@ -27,68 +31,224 @@ def plan(extra: str = "", base: str = BASE) -> Plan:
     return make_plan(parse(base + extra))
 
 
-def keys(p: Plan, index: str = "i1", repo: Path | None = None) -> tuple[str, str, str]:
-    root = stage_keys.root_key(
-        p, index=index, pins={}, local_repos=[repo] if repo else [], tools="t", epoch=1
+def facts(**changes: object) -> Facts:
+    base = Facts(
+        composer="c",
+        tools="t",
+        local_repos=(),
+        pins={},
+        index="i1",
+        epoch=1,
+        secureboot_keys=None,
+        secret=SECRET,
     )
-    uki = stage_keys.uki_key(p, root=root, usr_type="u", tools="t")
-    return root, uki, stage_keys.image_key(p, root=root, uki=uki, keys=None, secret=SECRET)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def derived(p: Plan, **changes: object) -> tuple[str, str, str]:
+    """The keys of the three cached stages: root tree, UKI, whole image."""
+    k = keys.derive(p, facts(**changes), STAGES)
+    return k["root"], k["uki"], k["image"]
 
 
 def test_same_plan_same_keys() -> None:
-    assert keys(plan()) == keys(plan())
+    assert derived(plan()) == derived(plan())
 
 
 def test_hostname_change_misses_only_the_image() -> None:
-    a, b = keys(plan()), keys(plan(base=BASE.replace('"one"', '"two"')))
+    a, b = derived(plan()), derived(plan(base=BASE.replace('"one"', '"two"')))
     assert a[0] == b[0] and a[1] == b[1] and a[2] != b[2]
 
 
 def test_kernel_append_misses_uki_and_image_not_root() -> None:
-    a, b = keys(plan()), keys(plan('[customizations.kernel]\nappend = "quiet"\n'))
+    a, b = derived(plan()), derived(plan('[customizations.kernel]\nappend = "quiet"\n'))
     assert a[0] == b[0] and a[1] != b[1] and a[2] != b[2]
 
 
 def test_package_or_archive_change_misses_everything() -> None:
-    a = keys(plan())
-    b = keys(plan('[[packages]]\nname = "less"\n'))
-    c = keys(plan(), index="i2")
+    a = derived(plan())
+    b = derived(plan('[[packages]]\nname = "less"\n'))
+    c = derived(plan(), index="i2")
     for other in (b, c):
         assert all(x != y for x, y in zip(a, other, strict=True))
 
 
+def test_package_order_changes_nothing() -> None:
+    two = '[[packages]]\nname = "less"\n[[packages]]\nname = "file"\n'
+    swapped = '[[packages]]\nname = "file"\n[[packages]]\nname = "less"\n'
+    assert derived(plan(two)) == derived(plan(swapped))
+
+
 def test_local_repository_content_is_in_the_root_key(tmp_path: Path) -> None:
     (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"one")
-    a = keys(plan(), repo=tmp_path)
+    a = derived(plan(), local_repos=keys.repo_digests([tmp_path]))
     (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"two")
-    assert keys(plan(), repo=tmp_path)[0] != a[0]
+    assert derived(plan(), local_repos=keys.repo_digests([tmp_path]))[0] != a[0]
 
 
 def test_password_change_misses_the_image() -> None:
     user = '[[customizations.user]]\nname = "a"\npassword = "{}"\n'
-    a, b = keys(plan(user.format("x"))), keys(plan(user.format("y")))
+    a, b = derived(plan(user.format("x"))), derived(plan(user.format("y")))
     assert a[2] != b[2]
 
 
 def test_secure_boot_keys_are_in_the_image_key(tmp_path: Path) -> None:
     p = plan()
     (tmp_path / "db.crt").write_text("one")
-    a = stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET)
+    a = derived(p, secureboot_keys=keys.tree_digest(tmp_path))
     (tmp_path / "db.crt").write_text("two")
-    assert stage_keys.image_key(p, root="r", uki="u", keys=tmp_path, secret=SECRET) != a
+    assert derived(p, secureboot_keys=keys.tree_digest(tmp_path))[2] != a[2]
 
 
-def test_tree_digest_sees_modes_and_links(tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("x")
-    a = tree_digest(tmp_path)
-    (tmp_path / "f").chmod(0o600)
-    b = tree_digest(tmp_path)
-    (tmp_path / "l").symlink_to("f")
-    assert len({a, b, tree_digest(tmp_path)}) == 3
+# --- the declarations ----------------------------------------------------------------------
+
+
+def depends_on(stage: Stage) -> set[str]:
+    """The stage and every stage it comes after, transitively."""
+    found = {stage.name}
+    for name in stage.after:
+        found |= depends_on(next(s for s in STAGES if s.name == name))
+    return found
+
+
+def reads(stage: Stage, name: str) -> bool:
+    """Whether the stage declares ``name`` or a part of it, or ``name`` is part of one."""
+    return any(
+        i == name or i.startswith(name + ".") or name.startswith(i + ".") for i in stage.inputs
+    )
+
+
+def expected_misses(name: str) -> set[str]:
+    """The stages whose keys must change when the input ``name`` does: those that read it
+    and every stage after them."""
+    readers = {s.name for s in STAGES if reads(s, name)}
+    return {s.name for s in STAGES if depends_on(s) & readers}
+
+
+# a plan that sets every field, so that each can be changed
+FULL = """
+name = "full"
+version = "1.2.3"
+distro = "debian-13"
+[[packages]]
+name = "openssh-server"
+[customizations]
+hostname = "h"
+[customizations.kernel]
+append = "quiet"
+[[customizations.user]]
+name = "u"
+password = "pw"
+[image]
+machine_id = "0123456789abcdef0123456789abcdef"
+formats = ["raw", "qcow2"]
+[secureboot]
+sign = true
+keys = "/keys"
+"""
+
+
+def changed(p: Plan, field: str) -> tuple[Plan, str]:
+    """``p`` with the value of the plan input ``field`` ("plan.X" or "plan.X.Y") changed, and
+    the part of the plan that changed."""
+    head, *rest = field.removeprefix("plan.").split(".")
+    value = getattr(p, head)
+    if rest == ["repositories"]:
+        repo = {"id": "r", "baseurls": ("https://example.org/r",), "gpgcheck": False}
+        from composer.blueprint.repositories import Repository
+
+        new = value.model_copy(update={"repositories": (Repository.model_validate(repo),)})
+    elif head == "customizations":
+        new = value.model_copy(update={"hostname": "other"})
+        field = "plan.customizations.hostname"
+    elif head == "partitions":
+        new = (dataclasses.replace(value[0], label="other"), *value[1:])
+    elif isinstance(value, bool):
+        new = not value
+    elif isinstance(value, int | float):
+        new = value + 1
+    elif isinstance(value, str):
+        new = value + "x"
+    elif isinstance(value, tuple):
+        new = (*value, value[0] if value and not isinstance(value[0], str) else "x")
+    elif value is None:
+        new = "x"
+    else:
+        raise AssertionError(f"no way to change {field} ({type(value).__name__})")
+    assert new != value, field
+    return dataclasses.replace(p, **{head: new}), field
+
+
+PLAN_INPUTS = sorted({i for s in STAGES for i in s.inputs if i.startswith("plan.")})
+
+
+@pytest.mark.parametrize("field", PLAN_INPUTS)
+def test_a_changed_plan_input_misses_exactly_the_stages_that_depend_on_it(field: str) -> None:
+    p = make_plan(parse(FULL))
+    other, part = changed(p, field)
+    before = keys.derive(p, facts(), STAGES)
+    after = keys.derive(other, facts(), STAGES)
+    missed = {name for name in before if before[name] != after[name]}
+    assert missed == expected_misses(part) and missed
+
+
+FACT_CHANGES = {
+    "composer": "c2",
+    "tools": "t2",
+    "local_repos": ("r",),
+    "pins": {"openssh-server": "1"},
+    "index": "i2",
+    "epoch": 2,
+    "secureboot_keys": "k",
+    "secret": b"s" * 32,
+}
+
+
+@pytest.mark.parametrize("fact", sorted(FACTS))
+def test_a_changed_fact_misses_exactly_the_stages_that_depend_on_it(fact: str) -> None:
+    p = plan()
+    before = keys.derive(p, facts(), STAGES)
+    after = keys.derive(p, facts(**{fact: FACT_CHANGES[fact]}), STAGES)
+    missed = {name for name in before if before[name] != after[name]}
+    want = set(before) if fact == "composer" else expected_misses(fact)
+    assert missed == want and missed
+
+
+# Plan fields that no stage reads, and why
+NOT_BUILD_INPUTS = {
+    "description": "free text: in no output file",
+    "notes": "what the plan decided, in words: shown by `plan`",
+    "package_origins": "which key asked for a package: for error messages",
+}
+
+
+def test_every_plan_field_is_read_by_a_stage_or_said_not_to_be() -> None:
+    fields = {f.name for f in dataclasses.fields(Plan)}
+    declared = {i.removeprefix("plan.").split(".")[0] for i in PLAN_INPUTS}
+    assert declared.isdisjoint(NOT_BUILD_INPUTS)
+    assert fields == declared | set(NOT_BUILD_INPUTS)
+
+
+def test_declarations_name_known_stages_and_facts_found_before_they_are_read() -> None:
+    names = [s.name for s in STAGES]
+    assert len(set(names)) == len(names)
+    for i, stage in enumerate(STAGES):
+        assert set(stage.after) <= set(names[:i]), stage.name  # only earlier stages
+        for name in stage.inputs:
+            if not name.startswith("plan."):
+                assert name in FACTS, name
+                producer = FACTS[name][0]
+                assert producer == "" or names.index(producer) < i, (stage.name, name)
+
+
+def test_every_stage_image_depends_on_the_tree_and_uki() -> None:
+    """The whole image's entry (the last stage) covers every stage that makes it."""
+    last = STAGES[-1]
+    assert {"root", "uki", "customize", "esp", "filesystems", "disk"} <= depends_on(last)
 
 
 def test_index_urls() -> None:
-    assert stage_keys.index_urls(plan()) == ["http://deb.debian.org/debian/dists/trixie/InRelease"]
+    assert keys.index_urls(plan()) == ["http://deb.debian.org/debian/dists/trixie/InRelease"]
 
 
 def test_unreadable_index_turns_the_cache_off(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ from composer.judge.verdict import (
     load_expectations,
     parse_check_payload,
 )
+
+from . import manifests
 
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
 PCR11 = "86448674cf7e3da49d8758d8b83dcdac79a0d1989f87b49fd578a021a595b2f7"
@@ -178,12 +179,13 @@ def test_expectations_from_manifest(tmp_path: Path) -> None:
     image = tmp_path / "img.qcow2"
     image.write_bytes(b"disk")
     assert load_expectations(image).root_type_uuid == ROOT  # no manifest: DPS default
-    manifest = {
-        "architecture": "aarch64",
-        "outputs": [{"file": "img.qcow2", "sha256": hashlib.sha256(b"disk").hexdigest()}],
-        "expect": {"root_type_uuid": None, "tpm": False, "secure_boot": True, "pcrs": {"11": "AB"}},
-    }
-    (tmp_path / "img.manifest.json").write_text(json.dumps(manifest))
+    manifests.write(
+        tmp_path / "img.manifest.json",
+        architecture="aarch64",
+        disk={"partitions": []},
+        outputs=[manifests.output("img.qcow2", b"disk")],
+        expect={"root_type_uuid": "", "tpm": False, "secure_boot": True, "pcrs": {"11": "AB"}},
+    )
     exp = load_expectations(image)
     assert exp == Expectations(
         root_type_uuid="b921b045-1df0-41c3-af44-4c6f280d3fae",

@@ -9,15 +9,16 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from composer.blueprint.model import Loader
 from composer.build.bootchain.grub import stage_grub
 from composer.build.bootchain.systemd_boot import stage_systemd_boot
 from composer.build.bootchain.uki_direct import boot_option, stage_uki_direct
 from composer.core.hashing import sha256_file
 from composer.core.log import note
 from composer.image.firmware import Firmware, select_firmware
-from composer.image.varstore import BootOption, make_varstore, read_varstore
+from composer.image.varstore import KEY_NAMES, BootOption, make_varstore, read_varstore
+from composer.manifest import model as manifest
 from composer.plan.plan import Plan
 from composer.toolchain.secureboot import KeySet, ensure_keys, load_keys, sign_pe
 
@@ -39,7 +40,7 @@ def secureboot_keys(plan: Plan, cache: Path) -> tuple[KeySet, bool]:
 
 @dataclass
 class BootChain:
-    loader: str
+    loader: Loader
     timeout: int | None
     loaders: list[str]  # ESP paths of the boot loader binaries (none for uki-direct)
     signed: list[str] = field(default_factory=list)  # ESP paths signed with the db key
@@ -48,38 +49,38 @@ class BootChain:
     varstore: Path | None = None
     firmware: Firmware | None = None  # the firmware the varstore was made for
 
-    def manifest(self) -> dict[str, Any]:
-        """The manifest's "boot", "secureboot" and "varstore" parts (no key material)."""
-        parts: dict[str, Any] = {
-            "boot": {"loader": self.loader, "timeout": self.timeout, "binaries": self.loaders},
-            "secureboot": {"signed": self.keys is not None},
-        }
-        if self.keys is not None:
-            parts["secureboot"].update(
-                {
-                    "keys": str(self.keys.directory),
-                    "generated": self.keys_generated,
-                    "owner_guid": self.keys.owner,
-                    "certificates_sha256": {
-                        n: self.keys.cert_sha256(n) for n in ("PK", "KEK", "db")
-                    },
-                    "signed_files": self.signed,
-                }
-            )
-        if self.varstore is not None and self.firmware is not None:
-            store = read_varstore(self.varstore)
-            parts["varstore"] = {
-                "file": self.varstore.name,
-                "sha256": sha256_file(self.varstore),
-                "firmware_code": str(self.firmware.code),
-                "firmware_descriptor": str(self.firmware.descriptor),
-                "template": str(self.firmware.vars_template),
-                "secure_boot": store.secure_boot_enable,
-                "enrolled": store.enrolled,
-                "boot_entries": store.boot_entries,
-                "boot_order": store.boot_order,
-            }
-        return parts
+    def boot(self) -> manifest.Boot:
+        return manifest.Boot(loader=self.loader, timeout=self.timeout, binaries=self.loaders)
+
+    def secureboot(self) -> manifest.SecureBoot:
+        """What was signed with which keys (no key material)."""
+        if self.keys is None:
+            return manifest.SecureBoot(signed=False)
+        return manifest.SecureBoot(
+            signed=True,
+            keys=str(self.keys.directory),
+            generated=self.keys_generated,
+            owner_guid=self.keys.owner,
+            certificates_sha256={n: self.keys.cert_sha256(n) for n in KEY_NAMES},
+            signed_files=list(self.signed),
+        )
+
+    def shipped_varstore(self) -> manifest.Varstore | None:
+        """The varstore shipped beside the image, as the manifest describes it."""
+        if self.varstore is None or self.firmware is None:
+            return None
+        store = read_varstore(self.varstore)
+        return manifest.Varstore(
+            file=self.varstore.name,
+            sha256=sha256_file(self.varstore),
+            firmware_code=str(self.firmware.code),
+            firmware_descriptor=str(self.firmware.descriptor),
+            template=str(self.firmware.vars_template),
+            secure_boot=store.secure_boot_enable,
+            enrolled=store.enrolled,
+            boot_entries=store.boot_entries,
+            boot_order=store.boot_order,
+        )
 
 
 def _rel(esp: Path, path: Path) -> str:

@@ -12,11 +12,11 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from composer.build.fs.fs import HOST, Reproducible
 from composer.build.fs.mkfs import make_filesystem
 from composer.core.errors import ComposerError
+from composer.manifest.model import Partition
 from composer.plan.layout import PartitionPlan
 from composer.plan.plan import Plan
 from composer.rootfs.intree import InTreeError, Tree
@@ -90,22 +90,22 @@ def build_partitions(
     return images
 
 
-def manifest_entry(p: PartitionPlan) -> dict[str, Any]:
+def manifest_entry(p: PartitionPlan) -> Partition:
     """What the manifest says of a partition (validation compares the booted guest to it)."""
-    return {
-        "number": p.number,
-        "designator": p.designator,
-        "type_name": p.type_name,
-        "type_uuid": p.type_uuid,
-        "uuid": p.uuid,
-        "label": p.label,
-        "offset": p.start,
-        "size": p.size,
-        "filesystem": p.filesystem,
-        "fs_uuid": p.fs_uuid,
-        "mountpoint": p.mountpoint,
-        "flags": list(p.flags),
-        "attrs": p.attrs,
-        "fstab": p.fstab,
-        "read_only": p.read_only,
-    }
+    return Partition(
+        number=p.number,
+        designator=p.designator,
+        type_name=p.type_name,
+        type_uuid=p.type_uuid,
+        uuid=p.uuid,
+        label=p.label,
+        offset=p.start,
+        size=p.size,
+        filesystem=p.filesystem,
+        fs_uuid=p.fs_uuid,
+        mountpoint=p.mountpoint,
+        flags=list(p.flags),
+        attrs=p.attrs,
+        fstab=p.fstab,
+        read_only=p.read_only,
+    )

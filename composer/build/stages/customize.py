@@ -1,0 +1,41 @@
+"""The blueprint's customizations applied to the root tree, offline: every path resolved
+inside the tree (composer/rootfs/customize.py, composer/rootfs/extras.py)."""
+
+from __future__ import annotations
+
+from composer.build.context import Context
+from composer.build.stages.stage import Stage
+from composer.core.secret import cache_secret
+from composer.rootfs import backend, customize, extras
+
+
+def run(ctx: Context) -> None:
+    plan, root = ctx.plan, ctx.made.root
+    assert root is not None
+    customize.prepare_system(root)
+    secret = cache_secret(ctx.cache)  # generated passwords derive from it
+    customize.apply(root, plan.customizations, secret=secret, image=plan.name)
+    extras.apply(root, plan)
+    customize.install_check_unit(root)
+    customize.set_services(root, plan.customizations)  # units of files too
+    ctx.made.packages = backend.installed_packages(plan, root)
+
+
+STAGE = Stage(
+    "customize",
+    "host name, users and groups, SSH keys, time zone, locale, files and directories, "
+    "services, an empty /etc/machine-id, fstab lines only for what DPS does not mount, the "
+    "boot check unit",
+    inputs=(
+        "plan.customizations",
+        "plan.name",
+        "plan.distro",
+        "plan.machine_id",
+        "plan.fstab",
+        "plan.grow_root",
+        "plan.partitions",
+        "secret",
+    ),
+    after=("root",),
+    run=run,
+)

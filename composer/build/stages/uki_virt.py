@@ -1,0 +1,31 @@
+"""uki-virt for an image whose blueprint lists it: the cached local repository its root tree
+installs the package from (composer/build/placed_uki.py, composer/uki_virt/)."""
+
+from __future__ import annotations
+
+from composer.build import placed_uki
+from composer.build.context import Context
+from composer.build.stages.stage import Stage
+
+
+def run(ctx: Context) -> None:
+    built = placed_uki.prepare_repo(ctx.plan, ctx.cache)
+    ctx.made.local_repos = [built.repo] if built is not None else []
+
+
+STAGE = Stage(
+    "uki-virt",
+    "when the blueprint lists uki-virt: the distribution kernel's generic UKI as .deb/.rpm in "
+    "a local repository, built once per kernel and configuration and kept in the cache",
+    inputs=(
+        "plan.distro",
+        "plan.suite",
+        "plan.mirror",
+        "plan.architecture",
+        "plan.cmdline",
+        "plan.packages",
+    ),
+    after=("tools-tree",),
+    run=run,
+    applies=placed_uki.lists_uki_virt,
+)
