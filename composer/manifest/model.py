@@ -170,6 +170,9 @@ class MeasuredBoot(Part):
 
 
 class Manifest(Part):
+    """One image as its build made it: the plan's layout, the UKI, the packages, every output
+    with its sha256, the boot chain and Secure Boot setup, and what a boot of it must show."""
+
     OMIT_NONE = frozenset({"varstore"})
 
     manifest_version: Literal[1]

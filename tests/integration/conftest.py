@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,5 +87,16 @@ def manifest_path(out: Path) -> Path:
 
 
 def manifest(out: Path) -> dict[str, Any]:
+    """The build's manifest, checked against composer/data/manifest.schema.json first: every
+    manifest an integration test reads is one the schema accepts."""
     data: dict[str, Any] = json.loads(manifest_path(out).read_text())
+    schema_validator().validate(data)
     return data
+
+
+@functools.cache
+def schema_validator() -> Any:
+    schema = json.loads((ROOT / "composer/data/manifest.schema.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)

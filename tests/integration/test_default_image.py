@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from composer.build.stages.sequence import STAGES
 from composer.image.gpt import read_gpt
 from composer.image.read import list_vfat_dir, read_ext4_file, read_vfat_file
+from composer.manifest.load import read_manifest
+from composer.plan.load import load
+from composer.plan.plan import Plan, make_plan
 from composer.spec import dps
 from composer.spec.pe import sections
 
-from .conftest import composer, manifest, manifest_path
+from .conftest import ROOT, composer, manifest, manifest_path, schema_validator
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +36,20 @@ def test_outputs_and_manifest(default_image: Path) -> None:
     assert m["uki"]["kernel_version"] in m["uki"]["path"]
     assert m["packages"]["systemd"]
     assert not list(default_image.glob(".*partial*")), "staging directory left behind"
+
+
+def test_manifest_follows_the_schema_and_the_model(default_image: Path) -> None:
+    """The built manifest is one the committed JSON schema and the typed model accept, and
+    the model writes it back unchanged."""
+    data = json.loads(manifest_path(default_image).read_text())
+    schema_validator().validate(data)
+    model = read_manifest(manifest_path(default_image))
+    assert json.loads(model.to_json()) == data
+    assert list(data["timings"]) == [s.name for s in STAGES if s.applies(model_plan())]
+
+
+def model_plan() -> Plan:
+    return make_plan(load(ROOT / "blueprints/debian-uki-sdboot.toml"))
 
 
 def test_gpt_has_dps_types(default_image: Path) -> None:
