@@ -1,5 +1,6 @@
 """`dps-composer fixup IMAGE`: the same plan, applied offline to a raw or qcow2 image with
-libguestfs (LIBGUESTFS_BACKEND=direct, TCG: KVM is not trusted, see FIELD-NOTES)."""
+libguestfs (LIBGUESTFS_BACKEND=direct, TCG: /dev/kvm may answer and still hang guests: only a
+real probe proves it works, composer/judge/kvm.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Facts -> the changes that make a system DPS- and UKI-ready. Pure: no I/O.
 
-Rules (DPS, SPEC-NOTES §1): root, /usr, /home, /srv, /var, /var/tmp and swap partitions on
+Rules (the Discoverable Partitions Specification, uapi-group/specifications
+specs/discoverable_partitions_specification.md): root, /usr, /home, /srv, /var, /var/tmp and swap partitions on
 the disk holding / are found by their type when each is the first of its type there; /var only
 when its partition UUID is the machine-id HMAC. An fstab line is dropped only when discovery
 mounts the same partition with the same effect; root= only when / will be discovered (GPT, a

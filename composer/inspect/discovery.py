@@ -1,5 +1,6 @@
 """Would systemd auto-discover this image's root? A pure judgement of an inspection report
-against the Discoverable Partitions Specification (SPEC-NOTES §1.3) and systemd's rules:
+against the Discoverable Partitions Specification ("the first partition with this type UUID
+on the disk containing the active EFI ESP") and systemd's rules (systemd-gpt-auto-generator(8)):
 
 - the disk needs an ESP (the boot loader or systemd-stub reports it as LoaderDevicePartUUID,
   which is how systemd-gpt-auto-generator knows the disk to search);

@@ -1,6 +1,7 @@
 """Offline prediction of the firmware's PCR 7 (Secure Boot policy) and PCR 4 (boot applications).
 
-The model is edk2's (OVMF), see SPEC-NOTES §3.3/§3.4:
+The model is edk2's (OVMF: SecurityPkg/Library/DxeTpm2MeasureBootLib, Tcg2MeasurePeImage), as
+systemd-pcrlock models it too (src/pcrlock/pcrlock.c, lock-secureboot-policy):
 
 PCR 7: EV_EFI_VARIABLE_DRIVER_CONFIG for SecureBoot, PK, KEK (EFI global variable GUID), db and
 dbx (image security database GUID), each digest H(UEFI_VARIABLE_DATA) with the variable's value

@@ -1,4 +1,4 @@
-"""Boot chains, Secure Boot and output formats, end to end (issue 5).
+"""Boot chains, Secure Boot and output formats, end to end.
 
 Builds three images and boots each once: grub2 (qcow2), a signed uki-direct (qcow2) and a
 signed systemd-boot image in every output format (booted as vmdk); then one tampered copy of

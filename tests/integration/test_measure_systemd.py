@@ -1,6 +1,6 @@
 """composer.measure against systemd 257's own tools (systemd-measure, ukify) in the trixie tools tree.
 
-No image build: (a) the SPEC-NOTES test vector, (b) small UKIs built here by the tree's ukify from
+No image build: (a) the test vector of tests/unit/test_measure.py (made with systemd-measure 252), (b) small UKIs built here by the tree's ukify from
 the tree's stub with a fake "kernel", (c) ukify's own --measure output for the same UKI.
 """
 

@@ -1,4 +1,4 @@
-"""composer.dps: DPS type table, look-ups, mount points, attribute flags, /var UUID rule."""
+"""composer.spec.dps: DPS type table, look-ups, mount points, attribute flags, /var UUID rule."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from composer.spec import dps
 from composer.spec.arch import ARCHES
 from composer.spec.dps import GptFlag, UnknownGptFlag, UnknownPartitionType
 
-SPEC_NOTES = Path("/work/shared/SPEC-NOTES.md")
+# The specification's own table, kept beside the tests (its header names the upstream commit)
+SPEC_TABLE = Path(__file__).resolve().parents[1] / "data/dps-partition-types.md"
 
 ARCH_TOKENS = [
     "x86-64", "arm64", "x86", "arm", "riscv64", "ppc64-le", "s390x", "loongarch64", "alpha",
@@ -25,7 +26,7 @@ ARCH_TOKENS = [
     "riscv32", "s390", "tilegx",
 ]  # fmt: skip
 
-# Root partition type per architecture, copied from the DPS table in SPEC-NOTES §1.1.
+# Root partition type per architecture, as the specification's table has them.
 ROOT_UUIDS = [
     ("x86-64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
     ("arm64", "b921b045-1df0-41c3-af44-4c6f280d3fae"),
@@ -72,19 +73,21 @@ SUFFIX = {
 }
 
 
-def _parse_spec_notes(text: str) -> dict[str, str]:
-    """name -> UUID string from the two markdown tables of SPEC-NOTES §1.1."""
-    section = text[text.index("### 1.1") : text.index("### 1.2")]
-    out: dict[str, str] = {}
-    for line in section.splitlines():
-        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and re.fullmatch(r"[0-9a-f-]{36}", cells[2]):
-            arch = cells[1]
-            for designator, text_uuid in zip(dps.ARCH_DESIGNATORS, cells[2:], strict=True):
-                base = designator.split("-")[0]
-                out[f"{base}-{arch}{SUFFIX[designator]}"] = text_uuid
-        elif len(cells) == 4 and re.fullmatch(r"[0-9a-f-]{36}", cells[1]):
-            out[cells[3]] = cells[1]
+def spec_table(text: str) -> dict[str, tuple[str, str]]:
+    """Partition type description ("Root Partition (x86)", "Swap", ...) -> (UUID, systemd
+    macro or "") from the specification's "Defined Partition Type UUIDs" table."""
+    out: dict[str, tuple[str, str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = (
+            re.fullmatch(r"`([0-9a-f-]{36})`(?: `(SD_GPT_\w+)`)?", cells[1])
+            if len(cells) > 1
+            else None
+        )
+        if m:
+            name = cells[0].strip("_").replace("`", "")
+            assert name not in out, name
+            out[name] = (m.group(1), m.group(2) or "")
     return out
 
 
@@ -113,12 +116,28 @@ def test_every_arch_has_six_designators() -> None:
         }
 
 
-@pytest.mark.skipif(not SPEC_NOTES.exists(), reason="SPEC-NOTES.md not available")
-def test_table_matches_spec_notes() -> None:
-    expected = _parse_spec_notes(SPEC_NOTES.read_text())
+def test_table_matches_the_specification() -> None:
+    """All 135 types: every row of the specification's table is a type with that UUID (by
+    the specification's own wording of its name), and there is no other type."""
+    expected = spec_table(SPEC_TABLE.read_text())
     assert len(expected) == 135
-    got = {t.name: str(t.uuid) for t in dps.all_types()}
-    assert got == expected
+    got = {t.description: str(t.uuid) for t in dps.all_types()}
+    assert got == {name: u for name, (u, _) in expected.items()}
+
+
+def test_table_names_are_systemds() -> None:
+    """Where the specification names systemd's macro (SD_GPT_ROOT_X86_64, ...), the type's
+    systemd-id128 name is that macro's spelling (root-x86-64)."""
+    expected = spec_table(SPEC_TABLE.read_text())
+    by_description = {t.description: t for t in dps.all_types()}
+    checked = 0
+    for name, (_, macro) in expected.items():
+        if macro:
+            assert macro.removeprefix("SD_GPT_").lower().replace("_", "-") == (
+                by_description[name].name
+            ), name
+            checked += 1
+    assert checked > 100
 
 
 @pytest.mark.parametrize(("arch", "text"), ROOT_UUIDS)
@@ -422,8 +441,8 @@ def test_check_flags() -> None:
 
 # --- /var partition UUID ---------------------------------------------------------------------
 
-# SPEC-NOTES §1.1 "Local check": systemd-id128 machine-id --app-specific=4d21b016… -u gave
-# 24e43059-…; the machine id it ran on (this build host's /etc/machine-id) is:
+# `systemd-id128 machine-id --app-specific=4d21b016b53445c2a9fb5c16e091fd2d -u` (systemd 252)
+# on a machine with this /etc/machine-id gave:
 SPEC_MACHINE_ID = "3d1219c7c4c5404aaa1f6d2a48adfda4"
 SPEC_VAR_UUID = "24e43059-9734-49cd-a32e-bcae30d648ed"
 

@@ -1,4 +1,6 @@
-"""PCR 11 prediction: the SPEC-NOTES test vector (systemd-measure 252, re-checked with 257)."""
+"""PCR 11 prediction against a test vector made with systemd-measure 252 (`systemd-measure
+calculate --linux=… --osrel=… --cmdline=… --initrd=… --bank=sha256 --phase=…` of the files in
+VECTOR), re-checked with 257 (tests/integration/test_measure_systemd.py)."""
 
 from __future__ import annotations
 
@@ -119,7 +121,7 @@ def test_event_digests_by_hand() -> None:
         hashlib.sha256(b"K").digest(),
         hashlib.sha256(b"enter-initrd").digest(),
     ]
-    # SPEC-NOTES known single-word digests
+    # sha256 of ".linux\0" and of the word "enter-initrd", as systemd-measure extends them
     assert events[0][1].hex().startswith("0da293e3")
     assert events[2][1].hex() == "51e6b92f405d1f98d96e3de343d61d420ad6923b25de21d766f9298192f14fed"
 

@@ -28,7 +28,8 @@ from .pe_fixture import build_pe, make_signer, win_certificate
 
 # Live values from a boot of the default image (OVMF_CODE_4M.fd + empty OVMF_VARS_4M.fd on
 # Debian 12, swtpm sha256), read from the firmware event log: the empty-varstore PCR 7 and the
-# fixed PCR 4 events (the latter also match systemd-pcrlock's 350-/500- files, SPEC-NOTES §3.3).
+# fixed PCR 4 events (the latter also match systemd-pcrlock's src/pcrlock/pcrlock.d/
+# 350-action-efi-application.pcrlock and 500-separator.pcrlock.d files).
 LIVE_PCR7_EMPTY = "65caf8dd1e0ea7a6347b635d2b379c93b9a1351edc2afc3ecda700e534eb3068"
 CALLING_EFI_APP = "3d6772b4f84ed47595d72a2c4c5ffd15f5bb72c7507fe26f2aaee2c69d5633ba"
 SEPARATOR = "df3f619804a92fdb4057192dc43dd748ea778adc52bc498ce80524c014b81119"

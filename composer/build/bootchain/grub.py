@@ -1,7 +1,8 @@
 """GRUB on the ESP: a standalone EFI image (every module built in, so nothing is loaded from
 disk, which GRUB's lockdown forbids under Secure Boot; no shim_lock verifier, as there is no
 shim) and a grub.cfg with one chainloader entry per UKI in ``ESP/EFI/Linux``. GRUB does not read
-UKIs from BLS on every distribution; chainloading is the portable way (SPEC-NOTES 5.1)."""
+UKIs from BLS on every distribution (upstream's blsuki module, which reads /EFI/Linux, is newer
+than the GRUB 2.12 Debian ships); chainloading is the portable way."""
 
 from __future__ import annotations
 
