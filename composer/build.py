@@ -371,5 +371,7 @@ def _manifest(
         },
         "pcr11": {"phases": pcr11, "booted_phase": BOOTED_PHASE},
         "validate": {"timeout": plan.validate_timeout},
+        # users whose password the build generated: OUTPUT/NAME.USER.password (mode 0600)
+        "generated_passwords": [u.name for u in plan.customizations.user if u.generate_password],
         "timings": timings,
     }

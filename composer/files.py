@@ -190,6 +190,8 @@ def copy_into_dir(
             _write_at(fd, name, text.encode(), 0o644, dest)
     finally:
         os.close(fd)
+
+
 def sync_filesystem(path: Path) -> None:
     """Flush everything written to the file system that holds ``path`` (syncfs(2)): one call
     instead of an fsync per file of a tree of thousands."""

@@ -10,16 +10,15 @@ against the private index of composer/rootfs/versions.py with an empty package d
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from composer import tools
-from composer.workdir import owned_dir
 from composer.arch import Arch
 from composer.errors import ComposerError, ToolError
 from composer.rootfs import versions
+from composer.workdir import owned_dir
 
 _INST = re.compile(
     r"^Inst (?P<name>\S+) (?:\[[^\]]*\] )?\((?P<version>\S+) .*\[(?P<arch>[^\]]+)\]\)"

@@ -23,7 +23,6 @@ from composer.distros import Distro
 from composer.errors import ComposerError
 from composer.rootfs import pkgset, versions
 from composer.rootfs.chroot import run_in
-from composer.workdir import owned_dir
 
 _IMAGE_DEP = re.compile(r"^linux-image-(?P<kver>[0-9][^\s(]*)\s*(\(=\s*(?P<ver>[^)\s]+)\))?$")
 

@@ -9,7 +9,6 @@ whose lock nobody holds any more, goes with the next boot. Every boot here is ki
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.workdir import LOCK
+from composer.workdir import LOCK_SUFFIX, unowned
 
 from .conftest import ROOT
 
@@ -87,18 +86,16 @@ def boot_and_kill(
 
 
 def leftovers(work: Path) -> list[Path]:
-    return sorted(work.glob("dps-composer-*"))
+    """Temporary directories left in ``work`` (each has its lock file beside it)."""
+    left = sorted(work.glob("dps-composer-*"))
+    dirs = [p for p in left if not p.name.endswith(LOCK_SUFFIX)]
+    locks = [p for p in left if p.name.endswith(LOCK_SUFFIX)]
+    assert [p.name.removesuffix(LOCK_SUFFIX) for p in locks] == [p.name for p in dirs]
+    return dirs
 
 
 def unlocked(path: Path) -> bool:
-    fd = os.open(path / LOCK, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    return path in unowned(path.parent, path.name)
 
 
 def assert_nothing_runs(killed: Killed, work: Path) -> None:
