@@ -61,6 +61,7 @@ def manifest(ctx: Context) -> model.Manifest:
         ),
         pcr11=model.Pcr11(phases=pcr11, booted_phase=BOOTED_PHASE),
         validate=model.Validate(timeout=plan.validate_timeout),
+        generated_passwords=[u.name for u in plan.customizations.user if u.generate_password],
         timings=dict(ctx.timings),
         secureboot=chain.secureboot(),
         varstore=chain.shipped_varstore(),

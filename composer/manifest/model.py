@@ -189,6 +189,8 @@ class Manifest(Part):
     expect: Expect
     pcr11: Pcr11
     validate_: Validate = Field(alias="validate")
+    # users whose password the build generated: OUTPUT/NAME.USER.password (mode 0600)
+    generated_passwords: list[str]
     timings: dict[str, float]  # stage -> seconds
     secureboot: SecureBoot
     varstore: Varstore | None = None

@@ -277,6 +277,8 @@ def partial_files(out: Path) -> list[str]:
             listed[o["file"]] = o["size"]
         if data.get("varstore"):
             listed[data["varstore"]["file"]] = None
+        for user in data.get("generated_passwords") or ():
+            listed[f"{data['name']}.{user}.password"] = None
     bad = []
     for path in out.iterdir():
         if path.name.startswith("."):

@@ -311,7 +311,7 @@ def test_signed_sdboot_boots_as_vmdk_with_secure_boot(sdboot_sb: Path, tmp_path:
     assert proc.returncode == 0 and verdict["passed"], verdict
     assert _checks(verdict)["secure-boot"]["passed"]
     assert verdict["guest"]["secure_boot"] is True
-    assert "format=vmdk" in (tmp_path / "boot/qemu.cmdline").read_text()
+    assert '"driver": "vmdk"' in (tmp_path / "boot/qemu.cmdline").read_text()
 
 
 # --- private keys -----------------------------------------------------------------------------

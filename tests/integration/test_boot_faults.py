@@ -9,7 +9,6 @@ whose lock nobody holds any more, goes with the next boot. Every boot here is ki
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from composer.core.workdir import LOCK_SUFFIX
+from composer.core.workdir import LOCK_SUFFIX, unowned
 
 from .conftest import ROOT
 
@@ -87,27 +86,16 @@ def boot_and_kill(
 
 
 def leftovers(work: Path) -> list[Path]:
-    """What boots left in the work parent: scratch directories and their lock files."""
-    return sorted(work.glob("dps-composer-*"))
-
-
-def stale_dirs(left: list[Path]) -> list[Path]:
-    """The scratch directories among ``left``, each with its lock file beside it."""
-    dirs = [p for p in left if p.is_dir()]
-    assert left == sorted([*dirs, *(d.with_name(d.name + LOCK_SUFFIX) for d in dirs)]), left
+    """Temporary directories left in ``work`` (each has its lock file beside it)."""
+    left = sorted(work.glob("dps-composer-*"))
+    dirs = [p for p in left if not p.name.endswith(LOCK_SUFFIX)]
+    locks = [p for p in left if p.name.endswith(LOCK_SUFFIX)]
+    assert [p.name.removesuffix(LOCK_SUFFIX) for p in locks] == [p.name for p in dirs]
     return dirs
 
 
 def unlocked(path: Path) -> bool:
-    """Nobody holds the lock of the scratch directory ``path`` (composer/core/workdir.py)."""
-    fd = os.open(path.with_name(path.name + LOCK_SUFFIX), os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    return path in unowned(path.parent, path.name)
 
 
 def assert_nothing_runs(killed: Killed, work: Path) -> None:
@@ -172,7 +160,7 @@ def test_boot_killed_anywhere_leaves_nothing(
             assert not old.exists(), f"{old} survived the next boot"
         left = leftovers(work)
         if sig == signal.SIGKILL:
-            (one,) = stale_dirs(left)
+            (one,) = left
             assert unlocked(one)
         else:
             assert left == []
@@ -192,7 +180,7 @@ def test_parallel_boots_killed_leave_nothing(
     assert killed.returncode == -9
     assert len(killed.pids["qemu"]) == 2
     assert_nothing_runs(killed, work)
-    stale = stale_dirs(leftovers(work))
+    stale = leftovers(work)
     assert len(stale) == 2 and all(unlocked(p) for p in stale)
     killed = boot_and_kill(args, "kernel", signal.SIGTERM, env, 2)
     assert killed.returncode == 143 and len(killed.pids["qemu"]) == 2

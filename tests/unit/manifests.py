@@ -64,6 +64,7 @@ _BASE: dict[str, Any] = {
     },
     "pcr11": {"phases": {"sha256": {"": "0" * 64}}, "booted_phase": ""},
     "validate": {"timeout": 600.0},
+    "generated_passwords": [],
     "timings": {},
     "secureboot": {"signed": False},
     "package_pins": {},
