@@ -169,13 +169,13 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
         _kill_at(env, quiet, out, "uki-virt: dracut", signal.SIGTERM, "# stage: uki-virt", "dracut")
         extra = variant(env, "extra", "extra", ("file",))
         _kill_at(
-            env, extra, out, "root tree: extracting", signal.SIGTERM, "I: extracting archives", ""
+            env, extra, out, "root: extracting", signal.SIGTERM, "I: extracting archives", ""
         )
         _kill_at(
             env,
             extra,
             out,
-            "root tree: dpkg in the tree",
+            "root: dpkg in the tree",
             signal.SIGKILL,
             "I: installing remaining packages inside the chroot",
             "dpkg",
@@ -183,11 +183,11 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
 
 
 IMAGE_STAGE_KILLS = [  # (point, signal, stage-log marker, tools one of which must run)
-    ("root tree: copy of the cached tree", signal.SIGKILL, "$ cp -a --reflink=auto", "cp"),
+    ("root: copy of the cached tree", signal.SIGKILL, "$ cp -a --reflink=auto", "cp"),
     ("customize", signal.SIGTERM, "# stage: customize", ""),
     # mke2fs of the tools tree, started through the tree's dynamic loader
-    ("file systems: mke2fs", signal.SIGKILL, "# stage: file systems", "ld-linux-x86-64"),
-    ("outputs: qemu-img convert", signal.SIGTERM, "# stage: outputs", "qemu-img"),
+    ("filesystems: mke2fs", signal.SIGKILL, "# stage: filesystems", "ld-linux-x86-64"),
+    ("image: qemu-img convert", signal.SIGTERM, "# stage: image", "qemu-img"),
     ("storing the image in the cache: cp", signal.SIGKILL, ": storing", "cp"),
     ("storing the image in the cache: cp", signal.SIGTERM, ": storing", "cp"),
 ]
@@ -328,7 +328,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
         ]
         for role, directory in (("scratch", work), ("output", out), ("cache", cache)):
             build = Build(full, bp, out)
-            build.wait_for("# stage: root tree")  # after the up-front check: the disk fills now
+            build.wait_for("# stage: root")  # after the up-front check: the disk fills now
             filler = _fill(directory)
             code, _, err = build.finish()
             assert code == 3, err
