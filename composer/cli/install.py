@@ -27,7 +27,7 @@ def kickstart(
 
     The result is parsed by pykickstart for the blueprint's Fedora release, errors fatal.
     """
-    from composer.kickstart import render_file
+    from composer.kickstart.render import render_file
 
     with guard():
         text = render_file(blueprint, uki_repo=uki_repo)

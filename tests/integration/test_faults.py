@@ -78,6 +78,10 @@ def timed(label: str) -> Iterator[None]:
     print(f"times: {TIMES}")
 
 
+def _images(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in o.items() if k != "allocated"} for o in manifest["outputs"]]
+
+
 def _manifest(out: Path, name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((out / f"{name}.manifest.json").read_text())
     return data
@@ -168,9 +172,7 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
     with timed("kills in cold stages"):
         _kill_at(env, quiet, out, "uki-virt: dracut", signal.SIGTERM, "# stage: uki-virt", "dracut")
         extra = variant(env, "extra", "extra", ("file",))
-        _kill_at(
-            env, extra, out, "root: extracting", signal.SIGTERM, "I: extracting archives", ""
-        )
+        _kill_at(env, extra, out, "root: extracting", signal.SIGTERM, "I: extracting archives", "")
         _kill_at(
             env,
             extra,
@@ -250,7 +252,8 @@ def test_a_damaged_cache_entry_is_found_removed_and_rebuilt(
     assert "damaged entry removed" in (out / "after" / f"{name}.build.log").read_text()
     m = _manifest(out / "after", name)
     assert m["cache"]["image"] == "miss" and m["cache"]["root"] == "hit"
-    assert m["outputs"] == _manifest(out / "before", name)["outputs"]  # the same image again
+    # the same image again (what the host's file system allocates for a sparse file may differ)
+    assert _images(m) == _images(_manifest(out / "before", name))
     for o in m["outputs"]:
         assert sha256_file(out / "after" / o["file"]) == o["sha256"]
     assert not entry.exists() or _image_entry(env, name) == entry  # rebuilt under its key
