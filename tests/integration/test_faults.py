@@ -217,7 +217,7 @@ def _image_entry(env: Env, name: str) -> Path:
     raise AssertionError(f"no image entry for {name}")
 
 
-CORRUPTIONS = {
+CORRUPTIONS: dict[str, Callable[[Path, str], object]] = {
     "truncated output": lambda e, n: os.truncate(e / f"{n}.qcow2", 4096),
     "0-byte record": lambda e, n: (e / "entry.json").write_bytes(b""),
     "wrong hash": lambda e, n: _flip_a_byte(e / f"{n}.raw"),

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from unit.test_corpus import FILES, expectations  # tests/ is on sys.path (pytest)
+from unit.plan.test_load import FILES, expectations  # tests/ is on sys.path (pytest)
 
 from composer.core import paths
 from composer.core.errors import BlueprintError, KeyedProblems

@@ -19,7 +19,7 @@ from uuid import uuid4
 import pytest
 
 from composer.core import paths
-from composer.core.chroot import run_in
+from composer.core.chroot import output_in
 from composer.image.gpt import read_gpt
 from composer.judge.run import BootOptions, boot_one
 from composer.spec import dps
@@ -59,7 +59,7 @@ def systemd_view(image: Path, tmp: Path) -> dict[str, dict[str, str]]:
     argv = ["systemd-repart", "--dry-run=yes", "--offline=yes", "--json=short"]
     argv += ["--definitions=/run/img/empty.d", "/run/img/view.raw"]
     view: dict[str, dict[str, str]] = {}
-    for part in json.loads(run_in(tree, argv, binds=[(tmp, "/run/img")])):
+    for part in json.loads(output_in(tree, argv, binds=[(tmp, "/run/img")])):
         probe = subprocess.run(
             ["blkid", "-p", "-O", str(part["offset"]), "-o", "export", str(raw)],
             text=True,

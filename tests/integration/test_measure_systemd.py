@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from composer.core import paths
-from composer.core.chroot import run_in
+from composer.core.chroot import output_in
 from composer.measure.pcr11 import BANKS, PHASES, predict_pcr11, predict_uki, uki_sections
 from composer.spec.arch import get_arch
 from composer.toolchain.toolstree import ensure_tools_tree
@@ -46,7 +46,7 @@ def systemd_measure(
     argv += [f"--{name.removeprefix('.')}={INSIDE}/{fn}" for name, fn in files.items()]
     argv += [f"--bank={b}" for b in banks]
     argv += [f"--phase={p or ':'}" for p in PHASES]
-    out = json.loads(run_in(tree, argv, binds=[(workdir, INSIDE)]))
+    out = json.loads(output_in(tree, argv, binds=[(workdir, INSIDE)]))
     return {
         bank: {entry.get("phase", ""): entry["hash"] for entry in entries}
         for bank, entries in out.items()
@@ -83,7 +83,7 @@ def ukify_uki(request: pytest.FixtureRequest, tools_tree: Path, tmp_path: Path) 
     (tmp_path / "initrd").write_bytes(b"\x07070701" + bytes(1000) + b"TRAILER!!!")
     (tmp_path / "osrel").write_bytes(VECTOR[".osrel"])
     (tmp_path / "cmdline").write_bytes(b"console=ttyS0 root=PARTLABEL=x rw")
-    ukify_out = run_in(
+    ukify_out = output_in(
         tools_tree,
         [
             "ukify",

@@ -126,15 +126,15 @@ def test_default_image_live_pcrs_equal_predictions(pair: dict[str, Any]) -> None
         assert live_pcrs(verdict)[n] == m["expect"]["pcrs"][n]
     assert m["expect"]["pcrs"]["11"] == m["pcr11"]["phases"]["sha256"][PHASES[-1]]
     events = log_events(verdict)
-    for n in (4, 7):
-        predicted = m["measured_boot"]["pcrs"][str(n)]["events"]
-        assert first_difference(predicted, eventlog.for_pcr(events, n)) is None
+    for index in (4, 7):
+        predicted = m["measured_boot"]["pcrs"][str(index)]["events"]
+        assert first_difference(predicted, eventlog.for_pcr(events, index)) is None
     stub = m["measured_boot"]["pcrs"]["11"]["events"]
     assert first_difference(stub, eventlog.for_pcr(events, 11), prefix_only=True) is None
     # the log the guest sent replays to the PCRs its TPM reported
     replayed = eventlog.replay(events)
-    for n in range(8):
-        assert replayed[n] == live_pcrs(verdict)[str(n)], n
+    for index in range(8):
+        assert replayed[index] == live_pcrs(verdict)[str(index)], index
 
 
 def test_altered_cmdline_fails_on_pcr11(pair: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from composer.core.errors import BlueprintError
 from composer.plan.plan import plan_text
 
 FILE = "fuzz.toml"
-text_ = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+text_ = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 # values that try to be options, lines, markup, paths out of the image or hidden at boot
 hostile = st.sampled_from(
     ["-f", "--root", "--global", "-.slice", "a\nb", "x\r\ny=1", "\x00", "\x1b[31m", "[/x]",

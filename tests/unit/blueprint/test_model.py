@@ -46,7 +46,7 @@ def test_minimal_blueprint_gets_defaults() -> None:
 def test_result_is_immutable() -> None:
     bp = parse(MINIMAL)
     with pytest.raises(ValidationError):
-        bp.name = "other"  # type: ignore[misc]
+        bp.name = "other"
 
 
 def test_wrong_type_names_line_and_key() -> None:

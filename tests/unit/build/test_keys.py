@@ -12,6 +12,7 @@ from composer.build.facts import FACTS, Facts
 from composer.build.reproducible import FALLBACK_EPOCH, clamp_mtimes, source_date_epoch
 from composer.build.stages.sequence import STAGES
 from composer.build.stages.stage import Stage
+from composer.core.hashing import tree_digest
 from composer.plan.load import parse
 from composer.plan.plan import Plan, make_plan
 
@@ -95,9 +96,9 @@ def test_password_change_misses_the_image() -> None:
 def test_secure_boot_keys_are_in_the_image_key(tmp_path: Path) -> None:
     p = plan()
     (tmp_path / "db.crt").write_text("one")
-    a = derived(p, secureboot_keys=keys.tree_digest(tmp_path))
+    a = derived(p, secureboot_keys=tree_digest(tmp_path))
     (tmp_path / "db.crt").write_text("two")
-    assert derived(p, secureboot_keys=keys.tree_digest(tmp_path))[2] != a[2]
+    assert derived(p, secureboot_keys=tree_digest(tmp_path))[2] != a[2]
 
 
 # --- the declarations ----------------------------------------------------------------------

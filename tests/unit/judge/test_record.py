@@ -98,7 +98,7 @@ def test_bytes_that_are_not_utf8_still_verify() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200))
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=200))
 def test_any_json_text_round_trips(text: str) -> None:
     payload = json.dumps({"t": text})
     _, got = read([frame(payload)])

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from composer.core.errors import ComposerError
-from composer.spec import dps
+from composer.spec import dps, dps_table
 from composer.spec.arch import ARCHES
 from composer.spec.dps import GptFlag, UnknownGptFlag, UnknownPartitionType
 
@@ -351,7 +351,7 @@ def test_mountpoint_for_designator() -> None:
         assert dps.mountpoint_for_designator(d) is None
     with pytest.raises(UnknownPartitionType):
         dps.mountpoint_for_designator("opt")
-    for d in dps.DESIGNATORS:
+    for d in dps_table.DESIGNATORS:
         mp = dps.mountpoint_for_designator(d)
         if mp is not None:
             assert dps.designator_for_mountpoint(mp) == d
@@ -412,7 +412,7 @@ def test_flag_names_round_trip(value: int) -> None:
 
 def test_flag_applicability_table() -> None:
     applies = dps.FLAG_APPLIES_TO
-    arch = set(dps.ARCH_DESIGNATORS)
+    arch = set(dps_table.ARCH_DESIGNATORS)
     data = {"root", "usr", "home", "srv", "var", "tmp", "xbootldr"}
     assert applies[GptFlag.NO_AUTO] == arch | data | {"swap"}
     assert applies[GptFlag.READ_ONLY] == arch | data

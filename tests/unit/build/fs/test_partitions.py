@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from composer.build.fs.mkfs import tree_bytes, xfs_protofile
@@ -63,12 +64,21 @@ def test_xfs_protofile_describes_a_plain_tree(tmp_path: Path) -> None:
 
 
 def test_xfs_protofile_refuses_what_it_cannot_say(tmp_path: Path) -> None:
-    for setup in (
-        lambda t: (t / "sticky").mkdir(mode=0o1777) or (t / "sticky").chmod(0o1777),
+    def sticky(t: Path) -> None:
+        (t / "sticky").mkdir()
+        (t / "sticky").chmod(0o1777)
+
+    def hard_link(t: Path) -> None:
+        (t / "a").write_text("")
+        os.link(t / "a", t / "b")
+
+    setups: list[Callable[[Path], object]] = [
+        sticky,
         lambda t: (t / "with space").write_text(""),
-        lambda t: (t / "a").write_text("") or os.link(t / "a", t / "b"),
+        hard_link,
         lambda t: (t / "c:d").write_text(""),
-    ):
+    ]
+    for setup in setups:
         tree = tmp_path / f"t{id(setup)}"
         tree.mkdir()
         setup(tree)
