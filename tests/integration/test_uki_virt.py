@@ -190,7 +190,7 @@ def test_purge_removes_the_esp_copy_and_reinstall_puts_it_back(
 
 def test_another_blueprint_reuses_the_uki_virt_build(default_image: Path, tmp_path: Path) -> None:
     """A second blueprint listing uki-virt, after the default image was built: its uki-virt
-    stage (what build.py runs before the root tree) finds the cached repository: no dracut,
+    stage (before the root tree: composer/build/stages/uki_virt.py) finds the cached repository: no dracut,
     no ukify, the same UKI. (A whole second image build shows the same in its log; measured
     in the README.)"""
     text = (ROOT / "blueprints/debian-uki-sdboot.toml").read_text()

@@ -2,7 +2,9 @@
 when something it reads (or a stage it comes after) changed."""
 
 import dataclasses
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,10 @@ from composer.build.stages.stage import Stage
 from composer.core.hashing import tree_digest
 from composer.plan.load import parse
 from composer.plan.plan import Plan, make_plan
+from composer.rootfs.versions import KEYRING
+
+from ..hash_seeds import assert_same_across_processes
+from ..rootfs.test_versions import DATA, SUITE, mirror
 
 SECRET = b"k" * 32
 
@@ -54,6 +60,43 @@ def derived(p: Plan, **changes: object) -> tuple[str, str, str]:
 
 def test_same_plan_same_keys() -> None:
     assert derived(plan()) == derived(plan())
+
+
+SEEDED_BLUEPRINT = (
+    BASE
+    + """
+[[packages]]
+name = "less"
+[[packages]]
+name = "file"
+[[customizations.group]]
+name = "staff"
+[[customizations.user]]
+name = "admin"
+groups = ["wheel", "sudo", "adm", "staff"]
+[customizations.services]
+enabled = ["ssh", "systemd-networkd", "systemd-resolved"]
+"""
+)
+
+
+def test_keys_are_the_same_in_processes_with_different_hash_seeds() -> None:
+    """Keys are reused by later runs: sets (packages, groups, pins) must not leak their
+    per-process order into them."""
+    code = f"""
+import json
+from composer.build import keys
+from composer.build.facts import Facts
+from composer.build.stages.sequence import STAGES
+from composer.plan.load import parse
+from composer.plan.plan import make_plan
+pins = {{"less": "1", "file": "2", "openssh-server": "3"}}
+facts = Facts("c", "t", ("r1", "r2"), pins, "i", 1, None, b"k" * 32)
+plan = make_plan(parse({SEEDED_BLUEPRINT!r}))
+print(json.dumps(keys.derive(plan, facts, STAGES), sort_keys=True))
+"""
+    printed = assert_same_across_processes(code)
+    assert set(json.loads(printed)) >= {"root", "uki", "image"}
 
 
 def test_hostname_change_misses_only_the_image() -> None:
@@ -273,14 +316,20 @@ def test_source_date_epoch_from_environment(monkeypatch: pytest.MonkeyPatch) -> 
         source_date_epoch(plan())
 
 
-def test_source_date_epoch_from_the_archive_date(monkeypatch: pytest.MonkeyPatch) -> None:
-    from composer.build import reproducible
-
+@pytest.mark.skipif(
+    shutil.which("gpgv") is None or not Path(KEYRING).is_file(),
+    reason="needs gpgv and debian-archive-keyring",
+)
+def test_source_date_epoch_from_the_signed_archive_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Date: of a real, signed InRelease of the Debian archive (tests/data, served from a
+    file:// mirror), and the fixed date where the suite has no InRelease."""
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    monkeypatch.setattr(reproducible, "release_epoch", lambda mirror, suite: 1761991200)
-    assert source_date_epoch(plan()) == 1761991200
-    monkeypatch.setattr(reproducible, "release_epoch", lambda mirror, suite: None)
-    assert source_date_epoch(plan()) == FALLBACK_EPOCH
+    served = dataclasses.replace(plan(), mirror=mirror(tmp_path, DATA.read_bytes()), suite=SUITE)
+    assert source_date_epoch(served) == 1796091214  # Date: Tue, 01 Dec 2026 02:13:34 UTC
+    missing = dataclasses.replace(served, suite="no-such-suite")
+    assert source_date_epoch(missing) == FALLBACK_EPOCH
 
 
 def test_clamp_mtimes_only_lowers(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from composer.plan.load import load, parse
 from composer.plan.plan import make_plan
 from composer.spec import dps
 
+from ..hash_seeds import plan_json_across_processes
+
 ROOT = Path(__file__).resolve().parents[3]
 MID = "5f3c0de1a2b94c7e8d6f1a2b3c4d5e6f"
 
@@ -175,7 +177,8 @@ def test_too_small_default_disk() -> None:
     assert e.key == "image.size" and e.line == 3
 
 
-def test_plan_uuids_are_deterministic_and_seeded() -> None:
-    a = make_plan(load(ROOT / "blueprints/debian-dps-layout.toml")).to_json()
-    assert a == make_plan(load(ROOT / "blueprints/debian-dps-layout.toml")).to_json()
+def test_layout_is_the_same_in_processes_with_different_hash_seeds() -> None:
+    blueprint = ROOT / "blueprints/debian-dps-layout.toml"
+    a = plan_json_across_processes(blueprint)
+    assert a == make_plan(load(blueprint)).to_json()
     assert "admin" in a and '"password": "<plain text' in a

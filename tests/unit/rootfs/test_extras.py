@@ -13,21 +13,24 @@ from composer.blueprint.files import Directory, File
 from composer.core.errors import ComposerError
 from composer.rootfs.extras import make_directory, set_locale, write_file
 
+ADMIN_UID, WIDGET_GID, OTHER_UID, OTHER_GID = 4242, 4343, 4244, 4345  # neither root nor our own
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     (tmp_path / "etc").mkdir()
-    uid, gid = os.getuid(), os.getgid()
     (tmp_path / "etc/passwd").write_text(
-        f"root:x:0:0::/root:/bin/sh\nadmin:x:{uid}:{gid}::/home/admin:/bin/sh\n"
+        f"root:x:0:0::/root:/bin/sh\nadmin:x:{ADMIN_UID}:100::/home/admin:/bin/sh\n"
     )
-    (tmp_path / "etc/group").write_text(f"root:x:0:\nwidget:x:{gid}:\n")
+    (tmp_path / "etc/group").write_text(f"root:x:0:\nwidget:x:{WIDGET_GID}:\n")
     return tmp_path
 
 
 def test_directory_and_file_with_owner_and_mode(tree: Path) -> None:
+    """Owners that are neither the test's user nor root: only a chown that ran (with the
+    ids the tree's own passwd and group name) gives them."""
     if os.getuid() != 0:
-        pytest.skip("chown to root needs root")
+        pytest.skip("chown to another user needs root")
     make_directory(
         tree,
         Directory(
@@ -35,14 +38,17 @@ def test_directory_and_file_with_owner_and_mode(tree: Path) -> None:
         ),
     )
     d = tree / "etc/app/conf.d"
-    assert stat.S_IMODE(d.stat().st_mode) == 0o750 and d.stat().st_uid == os.getuid()
-    write_file(tree, File(path="/etc/app/conf.d/a.conf", mode="600", data="x=1\n", user=0))
-    f = d / "a.conf"
-    assert (
-        f.read_text() == "x=1\n"
-        and stat.S_IMODE(f.stat().st_mode) == 0o600
-        and f.stat().st_uid == 0
+    assert stat.S_IMODE(d.stat().st_mode) == 0o750
+    assert (d.stat().st_uid, d.stat().st_gid) == (ADMIN_UID, WIDGET_GID)
+    write_file(
+        tree,
+        File(
+            path="/etc/app/conf.d/a.conf", mode="600", data="x=1\n", user=OTHER_UID, group=OTHER_GID
+        ),
     )
+    f = d / "a.conf"
+    assert f.read_text() == "x=1\n" and stat.S_IMODE(f.stat().st_mode) == 0o600
+    assert (f.stat().st_uid, f.stat().st_gid) == (OTHER_UID, OTHER_GID)
 
 
 def test_unknown_owner_and_missing_parent_are_errors(tree: Path) -> None:

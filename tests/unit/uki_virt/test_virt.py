@@ -24,6 +24,8 @@ from composer.uki_virt.kernel import control_field, image_dependency
 from composer.uki_virt.rpmpkg import spec_text
 from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 
+from ..hash_seeds import assert_same_across_processes
+
 KVER = "6.12.43+deb13-amd64"
 SHIM = "https://github.com/rhboot/shim/blob/main/SBAT.md"
 
@@ -84,6 +86,26 @@ def test_config_fingerprint_follows_the_command_line() -> None:
     b = UkiVirtConfig.for_arch(arch, "console=ttyS0").fingerprint(arch)
     assert a != b and a == UkiVirtConfig.for_arch(arch).fingerprint(arch)
     assert UkiVirtConfig.for_arch(arch).usr_type == "8484680c-9521-48c6-9c11-b0720656f69e"
+
+
+def test_cache_key_and_package_texts_are_the_same_in_processes_with_different_hash_seeds() -> None:
+    """The uki-virt cache key (its config fingerprint included) and what goes into its
+    packages are reused by later runs: nothing in them may follow a process's hash seed."""
+    code = f"""
+from composer.spec.arch import get_arch
+from composer.target.distros import get_distro
+from composer.uki_virt import packages
+from composer.uki_virt.kernel import KernelPackage
+from composer.uki_virt.virt import UkiVirtConfig, cache_key, sbat_text
+arch = get_arch("x86_64")
+pkg = KernelPackage("linux-image-{KVER}", "6.12.43-1", "{KVER}", "amd64")
+config = UkiVirtConfig.for_arch(arch, "console=ttyS0 quiet")
+print(cache_key(get_distro("debian-13"), arch, pkg, config))
+print(sorted(packages.deb_scripts("{KVER}").items()))
+print(packages.rpm_spec("{KVER}", "6.12.43-1", "x86_64", ("systemd", "dracut")))
+print(sbat_text("{KVER}"))
+"""
+    assert_same_across_processes(code)
 
 
 def _newc(name: str, data: bytes) -> bytes:
