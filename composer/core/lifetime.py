@@ -7,20 +7,27 @@ with us (``PR_SET_PDEATHSIG``) for the one signal nothing can catch, SIGKILL.
 
 ``PR_SET_PDEATHSIG`` fires when the *thread* that started the child exits, not the process
 (prctl(2)): start long-lived children from a thread that outlives them.
+
+A signal must not cut some steps in two: one that starts a child (the child runs, but the
+exception comes before its starter knows it and could stop it) is run with
+:func:`signals_held`, and the signal is raised when the step is done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
+_held: list[int] = []  # signals_held() blocks running in the main thread (depth)
+_pending: list[int] = []  # signals that came while one ran
 
 
 class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterrupt
@@ -39,7 +46,38 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     # once is enough: a second signal while cleaning up must not abort the clean-up
     for sig in HANDLED:
         signal.signal(sig, signal.SIG_IGN)
+    if _held:
+        _pending.append(signum)
+        return
     raise Interrupted(signum)
+
+
+def _hold_sigint(signum: int, _frame: FrameType | None) -> None:
+    _pending.append(signum)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Run the block whole: SIGTERM and SIGHUP (with :func:`install_signal_handlers`) and
+    SIGINT that arrive meanwhile raise Interrupted or KeyboardInterrupt when it ends, not
+    inside it. Only the main thread gets them (elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigint = signal.getsignal(signal.SIGINT)
+    if sigint is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _hold_sigint)
+    _held.append(1)
+    try:
+        yield
+    finally:
+        _held.pop()
+        if sigint is signal.default_int_handler:
+            signal.signal(signal.SIGINT, sigint)
+        if not _held and _pending:
+            signum = _pending[0]
+            _pending.clear()
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
 
 def install_signal_handlers() -> None:

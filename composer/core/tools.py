@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from composer.core.errors import MissingToolError, ToolError
-from composer.core.lifetime import die_with_parent
+from composer.core.lifetime import die_with_parent, signals_held
 
 # Which Debian package provides a tool, for the "not found" message.
 PACKAGES = {
@@ -92,17 +92,31 @@ def start(
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` below its reaper (see the module docstring); :func:`stop` ends it."""
-    return subprocess.Popen(
-        reaped(argv),
-        env=env,
-        cwd=cwd,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        preexec_fn=die_with_parent(signal.SIGTERM),  # the reaper's cue to kill the tree
-        process_group=0,  # Ctrl-C reaches the composer only; it stops the tool itself
-    )
+    """Start ``argv`` below its reaper (see the module docstring); :func:`stop` ends it.
+
+    A signal that comes while the reaper is being started (subprocess.Popen forks, then
+    waits for the exec) is held until Popen has returned, and the reaper is then stopped
+    before the signal's exception leaves: raised inside Popen, the exception would leave a
+    started tool that nobody knows of, running on (in the tree the build is removing, and
+    writing to its output) until the composer's thread ends."""
+    proc = None
+    try:
+        with signals_held():
+            proc = subprocess.Popen(
+                reaped(argv),
+                env=env,
+                cwd=cwd,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # the reaper's cue to kill the tree
+                process_group=0,  # Ctrl-C reaches the composer only; it stops the tool itself
+            )
+    except BaseException:
+        if proc is not None:
+            stop(proc)
+        raise
+    return proc
 
 
 def run(

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from composer.core.lifetime import signals_held
+
 GUARDED = """
 import sys, time
 from pathlib import Path
@@ -79,3 +81,13 @@ def test_child_dies_when_parent_is_killed() -> None:
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait(timeout=30)
     assert _gone(child), f"child {child} outlived its SIGKILLed parent"
+
+
+def test_ctrl_c_inside_a_held_block_is_raised_when_it_ends() -> None:
+    """(pytest runs tests in the main thread, where signal handlers run.)"""
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -151,3 +151,42 @@ def test_a_tool_runs_in_the_composers_pid_namespace() -> None:
     assert tools.output(["readlink", "/proc/self/ns/pid"]).strip() == os.readlink(
         "/proc/self/ns/pid"
     )
+
+
+# The signal arrives while the tool is being started (between fork and exec): the composer's
+# preexec hook is wrapped to send it then, and to wait before the exec, so that it lands while
+# subprocess.Popen waits for the exec. The composer then takes its time to clean up, as a
+# build does (removing its trees): a tool that was left running would write after that.
+STARTING = """
+import os, signal, sys, time
+from composer.core import lifetime, tools
+
+real = tools.die_with_parent
+
+def signalled_while_starting(sig):
+    preexec = real(sig)
+    def hook():
+        preexec()
+        os.kill(os.getppid(), signal.SIGTERM)
+        time.sleep(0.5)
+    return hook
+
+tools.die_with_parent = signalled_while_starting
+lifetime.install_signal_handlers()
+marker = open(sys.argv[1], "a", buffering=1)
+try:
+    tools.run(["sh", "-c", f"sleep 1; echo late >> {sys.argv[1]}"])
+    marker.write("finished\\n")
+except lifetime.Interrupted:
+    marker.write("interrupted\\n")
+    time.sleep(3)
+"""
+
+
+def test_a_signal_while_a_tool_starts_stops_the_tool(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    proc = subprocess.run(
+        [sys.executable, "-c", STARTING, str(marker)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text().splitlines() == ["interrupted"]
