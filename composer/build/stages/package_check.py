@@ -8,6 +8,16 @@ from composer.build.context import Context
 from composer.build.stages.stage import Stage
 from composer.rootfs import resolution
 
+# What the archive is asked for: the package set of a distribution, suite, mirror and
+# architecture (the root stage installs the same set).
+ARCHIVE_REQUEST = (
+    "plan.distro",
+    "plan.suite",
+    "plan.mirror",
+    "plan.architecture",
+    "plan.packages",
+)
+
 
 def run(ctx: Context) -> None:
     resolution.check(ctx.plan, ctx.pins, cache=ctx.cache, key=ctx.key(STAGE.name))
@@ -17,14 +27,6 @@ STAGE = Stage(
     "package-check",
     "the whole package set resolved and judged (names, versions, units, users and groups the "
     "blueprint asks for), so that a blueprint the archive cannot satisfy fails in seconds",
-    inputs=(
-        "plan.distro",
-        "plan.suite",
-        "plan.mirror",
-        "plan.architecture",
-        "plan.packages",
-        "pins",
-        "index",
-    ),
+    inputs=(*ARCHIVE_REQUEST, "pins", "index"),
     run=run,
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 from composer.build import space
 from composer.build.cache import StageCache
 from composer.build.context import Context
+from composer.build.stages.package_check import ARCHIVE_REQUEST
 from composer.build.stages.stage import Stage
 from composer.core import tools
 from composer.rootfs import backend
@@ -62,11 +63,7 @@ STAGE = Stage(
     "kernel and the blueprint's packages, INITRD=No) or dnf --installroot; downloaded "
     "packages are kept in a cache",
     inputs=(
-        "plan.distro",
-        "plan.suite",
-        "plan.mirror",
-        "plan.architecture",
-        "plan.packages",
+        *ARCHIVE_REQUEST,
         "plan.customizations.repositories",
         "pins",
         "index",
