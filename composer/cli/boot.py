@@ -10,7 +10,7 @@ import typer
 from rich.text import Text
 
 from composer.cli.common import guard, out, say
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.files import atomic_write, check_dir_target, check_target
 from composer.image.formats import ImageFileError, detect_format
 from composer.judge.report import junit_xml, verdicts_json
@@ -63,7 +63,8 @@ def boot(
     ] = None,
 ) -> None:
     """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
-    1 if one FAILs, 4 if only the host failed a boot (infrastructure error).
+    1 if one FAILs, 2 for bad input, 3 for a missing or failing tool or firmware, 4 if only
+    the host failed a boot (infrastructure error).
 
     Images without a NAME.manifest.json beside them (built by other tools) get the check
     through a cloud-init NoCloud ISO, or are judged from the serial console when they lack
@@ -72,11 +73,11 @@ def boot(
     with guard():  # before minutes of booting: bad options, reports that could not be
         # written, a bad --vars
         if accel not in ("auto", "kvm", "tcg"):
-            raise ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg")
+            raise UsageError(f"--accel: {accel!r} is not one of auto, kvm, tcg")
         if jobs < 1:
-            raise ComposerError(f"--jobs: must be at least 1, not {jobs}")
+            raise UsageError(f"--jobs: must be at least 1, not {jobs}")
         if retries < 0:
-            raise ComposerError(f"--retries: must be 0 or more, not {retries}")
+            raise UsageError(f"--retries: must be 0 or more, not {retries}")
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
         _check_boot_inputs(json_out, junit, vars_file, keeps)
     opts = BootOptions(

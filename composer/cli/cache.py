@@ -12,7 +12,7 @@ from rich.table import Table
 from composer.build import cache_record
 from composer.build.cache import StageCache, leftover_temporaries
 from composer.cli.common import CacheDir, guard, out, say
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.units import human_size, parse_duration, parse_size
 
 cache_app = typer.Typer(
@@ -25,7 +25,7 @@ def _cache(cache_dir: Path | None) -> StageCache:
 
     root = cache_dir or paths.cache_dir()
     if root.exists() and not root.is_dir():
-        raise ComposerError(f"--cache-dir {root}: not a directory")
+        raise UsageError(f"--cache-dir {root}: not a directory")
     return StageCache(root)
 
 

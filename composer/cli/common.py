@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from composer.core import paths
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
 from composer.core.lifetime import Interrupted
 
 # --cache-dir DIR, or $DPS_COMPOSER_CACHE_DIR
@@ -39,10 +39,8 @@ def wrote(path: object, *, console: Console = out) -> None:
     console.print(Text.assemble(("wrote", "green"), " ", str(path)))
 
 
-class FileSystemError(ComposerError):
+class FileSystemError(HostError):
     """The file system refused (permissions, a vanished directory): environment, exit 3."""
-
-    exit_code = 3
 
 
 def _fail(exc: ComposerError) -> NoReturn:

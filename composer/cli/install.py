@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from composer.cli.common import err, guard, say, wrote
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.files import atomic_write
 
 
@@ -81,10 +81,10 @@ def fixup(
 
     with guard():
         if running == (image is not None):
-            raise ComposerError("give either IMAGE or --running")
+            raise UsageError("give either IMAGE or --running")
         if running:
             if output is not None or install is not None:
-                raise ComposerError("-o and --install work on images, not with --running")
+                raise UsageError("-o and --install work on images, not with --running")
             plan = fixup_running(loader=loader, dry_run=dry_run)
         else:
             assert image is not None

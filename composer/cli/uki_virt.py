@@ -11,7 +11,7 @@ import typer
 from composer.build.bootchain.chain import default_keys_dir
 from composer.cli.common import CacheDir, guard, out, say, wrote
 from composer.core import paths
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.log import log_file
 from composer.spec.arch import ARCHES, get_arch
 from composer.target.distros import DISTROS, get_distro
@@ -47,14 +47,14 @@ def build(
     with guard():
         if distro not in DISTROS or get_distro(distro).family != "apt":
             apt = [d for d, v in DISTROS.items() if v.family == "apt"]
-            raise ComposerError(
+            raise UsageError(
                 f"--distro {distro!r}: uki-virt is built from a Debian kernel package; "
                 f"choose one of {', '.join(apt)} (Fedora ships kernel-uki-virt itself)"
             )
         if architecture not in ARCHES:
-            raise ComposerError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
+            raise UsageError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
         if keys is not None and not sign:
-            raise ComposerError("--keys needs --sign")
+            raise UsageError("--keys needs --sign")
         cache = cache_dir or paths.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         arch = get_arch(architecture)
