@@ -139,8 +139,13 @@ def _reuse_image(ctx: Context) -> Manifest | None:
     for stage in STAGES:
         if stage.cached and stage.name != WHOLE_IMAGE:
             ctx.touch(stage.name)
-    # the manifest of this build: its own stage cache use and timings
-    return manifest.model_copy(update={"cache": dict(ctx.status), "timings": dict(ctx.timings)})
+    # the manifest of this build: its own stage cache use, timings and composer
+    this_build = {
+        "cache": dict(ctx.status),
+        "timings": dict(ctx.timings),
+        "composer": describe.composer_record(),
+    }
+    return manifest.model_copy(update=this_build)
 
 
 def _write_manifest(ctx: Context, manifest: Manifest) -> Path:

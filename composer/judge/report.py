@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
+from composer.core import version
 from composer.judge.run import BootResult, exit_code
 from composer.judge.verdict import Check
 
@@ -33,6 +34,7 @@ def result_dict(r: BootResult) -> dict[str, Any]:
     d["started"] = r.started
     d.update(r.verdict.to_dict())
     d["exit_code"] = r.exit_code
+    d["composer"] = version.current().to_dict()
     return d
 
 
@@ -96,6 +98,8 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
         "serial_log": str(v.serial_log or ""),
         "host_fault": (v.host_fault or {}).get("reason", ""),
         "attempts": str(len(v.attempts) + 1),
+        "composer.version": version.current().version,
+        "composer.commit": version.current().commit or "",
     }
     facts.update({f"timing.{k}": _fmt(t) for k, t in sorted(v.timings.items())})
     for name, value in facts.items():

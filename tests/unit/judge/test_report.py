@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import xmlschema
 
+from composer.core import version
 from composer.judge.report import junit_xml, verdicts_json
 from composer.judge.run import (
     BootOptions,
@@ -54,6 +55,8 @@ def test_junit_validates_and_counts() -> None:
     assert failing is not None and "expected bb <&>" in (failing.get("message") or "")
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props["timing.guest-kernel"] == "10.500" and props["mode"] == "manifest"
+    assert props["composer.version"] == version.current().version
+    assert props["composer.commit"] == (version.current().commit or "")
     assert suites[0].find("testcase[@name='booted']").get("time") == "190.500"  # type: ignore[union-attr]
 
 
@@ -83,6 +86,7 @@ def test_json_one_and_several() -> None:
     assert (
         one["passed"] is True and one["image"] == "/img/a" and one["checks"][0]["name"] == "booted"
     )
+    assert one["composer"] == version.current().to_dict()
     many = json.loads(verdicts_json([result("a", True), result("b", False)]))
     assert many["passed"] is False
     assert [i["name"] for i in many["images"]] == ["a", "b"]
