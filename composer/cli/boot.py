@@ -9,11 +9,20 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from composer.cli.common import guard, out, say
+from composer.cli.common import (
+    JsonFile,
+    JsonStyle,
+    check_report_target,
+    guard,
+    human,
+    json_text,
+    print_json,
+    say,
+)
 from composer.core.errors import UsageError
-from composer.core.files import atomic_write, check_dir_target, check_target
+from composer.core.files import atomic_write, check_dir_target
 from composer.image.formats import ImageFileError, detect_format
-from composer.judge.report import junit_xml, verdicts_json
+from composer.judge.report import junit_xml, verdicts_document
 from composer.judge.run import BootOptions, boot_many, exit_code
 from composer.manifest.load import DEFAULT_TIMEOUT, load
 
@@ -22,12 +31,11 @@ def boot(
     images: Annotated[
         list[Path], typer.Argument(help="Disk image(s): raw, qcow2, vmdk, vhdx, vhd")
     ],
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the verdict(s) as JSON to this file")
-    ] = None,
+    json_style: JsonStyle = None,
+    json_file: JsonFile = None,
     junit: Annotated[
         Path | None,
-        typer.Option("--junit", help="Write a JUnit XML report (one testcase per check)"),
+        typer.Option("--junit", help="Write a JUnit XML report to FILE (one testcase per check)"),
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Boot up to N images at once")] = 1,
     timeout: Annotated[
@@ -79,7 +87,7 @@ def boot(
         if retries < 0:
             raise UsageError(f"--retries: must be 0 or more, not {retries}")
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
-        _check_boot_inputs(json_out, junit, vars_file, keeps)
+        _check_boot_inputs(json_file, junit, vars_file, keeps)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -97,17 +105,20 @@ def boot(
 
     with guard("interrupted: QEMU and swtpm stopped"):
         results = boot_many(images, opts, jobs, console_for)
+    console = human(json_style)
     for r in results:
         prefix = f"[{r.name}] " if several else ""
         for check in r.verdict.checks:
             mark = _check_mark(check.passed, check.host_fault)
-            out.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
+            console.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
         where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
         mark = _OUTCOME_MARK.get(r.verdict.outcome, ("FAIL", "bold red"))
-        out.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+        console.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+    if json_style:
+        print_json(verdicts_document(results), json_style)
     with guard():
-        if json_out is not None:
-            atomic_write(json_out, verdicts_json(results) + "\n")
+        if json_file is not None:
+            atomic_write(json_file, json_text(verdicts_document(results)))
         if junit is not None:
             atomic_write(junit, junit_xml(results))
     raise typer.Exit(exit_code(results))
@@ -124,12 +135,11 @@ def _check_mark(passed: bool, host_fault: str) -> tuple[str, str]:
 
 
 def _check_boot_inputs(
-    json_out: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
+    json_file: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
 ) -> None:
-
-    for target in (json_out, junit):
+    for target, option in ((json_file, "--json-file"), (junit, "--junit")):
         if target is not None:
-            check_target(target)
+            check_report_target(target, option)
     for keep_dir in keeps:
         check_dir_target(keep_dir)
     if vars_file is not None:

@@ -14,6 +14,7 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from composer.core import version
@@ -38,16 +39,20 @@ def result_dict(r: BootResult) -> dict[str, Any]:
     return d
 
 
-def verdicts_json(results: Sequence[BootResult]) -> str:
+def verdicts_document(results: Sequence[BootResult]) -> dict[str, Any]:
     """One image: its verdict object (as always); several: {"passed", "images": [...]}."""
     if len(results) == 1:
-        return json.dumps(result_dict(results[0]), indent=2)
-    doc = {
+        return result_dict(results[0])
+    return {
         "passed": all(r.verdict.passed for r in results),
         "exit_code": exit_code(results),
+        "composer": version.current().to_dict(),
         "images": [result_dict(r) for r in results],
     }
-    return json.dumps(doc, indent=2)
+
+
+def verdicts_json(results: Sequence[BootResult]) -> str:
+    return json.dumps(verdicts_document(results), indent=2)
 
 
 def _fmt(seconds: float) -> str:
@@ -84,7 +89,7 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
             "errors": str(errors),
             "skipped": "0",
             "time": _fmt(total),
-            "timestamp": r.started,
+            "timestamp": r.started or datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
             "hostname": hostname,
         },
     )

@@ -8,9 +8,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
+import xmlschema
 
 from composer.build.stages.sequence import KEYS_KNOWN, STAGES
+from composer.core import version
 from composer.image.gpt import read_gpt
 from composer.image.read import list_vfat_dir, read_ext4_file, read_vfat_file
 from composer.manifest.load import read_manifest
@@ -19,7 +22,15 @@ from composer.plan.plan import Plan, make_plan
 from composer.spec import dps
 from composer.spec.pe import sections
 
-from .conftest import ROOT, composer, manifest, manifest_path, schema_validator
+from .conftest import (
+    ROOT,
+    build_json_path,
+    cli_json_schema,
+    composer,
+    manifest,
+    manifest_path,
+    schema_validator,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +47,18 @@ def test_outputs_and_manifest(default_image: Path) -> None:
     assert m["uki"]["kernel_version"] in m["uki"]["path"]
     assert m["packages"]["systemd"]
     assert not list(default_image.glob(".*partial*")), "staging directory left behind"
+
+
+def test_build_json(default_image: Path) -> None:
+    """`build --json=short`: what was written and the manifest in brief, on stdout."""
+    doc = json.loads(build_json_path(default_image).read_text())
+    jsonschema.validate(doc, cli_json_schema("build"))
+    assert Path(doc["manifest"]) == manifest_path(default_image)
+    assert sorted(Path(p).name for p in doc["outputs"]) == sorted(
+        o["file"] for o in manifest(default_image)["outputs"]
+    )
+    assert doc["image"]["composer"] == version.current().to_dict()
+    assert manifest(default_image)["composer"] == version.current().to_dict()
 
 
 def test_manifest_follows_the_schema_and_the_model(default_image: Path) -> None:
@@ -103,11 +126,17 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
             os.link(f, copy / f.name)
         elif f.suffix in (".json", ".fd"):
             shutil.copyfile(f, copy / f.name)
-    verdict_file = tmp_path / "verdicts.json"
+    verdict_file, junit = tmp_path / "verdicts.json", tmp_path / "junit.xml"
     images = [str(default_image / f"{NAME}.qcow2"), str(copy / f"{NAME}.qcow2")]
-    proc = composer("boot", "-j", "2", *images, "--json", str(verdict_file), check=False)
+    reports = ["--json=short", "--json-file", str(verdict_file), "--junit", str(junit)]
+    proc = composer("boot", "-j", "2", *images, *reports, check=False)
     doc = json.loads(verdict_file.read_text())
     assert proc.returncode == 0 and doc["exit_code"] == 0, doc
+    assert json.loads(proc.stdout) == doc  # --json=short: the same document, alone on stdout
+    jsonschema.validate(doc, cli_json_schema("boot-many"))
+    for one in doc["images"]:
+        jsonschema.validate(one, cli_json_schema("boot-one"))
+    xmlschema.XMLSchema(str(ROOT / "tests/data/junit.xsd")).validate(junit.read_text())
     first, second = doc["images"]
     assert [c["name"] for c in first["checks"]] == [c["name"] for c in second["checks"]]
     for verdict in (first, second):
@@ -135,7 +164,7 @@ def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Pa
         str(image),
         "--manifest",
         str(tmp_path / f"{NAME}.manifest.json"),
-        "--json",
+        "--json-file",
         str(verdict_file),
         check=False,
     )

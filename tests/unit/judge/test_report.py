@@ -75,6 +75,16 @@ def test_junit_setup_errors_are_errors() -> None:
     assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
 
 
+@pytest.mark.parametrize("mode", ["manifest", "cidata", "serial", "check", "error"])
+@pytest.mark.parametrize("started", ["", "2026-11-22T05:59:01"])
+def test_junit_is_valid_in_every_mode(mode: str, started: str) -> None:
+    """Also for a result without a start time (a JUnit timestamp may not be empty)."""
+    one = result("a.qcow2", False, mode)
+    one.started = started
+    for results in ([one], [one, result("b.raw", True, mode)]):
+        SCHEMA.validate(junit_xml(results, hostname="h"))
+
+
 def test_schema_rejects_a_broken_report() -> None:
     xml = junit_xml([result("a", True)], hostname="h").replace(' classname="', ' klass="')
     with pytest.raises(xmlschema.XMLSchemaValidationError):
