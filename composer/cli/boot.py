@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -19,11 +20,19 @@ from composer.cli.common import (
     print_json,
     say,
 )
-from composer.core.errors import UsageError
+from composer.cli.progress import (
+    Heartbeat,
+    ProgressMode,
+    ProgressOption,
+    QuietOption,
+    resolve_mode,
+)
+from composer.core.errors import ComposerError, UsageError
 from composer.core.files import atomic_write, check_dir_target
 from composer.image.formats import ImageFileError, detect_format
-from composer.judge.report import junit_xml, verdicts_document
-from composer.judge.run import BootOptions, boot_many, exit_code
+from composer.judge.report import junit_xml, result_dict, verdicts_document
+from composer.judge.report_html import ImageReport, write_reports
+from composer.judge.run import BootOptions, BootResult, boot_many, exit_code
 from composer.manifest.load import DEFAULT_TIMEOUT, load
 
 
@@ -69,6 +78,16 @@ def boot(
             "match)",
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write a self-contained HTML report into DIR (index.html; with several "
+            "images one page each and an index)",
+        ),
+    ] = None,
+    progress: ProgressOption = ProgressMode.auto,
+    quiet: QuietOption = False,
 ) -> None:
     """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
     1 if one FAILs, 2 for bad input, 3 for a missing or failing tool or firmware, 4 if only
@@ -88,6 +107,8 @@ def boot(
             raise UsageError(f"--retries: must be 0 or more, not {retries}")
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
         _check_boot_inputs(json_file, junit, vars_file, keeps)
+        if report is not None:
+            check_dir_target(report)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -99,11 +120,16 @@ def boot(
     )
     several = len(images) > 1
 
+    beats = contextlib.ExitStack()
+
     def console_for(name: str) -> Callable[[str], None]:
         prefix = f"[{name}] " if several else ""
-        return lambda line: say(prefix + line, "dim")
+        if resolve_mode(progress, quiet) is ProgressMode.none:
+            return lambda line: None
+        beat = beats.enter_context(Heartbeat(lambda line: say(line, "dim"), prefix=prefix))
+        return beat.line
 
-    with guard("interrupted: QEMU and swtpm stopped"):
+    with guard("interrupted: QEMU and swtpm stopped"), beats:
         results = boot_many(images, opts, jobs, console_for)
     console = human(json_style)
     for r in results:
@@ -121,7 +147,22 @@ def boot(
             atomic_write(json_file, json_text(verdicts_document(results)))
         if junit is not None:
             atomic_write(junit, junit_xml(results))
+        if report is not None:
+            pages = write_reports(report, [_image_report(r, manifest) for r in results])
+            say(f"report: {pages[0]}", console=console)
     raise typer.Exit(exit_code(results))
+
+
+def _image_report(r: BootResult, manifest: Path | None) -> ImageReport:
+    """A page's data: the verdict, the manifest the image was judged against (if any), the
+    kept serial log."""
+    try:
+        found = load(r.image, manifest)
+    except ComposerError:
+        found = None
+    serial = r.keep_dir / "serial.log" if r.keep_dir else None
+    text = serial.read_text(errors="replace") if serial and serial.is_file() else ""
+    return ImageReport(r.name, result_dict(r), found.manifest if found else None, text)
 
 
 _OUTCOME_MARK = {"pass": ("PASS", "bold green"), "error": ("ERROR", "bold yellow")}

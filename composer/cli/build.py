@@ -10,13 +10,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from composer.blueprint.model import Blueprint
-from composer.build.pipeline import BuildResult, StageHook
+from composer.build.pipeline import BuildResult
 from composer.build.pipeline import build as run_build
 from composer.build.stages.sequence import STAGES
-from composer.cli.common import CacheDir, JsonStyle, err, guard, human, print_json, say, wrote
+from composer.cli.common import CacheDir, JsonStyle, guard, human, print_json, say, wrote
+from composer.cli.progress import (
+    ProgressMode,
+    ProgressOption,
+    QuietOption,
+    VerboseOption,
+    resolve_mode,
+    stage_progress,
+    verbose_log,
+)
 from composer.core import paths
 from composer.core.errors import KeyedProblems
 from composer.core.secret import cache_secret, write_password_file
@@ -98,6 +106,9 @@ def build(
         ),
     ] = False,
     json_style: JsonStyle = None,
+    progress: ProgressOption = ProgressMode.auto,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Build the image: root tree, UKI, ESP, disk, outputs and NAME.manifest.json.
 
@@ -106,7 +117,8 @@ def build(
     """
     with guard("interrupted: no image was written"):
         bp, p = _load_plan(blueprint)
-        with _progress() as stage, _at_lines(bp):
+        mode = resolve_mode(progress, quiet)
+        with verbose_log(verbose), stage_progress(mode) as stage, _at_lines(bp):
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
     console = human(json_style)
     for warning in result.warnings:
@@ -168,26 +180,3 @@ def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple
         return []
     secret = cache_secret(cache)
     return [(user, write_password_file(output, secret, p.name, user)) for user in users]
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[StageHook]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
-
-    @contextlib.contextmanager
-    def stage(name: str) -> Iterator[None]:
-        task = progress.add_task(name, total=1)
-        try:
-            yield
-        finally:
-            progress.update(task, completed=1)
-            progress.stop_task(task)
-
-    with progress:
-        yield stage

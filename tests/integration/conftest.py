@@ -39,6 +39,29 @@ def composer(
     return proc
 
 
+def composer_streamed(*args: str, timeout: float = 1800) -> tuple[int, list[tuple[bool, str]]]:
+    """Run the CLI with stderr a pipe, as CI does; (exit code, every stderr line with whether
+    the command was still running when the line was read from the pipe)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "composer", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[tuple[bool, str]] = []
+    try:
+        for line in proc.stderr:
+            lines.append((proc.poll() is None, line.rstrip("\n")))
+            sys.stderr.write(line)
+        proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, lines
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _need_root() -> None:
     if os.geteuid() != 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import xmlschema
+from unit.judge import browser  # tests/ is on sys.path (pytest)
 
 from composer.build.stages.sequence import KEYS_KNOWN, STAGES
 from composer.core import version
@@ -128,7 +129,9 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
             shutil.copyfile(f, copy / f.name)
     verdict_file, junit = tmp_path / "verdicts.json", tmp_path / "junit.xml"
     images = [str(default_image / f"{NAME}.qcow2"), str(copy / f"{NAME}.qcow2")]
+    html = tmp_path / "report"
     reports = ["--json=short", "--json-file", str(verdict_file), "--junit", str(junit)]
+    reports += ["--report", str(html)]
     proc = composer("boot", "-j", "2", *images, *reports, check=False)
     doc = json.loads(verdict_file.read_text())
     assert proc.returncode == 0 and doc["exit_code"] == 0, doc
@@ -137,6 +140,7 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
     for one in doc["images"]:
         jsonschema.validate(one, cli_json_schema("boot-one"))
     xmlschema.XMLSchema(str(ROOT / "tests/data/junit.xsd")).validate(junit.read_text())
+    check_html_report(html, 2)
     first, second = doc["images"]
     assert [c["name"] for c in first["checks"]] == [c["name"] for c in second["checks"]]
     for verdict in (first, second):
@@ -148,6 +152,22 @@ def test_boot_passes(default_image: Path, tmp_path: Path) -> None:
         assert names["tpm"]["passed"]
         assert names["pcr-11"]["passed"], names["pcr-11"]
         assert not any("older check script" in n for n in verdict["notes"])  # a framed record
+
+
+def check_html_report(directory: Path, images: int) -> None:
+    """`boot --report`: an index and a page per image, each with its checks, timeline,
+    partition map and serial log; the index loads in chromium without console errors."""
+    pages = sorted(p for p in directory.glob("*.html") if p.name != "index.html")
+    assert len(pages) == images
+    index = (directory / "index.html").read_text()
+    for page in pages:
+        text = page.read_text()
+        assert f'href="{page.name}"' in index and "PASS" in text
+        assert 'class="timeline"' in text and 'class="partition-map"' in text
+        assert 'id="m-kernel"' in text and "\x1b" not in text
+    if browser.CHROMIUM is not None:
+        for page in (directory / "index.html", pages[0]):
+            assert browser.load(page, (800, 800)).console == [], page
 
 
 def test_boot_fails_when_root_is_linux_generic(default_image: Path, tmp_path: Path) -> None:
