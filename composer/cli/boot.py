@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.text import Text
@@ -50,7 +50,13 @@ def boot(
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
     ] = None,
-    accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
+    accel: Annotated[
+        Literal["auto", "kvm", "tcg"],
+        typer.Option(
+            help="auto: KVM when a probe boot shows it works, else TCG ($DPS_COMPOSER_ACCEL "
+            "sets what auto means)"
+        ),
+    ] = "auto",
     keep: Annotated[
         Path | None,
         typer.Option(
@@ -99,8 +105,6 @@ def boot(
     """
     with guard():  # before minutes of booting: bad options, reports that could not be
         # written, a bad --vars
-        if accel not in ("auto", "kvm", "tcg"):
-            raise UsageError(f"--accel: {accel!r} is not one of auto, kvm, tcg")
         if jobs < 1:
             raise UsageError(f"--jobs: must be at least 1, not {jobs}")
         if retries < 0:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from composer.cli import boot, build, inspect, install
+from composer.cli import boot, build, completion, doctor, inspect, install
 from composer.cli.cache import cache_app
 from composer.cli.common import out, say
 from composer.cli.keys import keys_app
@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,  # help texts are printed as written: "[image]" is not markup
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion; and the completion command
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -58,6 +58,8 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")
 app.command("kickstart")(install.kickstart)
 app.command("fixup")(install.fixup)
+app.command("doctor")(doctor.doctor)
+app.command("completion")(completion.completion)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -61,7 +61,8 @@ def fixup(
         Path | None, typer.Option("-o", "--output", help="Write a fixed copy here; IMAGE stays")
     ] = None,
     loader: Annotated[
-        str, typer.Option(help="keep, systemd-boot, uki-direct or grub2 (default: keep)")
+        Literal["keep", "systemd-boot", "uki-direct", "grub2"],
+        typer.Option(help="The boot loader to set up (keep: the one there)"),
     ] = "keep",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Print what would change; change nothing")
