@@ -27,6 +27,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from composer.build.context import StageHook, StageReport
 from composer.cli.common import err, say
+from composer.core.lifetime import Interrupted
 from composer.core.log import ROOT
 
 HEARTBEAT = 30.0  # seconds of silence before `boot` says it is still running
@@ -94,6 +95,9 @@ def plain_stage(name: str) -> Iterator[StageReport]:
     start = time.monotonic()
     try:
         yield report
+    except (KeyboardInterrupt, Interrupted):
+        say(f"{_clock()} stage {name}: interrupted after {time.monotonic() - start:.1f} s")
+        raise
     except BaseException:
         say(f"{_clock()} stage {name}: FAILED after {time.monotonic() - start:.1f} s", "red")
         raise

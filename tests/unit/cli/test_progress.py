@@ -28,6 +28,11 @@ CHILD = textwrap.dedent(
             raise RuntimeError("mkfs died")
     except RuntimeError:
         pass
+    try:
+        with plain_stage("image"):
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
     """
 )
 
@@ -59,6 +64,8 @@ def test_stage_lines_come_as_the_stage_starts_and_ends() -> None:
         child.stdin.write("\n")
         child.stdin.flush()
         assert " stage disk: FAILED after " in child.stderr.readline()  # not like a finished one
+        assert child.stderr.readline().rstrip().endswith("stage image: started")
+        assert " stage image: interrupted after " in child.stderr.readline()
     finally:
         child.kill()
         child.wait()
