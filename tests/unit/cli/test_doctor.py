@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..cli_run import ROOT
+from .test_json import check
 
 
 def doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -26,6 +27,7 @@ def doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_every_check_reports(tmp_path: Path) -> None:
     done = doctor({"DPS_COMPOSER_WORK_DIR": str(tmp_path / "work")})
     findings = json.loads(done.stdout)
+    check("doctor", findings)
     checks = {f["check"] for f in findings}
     assert {"swtpm", "libguestfs", "work space", "cache space", "kvm"} <= checks
     assert any(c.startswith("firmware") for c in checks)
