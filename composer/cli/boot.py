@@ -25,7 +25,9 @@ from composer.cli.progress import (
     ProgressMode,
     ProgressOption,
     QuietOption,
+    VerboseOption,
     resolve_mode,
+    verbose_log,
 )
 from composer.core.errors import ComposerError, UsageError
 from composer.core.files import atomic_write, check_dir_target
@@ -94,6 +96,7 @@ def boot(
     ] = None,
     progress: ProgressOption = ProgressMode.auto,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
     1 if one FAILs, 2 for bad input, 3 for a missing or failing tool or firmware, 4 if only
@@ -133,7 +136,7 @@ def boot(
         beat = beats.enter_context(Heartbeat(lambda line: say(line, "dim"), prefix=prefix))
         return beat.line
 
-    with guard("interrupted: QEMU and swtpm stopped"), beats:
+    with guard("interrupted: QEMU and swtpm stopped"), beats, verbose_log(verbose):
         results = boot_many(images, opts, jobs, console_for)
     console = human(json_style)
     for r in results:
