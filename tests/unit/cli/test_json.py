@@ -96,3 +96,12 @@ def test_keys_generate(tmp_path: Path) -> None:
     data = json.loads(done.stdout)
     check("keys", data)
     assert all(Path(f).is_file() for f in data["files"])
+
+
+def test_report_directory_must_be_a_directory(tmp_path: Path) -> None:
+    """`boot --report DIR` is refused before anything boots when DIR is a file."""
+    target = tmp_path / "report"
+    target.write_text("not a directory")
+    done = cli("boot", blank(tmp_path), "--report", target)
+    assert done.returncode == 2 and "not a directory" in done.stderr
+    assert target.read_text() == "not a directory"
