@@ -22,7 +22,8 @@ from composer.core.units import parse_size
 from composer.spec import dps
 from composer.target.hierarchy import every_distribution_link
 
-Size = Annotated[int, BeforeValidator(parse_size)]
+# bytes, or a size as written ("2 GiB", "512M"); the schema says what may be written
+Size = Annotated[int, BeforeValidator(parse_size, json_schema_input_type=int | str)]
 FsType = Literal["ext4", "xfs", "btrfs", "vfat", "swap", "erofs"]
 DPS_FLAGS = ("no-auto", "read-only", "grow-fs")
 # Where a separate partition cannot work: the system needs these on the root file system, or

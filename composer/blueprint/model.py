@@ -17,17 +17,19 @@ from pydantic import (
 )
 
 from composer.blueprint.customizations import Customizations
+from composer.blueprint.disk import Size
 from composer.blueprint.packages import Container, EnabledModule, Package, PackageGroup
 from composer.blueprint.text import located
 from composer.blueprint.values import no_control
 from composer.core.errors import BlueprintError, Problem
 from composer.core.model import Model
-from composer.core.units import parse_duration, parse_size
+from composer.core.units import parse_duration
 from composer.spec.arch import ARCHES
 from composer.target.distros import DISTROS
 
-Size = Annotated[int, BeforeValidator(parse_size)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    float, BeforeValidator(parse_duration, json_schema_input_type=int | float | str)
+]
 OneLine = Annotated[str, AfterValidator(no_control)]  # reaches a file or a command line
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -26,12 +26,24 @@ if TYPE_CHECKING:
     from composer.build.bootchain.chain import BootChain
 
 LOG = logging.getLogger(__name__)
-StageHook = Callable[[str], contextlib.AbstractContextManager[None]]
+
+
+@dataclass
+class StageReport:
+    """What a progress display learns of a stage: its name when it starts; when it ends,
+    whether it was taken from the stage cache (``cached``) or made (``built``)."""
+
+    name: str
+    state: str = "built"  # built, cached
+
+
+# around each stage that runs: progress lines or bars (composer/cli/progress.py)
+StageHook = Callable[[str], contextlib.AbstractContextManager[StageReport]]
 
 
 @contextlib.contextmanager
-def quiet_stage(name: str) -> Iterator[None]:
-    yield
+def quiet_stage(name: str) -> Iterator[StageReport]:
+    yield StageReport(name)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from composer.build.context import Context
 from composer.build.fs.partitions import manifest_entry
+from composer.core import version
 from composer.core.hashing import sha256_file
 from composer.manifest import model
 from composer.measure import predict
@@ -69,4 +70,10 @@ def manifest(ctx: Context) -> model.Manifest:
         source_date_epoch=ctx.epoch,
         measured_boot=model.MeasuredBoot.model_validate(predicted),
         cache=dict(ctx.status),
+        composer=composer_record(),
     )
+
+
+def composer_record() -> model.Composer:
+    """The composer of this build (a cached image's manifest gets it too: composer/build/pipeline.py)."""
+    return model.Composer.model_validate(version.current().to_dict())

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from composer.core import tools
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
 from composer.core.files import atomic_path
 from composer.core.hashing import sha256_file
 from composer.image.formats import FORMATS, VHD_FIXED, VHD_FOOTER, vhd_footer
@@ -20,7 +20,7 @@ from composer.manifest.model import Output
 MiB = 1024 * 1024
 
 
-class OutputCheckError(ComposerError):
+class OutputCheckError(HostError):
     """An output file failed its check."""
 
 

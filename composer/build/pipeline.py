@@ -91,7 +91,7 @@ def _run_stages(ctx: Context, hook: StageHook) -> Path:
                 if ctx.facts is not None:
                     ctx.keys = keys.derive(ctx.plan, ctx.facts, STAGES)
                 held.enter_context(ctx.building(WHOLE_IMAGE))
-                reused = _reuse_image(ctx)
+                reused = _reuse_image(ctx, hook)
                 if reused is not None:
                     return _write_manifest(ctx, reused)
             if stage.applies(ctx.plan):
@@ -110,18 +110,27 @@ def _run_stages(ctx: Context, hook: StageHook) -> Path:
 def _timed(ctx: Context, hook: StageHook, name: str) -> Iterator[None]:
     start = time.monotonic()
     ctx.note(f"stage: {name}")
-    with hook(name):
+    with hook(name) as report:
         yield
+        report.state = "cached" if ctx.status.get(name) == "hit" else "built"
     ctx.timings[name] = round(time.monotonic() - start, 2)
 
 
-def _reuse_image(ctx: Context) -> Manifest | None:
+def _reuse_image(ctx: Context, hook: StageHook) -> Manifest | None:
     """Every output of an earlier build with the same keys, copied into the staging directory
     and checked against the entry's record, with its manifest; None when there is no such
-    entry or it turned out damaged (then it is removed, and the image is built again)."""
+    entry or it turned out damaged (then it is removed, and the image is built again). The
+    progress shows the copy as the last stage, cached."""
     entry = ctx.lookup(WHOLE_IMAGE)
     if entry is None:
         return None
+    with hook(WHOLE_IMAGE) as report:
+        reused = _copy_cached_image(ctx, entry)
+        report.state = "cached" if reused is not None else "cache entry damaged: rebuilding"
+    return reused
+
+
+def _copy_cached_image(ctx: Context, entry: Path) -> Manifest | None:
     size = StageCache(ctx.cache).recorded_size(entry)
     ctx.needs = space.Needs(output=size or 0, basis=["the cached image's outputs"])
     space.require(ctx.places, ctx.needs)
@@ -139,8 +148,13 @@ def _reuse_image(ctx: Context) -> Manifest | None:
     for stage in STAGES:
         if stage.cached and stage.name != WHOLE_IMAGE:
             ctx.touch(stage.name)
-    # the manifest of this build: its own stage cache use and timings
-    return manifest.model_copy(update={"cache": dict(ctx.status), "timings": dict(ctx.timings)})
+    # the manifest of this build: its own stage cache use, timings and composer
+    this_build = {
+        "cache": dict(ctx.status),
+        "timings": dict(ctx.timings),
+        "composer": describe.composer_record(),
+    }
+    return manifest.model_copy(update=this_build)
 
 
 def _write_manifest(ctx: Context, manifest: Manifest) -> Path:

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.text import Text
 
-from composer.cli.common import guard, out, say
-from composer.core.errors import ComposerError
-from composer.core.files import atomic_write, check_dir_target, check_target
+from composer.cli.common import (
+    JsonFile,
+    JsonStyle,
+    check_report_target,
+    guard,
+    human,
+    json_text,
+    print_json,
+    say,
+)
+from composer.cli.progress import (
+    Heartbeat,
+    ProgressMode,
+    ProgressOption,
+    QuietOption,
+    VerboseOption,
+    resolve_mode,
+    verbose_log,
+)
+from composer.core.errors import ComposerError, UsageError
+from composer.core.files import atomic_write, check_dir_target
 from composer.image.formats import ImageFileError, detect_format
-from composer.judge.report import junit_xml, verdicts_json
-from composer.judge.run import BootOptions, boot_many, exit_code
+from composer.judge.report import junit_xml, result_dict, verdicts_document
+from composer.judge.report_html import ImageReport, write_reports
+from composer.judge.run import BootOptions, BootResult, boot_many, exit_code
 from composer.manifest.load import DEFAULT_TIMEOUT, load
 
 
@@ -22,18 +42,23 @@ def boot(
     images: Annotated[
         list[Path], typer.Argument(help="Disk image(s): raw, qcow2, vmdk, vhdx, vhd")
     ],
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the verdict(s) as JSON to this file")
-    ] = None,
+    json_style: JsonStyle = None,
+    json_file: JsonFile = None,
     junit: Annotated[
         Path | None,
-        typer.Option("--junit", help="Write a JUnit XML report (one testcase per check)"),
+        typer.Option("--junit", help="Write a JUnit XML report to FILE (one testcase per check)"),
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Boot up to N images at once")] = 1,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
     ] = None,
-    accel: Annotated[str, typer.Option(help="auto, kvm or tcg")] = "auto",
+    accel: Annotated[
+        Literal["auto", "kvm", "tcg"],
+        typer.Option(
+            help="auto: KVM when a probe boot shows it works, else TCG ($DPS_COMPOSER_ACCEL "
+            "sets what auto means)"
+        ),
+    ] = "auto",
     keep: Annotated[
         Path | None,
         typer.Option(
@@ -61,9 +86,21 @@ def boot(
             "match)",
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write a self-contained HTML report into DIR (index.html; with several "
+            "images one page each and an index)",
+        ),
+    ] = None,
+    progress: ProgressOption = ProgressMode.auto,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Boot IMAGE(s) in QEMU with OVMF and swtpm and judge them: exit 0 only if all PASS,
-    1 if one FAILs, 4 if only the host failed a boot (infrastructure error).
+    1 if one FAILs, 2 for bad input, 3 for a missing or failing tool or firmware, 4 if only
+    the host failed a boot (infrastructure error).
 
     Images without a NAME.manifest.json beside them (built by other tools) get the check
     through a cloud-init NoCloud ISO, or are judged from the serial console when they lack
@@ -71,14 +108,14 @@ def boot(
     """
     with guard():  # before minutes of booting: bad options, reports that could not be
         # written, a bad --vars
-        if accel not in ("auto", "kvm", "tcg"):
-            raise ComposerError(f"--accel: {accel!r} is not one of auto, kvm, tcg")
         if jobs < 1:
-            raise ComposerError(f"--jobs: must be at least 1, not {jobs}")
+            raise UsageError(f"--jobs: must be at least 1, not {jobs}")
         if retries < 0:
-            raise ComposerError(f"--retries: must be 0 or more, not {retries}")
+            raise UsageError(f"--retries: must be 0 or more, not {retries}")
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
-        _check_boot_inputs(json_out, junit, vars_file, keeps)
+        _check_boot_inputs(json_file, junit, vars_file, keeps)
+        if report is not None:
+            check_dir_target(report)
     opts = BootOptions(
         accel=accel,
         tpm=tpm,
@@ -90,26 +127,49 @@ def boot(
     )
     several = len(images) > 1
 
+    beats = contextlib.ExitStack()
+
     def console_for(name: str) -> Callable[[str], None]:
         prefix = f"[{name}] " if several else ""
-        return lambda line: say(prefix + line, "dim")
+        if resolve_mode(progress, quiet) is ProgressMode.none:
+            return lambda line: None
+        beat = beats.enter_context(Heartbeat(lambda line: say(line, "dim"), prefix=prefix))
+        return beat.line
 
-    with guard("interrupted: QEMU and swtpm stopped"):
+    with guard("interrupted: QEMU and swtpm stopped"), beats, verbose_log(verbose):
         results = boot_many(images, opts, jobs, console_for)
+    console = human(json_style)
     for r in results:
         prefix = f"[{r.name}] " if several else ""
         for check in r.verdict.checks:
             mark = _check_mark(check.passed, check.host_fault)
-            out.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
+            console.print(Text.assemble(mark, f" {prefix}{check.name}: {check.detail}"))
         where = f" (serial log: {r.keep_dir / 'serial.log'})" if r.keep_dir else ""
         mark = _OUTCOME_MARK.get(r.verdict.outcome, ("FAIL", "bold red"))
-        out.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+        console.print(Text.assemble(mark, f" {r.name} [{r.mode}]{where}"))
+    if json_style:
+        print_json(verdicts_document(results), json_style)
     with guard():
-        if json_out is not None:
-            atomic_write(json_out, verdicts_json(results) + "\n")
+        if json_file is not None:
+            atomic_write(json_file, json_text(verdicts_document(results)))
         if junit is not None:
             atomic_write(junit, junit_xml(results))
+        if report is not None:
+            pages = write_reports(report, [_image_report(r, manifest) for r in results])
+            say(f"report: {pages[0]}", console=console)
     raise typer.Exit(exit_code(results))
+
+
+def _image_report(r: BootResult, manifest: Path | None) -> ImageReport:
+    """A page's data: the verdict, the manifest the image was judged against (if any), the
+    kept serial log."""
+    try:
+        found = load(r.image, manifest)
+    except ComposerError:
+        found = None
+    serial = r.keep_dir / "serial.log" if r.keep_dir else None
+    text = serial.read_text(errors="replace") if serial and serial.is_file() else ""
+    return ImageReport(r.name, result_dict(r), found.manifest if found else None, text)
 
 
 _OUTCOME_MARK = {"pass": ("PASS", "bold green"), "error": ("ERROR", "bold yellow")}
@@ -123,12 +183,11 @@ def _check_mark(passed: bool, host_fault: str) -> tuple[str, str]:
 
 
 def _check_boot_inputs(
-    json_out: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
+    json_file: Path | None, junit: Path | None, vars_file: Path | None, keeps: list[Path]
 ) -> None:
-
-    for target in (json_out, junit):
+    for target, option in ((json_file, "--json-file"), (junit, "--junit")):
         if target is not None:
-            check_target(target)
+            check_report_target(target, option)
     for keep_dir in keeps:
         check_dir_target(keep_dir)
     if vars_file is not None:

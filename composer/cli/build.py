@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from composer.blueprint.model import Blueprint
-from composer.build.pipeline import StageHook
+from composer.build.pipeline import BuildResult
 from composer.build.pipeline import build as run_build
 from composer.build.stages.sequence import STAGES
-from composer.cli.common import CacheDir, err, guard, out, say, wrote
+from composer.cli.common import CacheDir, JsonStyle, guard, human, print_json, say, wrote
+from composer.cli.progress import (
+    ProgressMode,
+    ProgressOption,
+    QuietOption,
+    VerboseOption,
+    resolve_mode,
+    stage_progress,
+    verbose_log,
+)
 from composer.core import paths
 from composer.core.errors import KeyedProblems
 from composer.core.secret import cache_secret, write_password_file
+from composer.manifest.load import read_manifest
 from composer.plan.load import load as load_blueprint
 from composer.plan.plan import Plan, make_plan
 from composer.rootfs import resolution
@@ -96,6 +105,10 @@ def build(
             "--no-cache", help="Rebuild every stage; store nothing (packages are still reused)"
         ),
     ] = False,
+    json_style: JsonStyle = None,
+    progress: ProgressOption = ProgressMode.auto,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Build the image: root tree, UKI, ESP, disk, outputs and NAME.manifest.json.
 
@@ -104,26 +117,60 @@ def build(
     """
     with guard("interrupted: no image was written"):
         bp, p = _load_plan(blueprint)
-        with _progress() as stage, _at_lines(bp):
+        mode = resolve_mode(progress, quiet)
+        with verbose_log(verbose), stage_progress(mode) as stage, _at_lines(bp):
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)
+    console = human(json_style)
     for warning in result.warnings:
         say(f"warning: {warning}", "yellow")
     for path in result.outputs:
-        wrote(path)
-    wrote(result.manifest)
+        wrote(path, console=console)
+    wrote(result.manifest, console=console)
     with guard():
-        for user, path in _write_generated_passwords(p, output, cache_dir or paths.cache_dir()):
-            wrote(path)
-            say(f"log in as {user}: the password is in {path} (mode 0600)", console=out)
+        passwords = _write_generated_passwords(p, output, cache_dir or paths.cache_dir())
+        for user, path in passwords:
+            wrote(path, console=console)
+            say(f"log in as {user}: the password is in {path} (mode 0600)", console=console)
     total = sum(result.timings.values())
     say(
         f"built in {total:.1f} s: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()),
-        console=out,
+        console=console,
     )
     cached = [stage for stage, state in result.cache.items() if state == "hit"]
     if cached:
-        say("from the stage cache: " + ", ".join(cached), console=out)
+        say("from the stage cache: " + ", ".join(cached), console=console)
+    if json_style:
+        with guard():
+            print_json(build_document(result, dict(passwords)), json_style)
+
+
+def build_document(result: BuildResult, passwords: dict[str, Path]) -> dict[str, object]:
+    """`build --json`: what was written, and the manifest in brief."""
+    m = read_manifest(result.manifest)
+    return {
+        "manifest": str(result.manifest),
+        "outputs": [str(path) for path in result.outputs],
+        "log": str(result.log),
+        "passwords": {user: str(path) for user, path in passwords.items()},
+        "warnings": list(result.warnings),
+        "timings": dict(result.timings),
+        "cache": dict(result.cache),
+        "image": {
+            "name": m.name,
+            "version": m.version,
+            "distro": m.distro,
+            "architecture": m.architecture,
+            "loader": m.boot.loader,
+            "secure_boot": m.secureboot.signed,
+            "kernel": m.uki.kernel_version,
+            "outputs": [
+                {"file": o.file, "format": o.format, "size": o.size, "sha256": o.sha256}
+                for o in m.outputs
+            ],
+            "composer": m.composer.model_dump() if m.composer else None,
+        },
+    }
 
 
 def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple[str, Path]]:
@@ -133,26 +180,3 @@ def _write_generated_passwords(p: Plan, output: Path, cache: Path) -> list[tuple
         return []
     secret = cache_secret(cache)
     return [(user, write_password_file(output, secret, p.name, user)) for user in users]
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[StageHook]:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
-
-    @contextlib.contextmanager
-    def stage(name: str) -> Iterator[None]:
-        task = progress.add_task(name, total=1)
-        try:
-            yield
-        finally:
-            progress.update(task, completed=1)
-            progress.stop_task(task)
-
-    with progress:
-        yield stage

@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from composer.build import cache_record
-from composer.build.cache import StageCache, leftover_temporaries
-from composer.cli.common import CacheDir, guard, out, say
-from composer.core.errors import ComposerError
+from composer.build.cache import Entry, StageCache, leftover_temporaries
+from composer.cli.common import CacheDir, JsonStyle, guard, out, print_json, say
+from composer.core.errors import UsageError
 from composer.core.units import human_size, parse_duration, parse_size
 
 cache_app = typer.Typer(
@@ -25,28 +25,44 @@ def _cache(cache_dir: Path | None) -> StageCache:
 
     root = cache_dir or paths.cache_dir()
     if root.exists() and not root.is_dir():
-        raise ComposerError(f"--cache-dir {root}: not a directory")
+        raise UsageError(f"--cache-dir {root}: not a directory")
     return StageCache(root)
 
 
 @cache_app.command("list")
-def list_entries(cache_dir: CacheDir = None) -> None:
+def list_entries(cache_dir: CacheDir = None, json_style: JsonStyle = None) -> None:
     """List cached stage results with their size and when they were last used."""
     table = Table("stage", "key", "size", "last used", "state")
     total = 0
     now = time.time()
     with guard(file_system="stage cache"):
-        for e in _cache(cache_dir).entries():
-            total += e.size
-            table.add_row(
-                e.stage,
-                e.key,
-                human_size(e.size),
-                f"{(now - e.last_used) / 3600:.1f} h ago",
-                f"damaged: {e.problem}" if e.problem else "",
-            )
+        entries = list(_cache(cache_dir).entries())
+    if json_style:
+        print_json([_entry_dict(e) for e in entries], json_style)
+        return
+    for e in entries:
+        total += e.size
+        table.add_row(
+            e.stage,
+            e.key,
+            human_size(e.size),
+            f"{(now - e.last_used) / 3600:.1f} h ago",
+            f"damaged: {e.problem}" if e.problem else "",
+        )
     out.print(table)
     say(f"total {human_size(total)}", console=out)
+
+
+def _entry_dict(e: Entry) -> dict[str, object]:
+    return {
+        "stage": e.stage,
+        "key": e.key,
+        "path": str(e.path),
+        "size": e.size,
+        "created": e.created,
+        "last_used": e.last_used,
+        "problem": e.problem or None,
+    }
 
 
 @cache_app.command()

@@ -4,12 +4,16 @@ each command group has its module here, and every command reports errors through
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from composer.cli import boot, build, inspect, install
+from composer.cli import boot, build, completion, doctor, inspect, install
 from composer.cli.cache import cache_app
+from composer.cli.common import out, say
 from composer.cli.keys import keys_app
 from composer.cli.uki_virt import uki_app
+from composer.core import version
 from composer.core.lifetime import install_signal_handlers
 
 app = typer.Typer(
@@ -17,12 +21,29 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,  # help texts are printed as written: "[image]" is not markup
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion; and the completion command
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        say(f"dps-composer {version.current()}", console=out)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version (and the git commit of a checkout) and exit",
+        ),
+    ] = False,
+) -> None:
     """Compose VM images with Discoverable Partitions and a generic UKI; boot and judge them."""
     install_signal_handlers()
 
@@ -37,6 +58,8 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")
 app.command("kickstart")(install.kickstart)
 app.command("fixup")(install.fixup)
+app.command("doctor")(doctor.doctor)
+app.command("completion")(completion.completion)
 
 
 def main() -> None:

@@ -8,22 +8,48 @@ value reads back exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from composer.core import paths
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
+from composer.core.files import OutputPathError, check_target
 from composer.core.lifetime import Interrupted
+from composer.image.formats import disk_image_kind
 
 # --cache-dir DIR, or $DPS_COMPOSER_CACHE_DIR
 CacheDir = Annotated[
     Path | None,
     typer.Option("--cache-dir", envvar=paths.CACHE_DIR_ENV, help="Cache directory"),
+]
+
+
+# --json=pretty|short, as systemd's --json=: the machine-readable result on stdout
+class JsonFormat(StrEnum):
+    pretty = "pretty"
+    short = "short"
+
+
+JsonStyle = Annotated[
+    JsonFormat | None,
+    typer.Option(
+        "--json",
+        help="Print the result as JSON on stdout: pretty (indented) or short (one line); "
+        "human-readable lines go to stderr",
+    ),
+]
+# --json-file FILE: the same JSON written to a file
+JsonFile = Annotated[
+    Path | None,
+    typer.Option("--json-file", help="Write the result as JSON to FILE (never a disk image)"),
 ]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -39,10 +65,40 @@ def wrote(path: object, *, console: Console = out) -> None:
     console.print(Text.assemble(("wrote", "green"), " ", str(path)))
 
 
-class FileSystemError(ComposerError):
-    """The file system refused (permissions, a vanished directory): environment, exit 3."""
+def json_text(data: Any, style: str | None = "pretty") -> str:
+    """``data`` as JSON: ``pretty`` indented, ``short`` on one line (systemd's --json=)."""
+    if style == "short":
+        return json.dumps(data, separators=(",", ":")) + "\n"
+    return json.dumps(data, indent=2) + "\n"
 
-    exit_code = 3
+
+def print_json(data: Any, style: str | None) -> None:
+    """The one machine-readable result of a command, alone on stdout."""
+    sys.stdout.write(json_text(data, style))
+    sys.stdout.flush()
+
+
+def human(json_style: JsonFormat | None) -> Console:
+    """Where a command's human-readable result goes: stdout, or stderr when stdout carries
+    its JSON."""
+    return err if json_style else out
+
+
+def check_report_target(path: Path, option: str) -> None:
+    """A report file (``--json-file``, ``--junit``) may replace an earlier report, never a
+    disk image (``boot --json-file a.qcow2 b.qcow2`` must not destroy a.qcow2) nor anything
+    but a regular file."""
+    check_target(path)
+    kind = disk_image_kind(path)
+    if kind is not None:
+        raise OutputPathError(
+            f"{option} {path}: the file exists and is a {kind}; refusing to overwrite it "
+            "with a report (name another file)"
+        )
+
+
+class FileSystemError(HostError):
+    """The file system refused (permissions, a vanished directory): environment, exit 3."""
 
 
 def _fail(exc: ComposerError) -> NoReturn:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from composer.cli.common import err, guard, say, wrote
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.files import atomic_write
 
 
@@ -61,7 +61,8 @@ def fixup(
         Path | None, typer.Option("-o", "--output", help="Write a fixed copy here; IMAGE stays")
     ] = None,
     loader: Annotated[
-        str, typer.Option(help="keep, systemd-boot, uki-direct or grub2 (default: keep)")
+        Literal["keep", "systemd-boot", "uki-direct", "grub2"],
+        typer.Option(help="The boot loader to set up (keep: the one there)"),
     ] = "keep",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Print what would change; change nothing")
@@ -81,10 +82,10 @@ def fixup(
 
     with guard():
         if running == (image is not None):
-            raise ComposerError("give either IMAGE or --running")
+            raise UsageError("give either IMAGE or --running")
         if running:
             if output is not None or install is not None:
-                raise ComposerError("-o and --install work on images, not with --running")
+                raise UsageError("-o and --install work on images, not with --running")
             plan = fixup_running(loader=loader, dry_run=dry_run)
         else:
             assert image is not None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from composer.cli.common import guard, out, say, wrote
+from composer.cli.common import JsonStyle, guard, human, print_json, say, wrote
 from composer.toolchain.secureboot import generate_keys
 
 keys_app = typer.Typer(
@@ -21,10 +21,15 @@ def keys_generate(
     common_name: Annotated[
         str, typer.Option("--common-name", help="Prefix of the certificates' CN")
     ] = "dps-composer",
+    json_style: JsonStyle = None,
 ) -> None:
     """Generate PK, KEK and db (RSA 2048, self-signed X.509, files mode 0600) in DIRECTORY."""
     with guard():
         keys = generate_keys(directory, common_name)
+    console = human(json_style)
     for path in keys.files():
-        wrote(path)
-    say(f"signature owner GUID: {keys.owner}", console=out)
+        wrote(path, console=console)
+    say(f"signature owner GUID: {keys.owner}", console=console)
+    if json_style:
+        files = {"directory": str(directory), "files": [str(p) for p in keys.files()]}
+        print_json({**files, "owner_guid": keys.owner}, json_style)

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from composer.build.bootchain.chain import default_keys_dir
-from composer.cli.common import CacheDir, guard, out, say, wrote
+from composer.cli.common import CacheDir, JsonStyle, guard, human, print_json, say, wrote
 from composer.core import paths
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.log import log_file
 from composer.spec.arch import ARCHES, get_arch
 from composer.target.distros import DISTROS, get_distro
@@ -41,20 +41,21 @@ def build(
         Path | None, typer.Option("--keys", help="Secure Boot key directory (with --sign)")
     ] = None,
     cache_dir: CacheDir = None,
+    json_style: JsonStyle = None,
 ) -> None:
     """Build uki-virt-<kver>, uki-virt and kernel-uki-virt into the repository OUTPUT
     (apt flat repository + RPM repodata; earlier kernels there are kept)."""
     with guard():
         if distro not in DISTROS or get_distro(distro).family != "apt":
             apt = [d for d, v in DISTROS.items() if v.family == "apt"]
-            raise ComposerError(
+            raise UsageError(
                 f"--distro {distro!r}: uki-virt is built from a Debian kernel package; "
                 f"choose one of {', '.join(apt)} (Fedora ships kernel-uki-virt itself)"
             )
         if architecture not in ARCHES:
-            raise ComposerError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
+            raise UsageError(f"--arch {architecture!r}: choose one of {', '.join(ARCHES)}")
         if keys is not None and not sign:
-            raise ComposerError("--keys needs --sign")
+            raise UsageError("--keys needs --sign")
         cache = cache_dir or paths.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
         arch = get_arch(architecture)
@@ -67,12 +68,25 @@ def build(
                 get_distro(distro), arch, config, cache=cache, kernel_release=kernel
             )
             files = publish(result, output)
+    console = human(json_style)
     for path in files:
-        wrote(path)
+        wrote(path, console=console)
     how = "cached build reused" if result.cached else "built"
+    elapsed = time.monotonic() - start
     say(
-        f"{how} in {time.monotonic() - start:.1f} s: kernel {result.kernel.kver} "
+        f"{how} in {elapsed:.1f} s: kernel {result.kernel.kver} "
         f"({result.kernel.version}), UKI {result.uki_size / 2**20:.1f} MiB, "
         f"{result.initrd_modules} modules in the initrd",
-        console=out,
+        console=console,
     )
+    if json_style:
+        summary = {
+            "repository": str(output),
+            "files": [str(p) for p in files],
+            "cached": result.cached,
+            "seconds": round(elapsed, 3),
+            "kernel": {"release": result.kernel.kver, "version": result.kernel.version},
+            "uki_size": result.uki_size,
+            "initrd_modules": result.initrd_modules,
+        }
+        print_json(summary, json_style)

@@ -1,4 +1,11 @@
-"""Errors the CLI turns into one clear message (no traceback)."""
+"""Errors the CLI turns into one clear message (no traceback) and an exit code.
+
+The exit codes are fixed for the project (README "Exit codes"): 0 success or PASS, 1 a
+verdict FAIL (boot) or a root that is not discoverable (inspect), 2 a usage, blueprint or
+other input error (``ComposerError`` itself), 3 the environment or an external tool
+(``HostError``: a missing tool or firmware, the network, a tool that failed), 4 a boot's
+infrastructure (the host, not the image, failed: composer.judge), 129/130/143 interrupted
+by SIGHUP/SIGINT/SIGTERM (composer.core.lifetime)."""
 
 from __future__ import annotations
 
@@ -7,9 +14,22 @@ from dataclasses import dataclass
 
 
 class ComposerError(Exception):
-    """Base of every error a user can cause or fix; the CLI prints str(err) and exits 1."""
+    """Base of every error a user can cause or fix; the CLI prints str(err) and exits with
+    ``exit_code``: 2 (bad input: an option, a blueprint, a file) unless a subclass says
+    otherwise."""
 
-    exit_code = 1
+    exit_code = 2
+
+
+class UsageError(ComposerError):
+    """A bad option or combination of options (exit 2)."""
+
+
+class HostError(ComposerError):
+    """The environment failed, not the input: a missing tool or firmware, the network, an
+    external tool that exited non-zero, a file system that refused (exit 3)."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,7 @@ class KeyedProblems(ComposerError):
         super().__init__("\n".join(_located("blueprint", p) for p in self.problems))
 
 
-class ToolError(ComposerError):
+class ToolError(HostError):
     """An external tool failed: names the tool, the command line and the tail of its stderr."""
 
     def __init__(self, tool: str, argv: list[str], returncode: int, stderr: str) -> None:
@@ -78,7 +98,7 @@ class ToolError(ComposerError):
         )
 
 
-class MissingToolError(ComposerError):
+class MissingToolError(HostError):
     def __init__(self, tool: str, package: str) -> None:
         super().__init__(
             f"{tool} not found: install the Debian package '{package}' (scripts/setup.sh)"

@@ -213,3 +213,12 @@ def sync_filesystem(path: Path) -> None:
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def regenerate(argv: list[str], default: Path, text: str) -> int:
+    """``python -m …`` of a generated, committed file (a schema, the man page): write ``text``
+    to the path given, else to ``default``."""
+    target = Path(argv[0]) if argv else default
+    atomic_write(target, text)
+    print(f"wrote {target}")
+    return 0

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from composer.core.errors import ComposerError
+from composer.core.errors import HostError
 from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType, SetUuid, WriteFile
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, machine_id
@@ -23,7 +23,7 @@ from composer.spec.arch import efi_suffix
 GuestFS = Any  # guestfs.GuestFS: the module ships no type information
 
 
-class GuestError(ComposerError):
+class GuestError(HostError):
     """libguestfs could not open or change the image."""
 
 

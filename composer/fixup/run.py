@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from composer.core import tools
-from composer.core.errors import ComposerError
+from composer.core.errors import UsageError
 from composer.core.files import check_target
 from composer.core.workdir import owned_dir, sweep
 from composer.fixup import guest, running
@@ -23,14 +23,14 @@ Say = Callable[[str], None]
 
 def _check_loader(loader: str) -> None:
     if loader not in LOADERS:
-        raise ComposerError(f"--loader: {loader!r} is not one of {', '.join(LOADERS)}")
+        raise UsageError(f"--loader: {loader!r} is not one of {', '.join(LOADERS)}")
 
 
 def fixup_running(*, loader: str = "keep", dry_run: bool = False) -> FixupPlan:
     """Plan (and unless ``dry_run`` apply) the fixup of the system this runs on."""
     _check_loader(loader)
     if os.geteuid() != 0:
-        raise ComposerError("fixup --running changes the partition table: run it as root")
+        raise UsageError("fixup --running changes the partition table: run it as root")
     with contextlib.ExitStack() as stack:
         facts = running.gather(stack)
         plan = plan_fixup(facts, loader)
@@ -53,14 +53,14 @@ def fixup_image(
     (backing file, VMDK extents) is refused before anything opens it."""
     _check_loader(loader)
     if not image.is_file():
-        raise ComposerError(f"{image}: no such image file")
+        raise UsageError(f"{image}: no such image file")
     if dry_run and (output is not None or install is not None):
-        raise ComposerError("--dry-run changes nothing: it cannot be combined with -o or --install")
+        raise UsageError("--dry-run changes nothing: it cannot be combined with -o or --install")
     detect_format(image)  # refuses images that name other files, before anything opens them
     if output is None:
         return _fix(image, loader=loader, dry_run=dry_run, install=install, say=say)
     if output.absolute() == image.absolute() or (output.exists() and output.samefile(image)):
-        raise ComposerError(f"-o {output}: that is the image itself; leave -o out to fix in place")
+        raise UsageError(f"-o {output}: that is the image itself; leave -o out to fix in place")
     check_target(output)
     prefix = f".{output.name}.partial-"  # a locked temporary: a killed run's copy is swept
     sweep(output.parent, prefix + "*")

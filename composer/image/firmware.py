@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from composer.core.errors import ComposerError
+from composer.core.errors import HostError
 from composer.spec.arch import Arch
 
 # Bare machine aliases and the versioned family their globs are written for.
@@ -50,7 +50,7 @@ class Rejection:
     reason: str
 
 
-class FirmwareNotFound(ComposerError):
+class FirmwareNotFound(HostError):
     def __init__(self, wanted: str, rejections: list[Rejection]) -> None:
         self.rejections = rejections
         lines = [f"no UEFI firmware descriptor matches {wanted}"]

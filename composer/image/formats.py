@@ -276,3 +276,32 @@ def virtual_size(path: Path, fmt: str) -> int:
     """The disk size the image presents (qemu-img info on the checked file)."""
     info = json.loads(tools.output(["qemu-img", "info", "--output=json", image_opts(path, fmt)]))
     return int(info["virtual-size"])
+
+
+MBR_SIGNATURE = b"\x55\xaa"  # bytes 510-511 of a disk with an MBR or protective MBR
+GPT_SIGNATURE = b"EFI PART"  # the GPT header at LBA 1 (512-byte sectors)
+
+
+def disk_image_kind(path: Path) -> str | None:
+    """What kind of disk image ``path`` is (qcow2, vmdk, vhdx, vpc, a compressed image, a
+    raw disk with a partition table, or a raw file with binary content), None when it is
+    none (a text file: a JSON or XML report). A report written over it would destroy it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    kind = compression(head)
+    if kind is not None:
+        return f"{kind}-compressed image"
+    try:
+        fmt = detect_format(path)
+    except ImageFileError:
+        return "disk image (damaged header)"
+    if fmt != "raw":
+        return fmt
+    if head[510:512] == MBR_SIGNATURE or head[512:520] == GPT_SIGNATURE:
+        return "raw disk image with a partition table"
+    if b"\0" in head:
+        return "raw disk image (binary content)"
+    return None

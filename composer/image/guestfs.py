@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from composer.core.errors import ComposerError
+from composer.core.errors import HostError
 
 
 def new_handle() -> Any:
@@ -17,7 +17,7 @@ def new_handle() -> Any:
     try:
         import guestfs  # Debian's python3-guestfs (the venv sees system site packages)
     except ImportError:
-        raise ComposerError(
+        raise HostError(
             "python3-guestfs is missing: install the Debian package python3-guestfs and use "
             "a virtual environment made with --system-site-packages (scripts/setup.sh)"
         ) from None
@@ -49,9 +49,7 @@ def read_files(
         g.umount_all()
         return result
     except RuntimeError as err:
-        raise ComposerError(
-            f"libguestfs could not read {image} partition {partition}: {err}"
-        ) from err
+        raise HostError(f"libguestfs could not read {image} partition {partition}: {err}") from err
     finally:
         g.shutdown()
         g.close()

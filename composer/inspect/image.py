@@ -162,14 +162,21 @@ def inspect_image(image: Path, arch: str | None = None) -> Report:
             report.discovery = Discovery(False, None, [f"no GPT partition table: {err}"], [])
             return report
         esps = report.partition("esp")
+        unreadable = ""
         if esps:
-            _read_esp(raw, esps[0], report)
+            try:
+                _read_esp(raw, esps[0], report)
+            except ToolError as err:  # the image's ESP, not the host, is at fault
+                unreadable = f"ESP (partition {esps[0].number}) unreadable: {err.stderr_tail}"
         target = dps.resolve_arch(arch) if arch else _arch_of(report)
         report.discovery = judge_discovery(report, target)
         if report.discovery.root is not None:
             root = next(p for p in report.partitions if p.number == report.discovery.root)
             _read_root(raw, root, report)
             report.discovery = judge_discovery(report, target)
+        if unreadable:
+            report.discovery.problems.append(unreadable)
+            report.discovery.ok = False
     return report
 
 

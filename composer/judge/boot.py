@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
 from composer.core.files import copy_into_dir
 from composer.core.lifetime import Interrupted
 from composer.core.tools import which
@@ -251,7 +251,7 @@ def _configure(
     try:
         shutil.copyfile(source, vars_copy)
     except OSError as err:
-        raise ComposerError(f"cannot copy the varstore {source}: {err.strerror}") from None
+        raise HostError(f"cannot copy the varstore {source}: {err.strerror}") from None
     say(f"varstore: private copy of {source}")
     extra = [*st.extra_qemu_args, *(st.attach(work) if st.attach else ())]
     cfg = QemuConfig(

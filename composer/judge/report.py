@@ -14,8 +14,10 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from composer.core import version
 from composer.judge.run import BootResult, exit_code
 from composer.judge.verdict import Check
 
@@ -33,19 +35,24 @@ def result_dict(r: BootResult) -> dict[str, Any]:
     d["started"] = r.started
     d.update(r.verdict.to_dict())
     d["exit_code"] = r.exit_code
+    d["composer"] = version.current().to_dict()
     return d
 
 
-def verdicts_json(results: Sequence[BootResult]) -> str:
+def verdicts_document(results: Sequence[BootResult]) -> dict[str, Any]:
     """One image: its verdict object (as always); several: {"passed", "images": [...]}."""
     if len(results) == 1:
-        return json.dumps(result_dict(results[0]), indent=2)
-    doc = {
+        return result_dict(results[0])
+    return {
         "passed": all(r.verdict.passed for r in results),
         "exit_code": exit_code(results),
+        "composer": version.current().to_dict(),
         "images": [result_dict(r) for r in results],
     }
-    return json.dumps(doc, indent=2)
+
+
+def verdicts_json(results: Sequence[BootResult]) -> str:
+    return json.dumps(verdicts_document(results), indent=2)
 
 
 def _fmt(seconds: float) -> str:
@@ -82,7 +89,7 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
             "errors": str(errors),
             "skipped": "0",
             "time": _fmt(total),
-            "timestamp": r.started,
+            "timestamp": r.started or datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
             "hostname": hostname,
         },
     )
@@ -96,6 +103,8 @@ def _suite(r: BootResult, index: int, hostname: str) -> ET.Element:
         "serial_log": str(v.serial_log or ""),
         "host_fault": (v.host_fault or {}).get("reason", ""),
         "attempts": str(len(v.attempts) + 1),
+        "composer.version": version.current().version,
+        "composer.commit": version.current().commit or "",
     }
     facts.update({f"timing.{k}": _fmt(t) for k, t in sorted(v.timings.items())})
     for name, value in facts.items():

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from composer.core.errors import ComposerError
+from composer.core.errors import HostError
 from composer.core.lifetime import die_with_parent
 from composer.core.tools import run, which
 
@@ -70,7 +70,7 @@ def setup_state(state_dir: Path, work: Path) -> None:
 
 def _listen(path: Path) -> socket.socket:
     if len(str(path)) > SUN_PATH_MAX:
-        raise ComposerError(f"swtpm socket path too long for AF_UNIX ({len(str(path))}): {path}")
+        raise HostError(f"swtpm socket path too long for AF_UNIX ({len(str(path))}): {path}")
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -169,11 +169,18 @@ class MeasuredBoot(Part):
     proof: str
 
 
+class Composer(Part):
+    """The composer that built the image: its version and, from a git checkout, the commit."""
+
+    version: str
+    commit: str | None  # None: an installed package, not a checkout
+
+
 class Manifest(Part):
     """One image as its build made it: the plan's layout, the UKI, the packages, every output
     with its sha256, the boot chain and Secure Boot setup, and what a boot of it must show."""
 
-    OMIT_NONE = frozenset({"varstore"})
+    OMIT_NONE = frozenset({"varstore", "composer"})
 
     manifest_version: Literal[1]
     name: str
@@ -198,6 +205,7 @@ class Manifest(Part):
     source_date_epoch: int | None
     measured_boot: MeasuredBoot
     cache: dict[str, str]  # cached stage -> hit, miss, off
+    composer: Composer | None = None  # left out by builds before it was recorded
 
     model_config = ConfigDict(populate_by_name=True)
 

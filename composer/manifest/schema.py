@@ -5,39 +5,31 @@ committed file the generated one). Regenerate it with ``python -m composer.manif
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from composer import DATA
-from composer.core.files import atomic_write
+from composer.core.files import regenerate
+from composer.core.model import json_schema, schema_text
 from composer.manifest.model import MANIFEST_VERSION, Manifest
 
 SCHEMA_FILE = DATA / "manifest.schema.json"
-DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def schema() -> dict[str, Any]:
-    generated = Manifest.model_json_schema(by_alias=True, mode="validation")
-    return {
-        "$schema": DIALECT,
-        "$id": f"https://dps-composer.invalid/manifest-{MANIFEST_VERSION}.schema.json",
-        **generated,
-        "title": "dps-composer image manifest (NAME.manifest.json)",
-        "description": (Manifest.__doc__ or "").strip() or "The image manifest.",
-    }
+    return json_schema(
+        Manifest,
+        f"https://dps-composer.invalid/manifest-{MANIFEST_VERSION}.schema.json",
+        "dps-composer image manifest (NAME.manifest.json)",
+    )
 
 
 def text() -> str:
-    return json.dumps(schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(schema())
 
 
 def main(argv: list[str]) -> int:
-    target = Path(argv[0]) if argv else SCHEMA_FILE
-    atomic_write(target, text())
-    print(f"wrote {target}")
-    return 0
+    return regenerate(argv, SCHEMA_FILE, text())
 
 
 if __name__ == "__main__":

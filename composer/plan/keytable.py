@@ -1,6 +1,6 @@
 """What each blueprint key does for each target: a Debian image, a Fedora (dnf) image, an
 anaconda kickstart. One table, used three ways: a key a target refuses is an error naming the
-key with the reason written here (``refusals``); the README's key table is printed from it
+key with the reason written here (``refusals``); the key table of docs/blueprint.md is printed from it
 (``markdown``, kept current by a unit test); the kickstart test walks every row.
 
 Cells that only describe (``refused=False``) say what the target does with the key; where a
@@ -27,7 +27,7 @@ def row(key: str) -> Row:
 
 
 def markdown() -> str:
-    """The README's key table."""
+    """The key table of docs/blueprint.md."""
     lines = ["| key | Debian image | Fedora image | kickstart |", "|---|---|---|---|"]
     for r in ROWS:
         keys = ", ".join(f"`{k.strip()}`" for k in r.key.split(","))

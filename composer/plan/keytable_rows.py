@@ -143,7 +143,9 @@ ROWS: tuple[Row, ...] = (
     Row("customizations.user[].shell", *same("`--shell`"), yes("`--shell=`")),
     Row(
         "customizations.user[].groups",
-        *same("`--groups`; names the target lacks are mapped or created (README: groups)"),
+        *same(
+            "`--groups`; names the target lacks are mapped or created (docs/blueprint.md: groups)"
+        ),
         yes("`--groups=` (Debian names mapped: sudo → wheel)"),
     ),
     Row(
@@ -221,12 +223,14 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "customizations.filesystem[]",
-        *same("one partition each, typed by its mount point (README: partition layouts)"),
+        *same(
+            "one partition each, typed by its mount point (docs/blueprint.md: partition layouts)"
+        ),
         yes("`part MOUNTPOINT --size=`"),
     ),
     Row(
         "customizations.disk",
-        *same("the partition layout (README: partition layouts)"),
+        *same("the partition layout (docs/blueprint.md: partition layouts)"),
         yes(
             "`part` lines, `label` as `--label`; `part_label`, `part_uuid`, flags and "
             "non-DPS `part_type` with `sfdisk` in `%post` (DPS types: dps-fixup); erofs "
@@ -356,7 +360,7 @@ ROWS: tuple[Row, ...] = (
     Row("customizations.iso", *(no("dps-composer builds disk images, not ISOs") for _ in range(3))),
     Row(
         "boot.loader, boot.timeout",
-        *same("the boot chain (README: boot chains)"),
+        *same("the boot chain (docs/design.md: boot chains)"),
         yes(
             "grub2: `bootloader --timeout`; systemd-boot and uki-direct set up in `%post` "
             "(dps-fixup), systemd-boot's `timeout` in its loader.conf"

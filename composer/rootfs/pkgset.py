@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from composer.core import tools
-from composer.core.errors import ComposerError, ToolError
+from composer.core.errors import HostError, ToolError
 from composer.core.log import note
 from composer.core.workdir import owned_dir
 from composer.rootfs import versions
@@ -121,5 +121,5 @@ def download(
     paths = [archives / p.file_name for p in packages]
     absent = [str(p) for p in paths if not p.exists()]
     if absent:
-        raise ComposerError("apt-get download did not produce " + ", ".join(absent))
+        raise HostError("apt-get download did not produce " + ", ".join(absent))
     return paths

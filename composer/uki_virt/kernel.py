@@ -18,7 +18,7 @@ from pathlib import Path
 
 from composer.core import tools
 from composer.core.chroot import run_in
-from composer.core.errors import ComposerError
+from composer.core.errors import HostError
 from composer.core.files import write_json
 from composer.core.hashing import key_of
 from composer.rootfs import pkgset, versions
@@ -28,7 +28,7 @@ from composer.target.distros import Distro
 _IMAGE_DEP = re.compile(r"^linux-image-(?P<kver>[0-9][^\s(]*)\s*(\(=\s*(?P<ver>[^)\s]+)\))?$")
 
 
-class KernelNotFoundError(ComposerError):
+class KernelNotFoundError(HostError):
     """The archive has no kernel package of the wanted version."""
 
 

@@ -39,6 +39,29 @@ def composer(
     return proc
 
 
+def composer_streamed(*args: str, timeout: float = 1800) -> tuple[int, list[tuple[bool, str]]]:
+    """Run the CLI with stderr a pipe, as CI does; (exit code, every stderr line with whether
+    the command was still running when the line was read from the pipe)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "composer", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[tuple[bool, str]] = []
+    try:
+        for line in proc.stderr:
+            lines.append((proc.poll() is None, line.rstrip("\n")))
+            sys.stderr.write(line)
+        proc.wait(timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.returncode, lines
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _need_root() -> None:
     if os.geteuid() != 0:
@@ -74,10 +97,26 @@ def module_tmp(
 
 @pytest.fixture(scope="session")
 def default_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default blueprint, built once per session; returns the output directory."""
+    """The default blueprint, built once per session; returns the output directory (what
+    `build --json` printed is in build_json(out))."""
     out = tmp_path_factory.mktemp("default")
-    composer("build", str(ROOT / "blueprints/debian-uki-sdboot.toml"), "-o", str(out))
+    built = composer(
+        "build", str(ROOT / "blueprints/debian-uki-sdboot.toml"), "-o", str(out), "--json=short"
+    )
+    build_json_path(out).write_text(built.stdout)
     return out
+
+
+def build_json_path(out: Path) -> Path:
+    """Where the default_image fixture keeps what `build --json=short` printed (beside, not
+    in, the output directory)."""
+    return out.parent / f"{out.name}.build.json"
+
+
+def cli_json_schema(kind: str) -> dict[str, Any]:
+    """The schema of a command's --json output (tests/data/cli-json-schemas.json)."""
+    schemas: dict[str, Any] = json.loads((ROOT / "tests/data/cli-json-schemas.json").read_text())
+    return dict(schemas[kind])
 
 
 def manifest_path(out: Path) -> Path:

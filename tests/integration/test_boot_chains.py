@@ -43,7 +43,14 @@ def _boot(
     verdict_file = keep / "verdict.out.json"
     keep.mkdir(parents=True, exist_ok=True)
     proc = composer(
-        "boot", str(image), "--json", str(verdict_file), "--keep", str(keep), *args, check=False
+        "boot",
+        str(image),
+        "--json-file",
+        str(verdict_file),
+        "--keep",
+        str(keep),
+        *args,
+        check=False,
     )
     return proc, json.loads(verdict_file.read_text())
 

@@ -105,7 +105,7 @@ def test_field_image_boots_with_every_mount_in_place(field_image: Path, tmp_path
     start = time.monotonic()
     proc = composer(
         "boot", str(field_image / "field-debian-vm.qcow2"), "--timeout", "1200",
-        "--json", str(verdict_file), check=False,
+        "--json-file", str(verdict_file), check=False,
     )  # fmt: skip
     TIMES["boot field-debian-vm"] = round(time.monotonic() - start, 1)
     print(f"times: {TIMES}")

@@ -146,7 +146,7 @@ def test_offline_fixup_of_the_legacy_image(default_image: Path, tmp_path: Path) 
     assert "change:" not in again.stdout, again.stdout
     assert "read-only" in again.stderr and "read-write" not in again.stderr, again.stderr
     assert sha256_file(fixed) == digest and fixed.stat().st_mtime_ns == mtime
-    report = composer("inspect", str(fixed), "--json")
+    report = composer("inspect", str(fixed), "--json=pretty")
     assert json.loads(report.stdout)["discovery"]["ok"] is True
     verdict = boot(fixed, tmp_path / "boot3")
     assert verdict.passed, verdict.to_json()

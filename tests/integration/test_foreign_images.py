@@ -45,7 +45,7 @@ def foreign(module_tmp: ModuleTmp) -> Path:
 
 
 def inspect(image: Path) -> tuple[int, dict[str, Any]]:
-    proc = composer("inspect", "--json", str(image), check=False)
+    proc = composer("inspect", str(image), "--json=pretty", check=False)
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -121,7 +121,7 @@ def test_boot_foreign_image_through_cidata(foreign: Path, tmp_path: Path) -> Non
     proc = composer(
         "boot",
         str(foreign),
-        "--json",
+        "--json-file",
         str(verdict_file),
         "--keep",
         str(tmp_path / "keep"),
@@ -223,7 +223,7 @@ def test_boot_without_cloud_init_is_judged_from_the_serial_console(
     proc = composer(
         "boot",
         str(unprovisioned),
-        "--json",
+        "--json-file",
         str(verdict_file),
         "--keep",
         str(keep),

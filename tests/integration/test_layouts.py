@@ -57,7 +57,14 @@ def _boot(image: Path, tmp: Path, label: str, *args: str) -> dict[str, Any]:
     start = time.monotonic()
     # A generous deadline: under TCG on a busy 2-core machine a boot can take 10 minutes.
     proc = composer(
-        "boot", str(image), "--timeout", "1200", "--json", str(verdict_file), *args, check=False
+        "boot",
+        str(image),
+        "--timeout",
+        "1200",
+        "--json-file",
+        str(verdict_file),
+        *args,
+        check=False,
     )
     TIMES[f"boot {label}"] = round(time.monotonic() - start, 1)
     print(f"times so far: {TIMES}")

@@ -73,7 +73,7 @@ def pair(default_image: Path, module_tmp: ModuleTmp) -> dict[str, Any]:
         "2",
         str(default_image / f"{NAME}.qcow2"),
         str(altered),
-        "--json",
+        "--json-file",
         str(work / "verdicts.json"),
         "--junit",
         str(work / "report.xml"),

@@ -5,15 +5,17 @@ test_faults.py.)"""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
+from composer.build.stages.sequence import NAMES
 from composer.core.hashing import sha256_file
 from composer.image.read import read_ext4_file
 
-from .conftest import ROOT, composer, manifest
+from .conftest import ROOT, composer, composer_streamed, manifest
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +39,24 @@ def hostname(out: Path) -> bytes:
     return read_ext4_file(raw_of(out), root, "/etc/hostname")
 
 
+STAGE_LINE = re.compile(r"^\d\d:\d\d:\d\d stage ([\w-]+): (started|built in|cached in)")
+
+
+def check_stage_lines(lines: list[tuple[bool, str]]) -> None:
+    """Stderr a pipe (CI): each stage that ran has a start line and an end line (cached or
+    built), in the order of composer/build/stages/sequence.py, and every start line was read
+    from the pipe while the build was still running: progress as it happens, not at the end."""
+    events = [(running, m.groups()) for running, line in lines if (m := STAGE_LINE.match(line))]
+    assert events and all(running for running, (_, what) in events if what == "started"), lines
+    names = [name for _, (name, what) in events if what == "started"]
+    assert names == sorted(names, key=NAMES.index) and len(names) >= 2, names
+    for name in names:
+        assert [w for _, (n, w) in events if n == name] in (
+            ["started", "built in"],
+            ["started", "cached in"],
+        ), name
+
+
 def test_no_change_rebuild_reuses_every_output(default_image: Path, tmp_path: Path) -> None:
     # the default image's entry may have been pruned since (DPS_COMPOSER_CACHE_MAX): this
     # build makes sure it is there, the next must take it
@@ -56,8 +76,10 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
     composer("build", str(DEFAULT), "-o", str(tmp_path / "default"))  # its root tree is cached
     bp = variant(tmp_path / "host.toml", "renamed")
     start = time.monotonic()
-    composer("build", str(bp), "-o", str(tmp_path / "a"))
+    code, lines = composer_streamed("build", str(bp), "-o", str(tmp_path / "a"))
     print(f"rebuild after a hostname change: {time.monotonic() - start:.1f} s")
+    assert code == 0
+    check_stage_lines(lines)
     m = manifest(tmp_path / "a")
     assert m["cache"] == {"root": "hit", "image": "miss"}, m["cache"]
     assert hostname(tmp_path / "a") == b"renamed\n"

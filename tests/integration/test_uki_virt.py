@@ -4,6 +4,7 @@ installed, its ESP copy, purge and reinstall through real dpkg, and the cache ac
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from composer.build.placed_uki import prepare_repo
@@ -28,7 +30,7 @@ from composer.toolchain.ukify import build_uki
 from composer.uki_virt import kernel
 from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 
-from .conftest import ROOT, ModuleTmp, composer, manifest
+from .conftest import ROOT, ModuleTmp, cli_json_schema, composer, manifest
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,13 @@ def _cache() -> Path:
 @pytest.fixture(scope="module")
 def uki_repo(module_tmp: ModuleTmp) -> Path:
     out = module_tmp.mktemp("uki-repo")
-    composer("uki-virt", "build", "--distro", "debian-13", "--cmdline", CMDLINE, "-o", str(out))
+    built = composer(
+        "uki-virt", "build", "--distro", "debian-13", "--cmdline", CMDLINE, "-o", str(out),
+        "--json=short",
+    )  # fmt: skip
+    summary = json.loads(built.stdout)  # --json: the repository's files and the kernel
+    jsonschema.validate(summary, cli_json_schema("uki-virt"))
+    assert summary["files"] and all(Path(f).is_file() for f in summary["files"])
     return out
 
 

@@ -15,7 +15,7 @@ import jinja2
 
 from composer import DATA
 from composer.core.chroot import run_in
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
 from composer.spec import osrelease
 from composer.spec.arch import Arch, removable_path
 from composer.spec.pe import file_sections
@@ -111,7 +111,7 @@ def make_grub_image(tools_tree: Path, arch: Arch, workdir: Path) -> Path:
     """grub-mkimage (from the tools tree) of a standalone EFI GRUB with GRUB_MODULES built in."""
     platform = arch.grub
     if not (tools_tree / "usr/lib/grub" / platform).is_dir():
-        raise ComposerError(f"no EFI GRUB for {arch.name} in the tools tree ({platform})")
+        raise HostError(f"no EFI GRUB for {arch.name} in the tools tree ({platform})")
     workdir.mkdir(parents=True, exist_ok=True)
     run_in(
         tools_tree,

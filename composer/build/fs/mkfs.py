@@ -12,7 +12,7 @@ from pathlib import Path
 
 from composer.build.fs.fs import HOST, Reproducible, make_ext4, make_vfat
 from composer.core import tools
-from composer.core.errors import ComposerError
+from composer.core.errors import ComposerError, HostError
 from composer.core.units import human_size
 from composer.image.guestfs import new_handle
 from composer.plan.layout import PartitionPlan
@@ -191,7 +191,7 @@ def populate_with_guestfs(image: Path, tree: Path) -> None:
         g.umount_all()
         g.shutdown()
     except RuntimeError as err:
-        raise ComposerError(f"libguestfs could not fill {image.name}: {err}") from err
+        raise HostError(f"libguestfs could not fill {image.name}: {err}") from err
     finally:
         g.close()
         tarball.unlink(missing_ok=True)

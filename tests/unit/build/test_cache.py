@@ -342,5 +342,5 @@ def test_an_unreadable_cache_is_one_line_not_a_traceback(tmp_path: Path) -> None
 def test_a_cache_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path / "file")])
-    assert result.exit_code == 1 and "not a directory" in result.output
+    assert result.exit_code == 2 and "not a directory" in result.output
     assert "Traceback" not in result.output

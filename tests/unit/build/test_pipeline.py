@@ -66,7 +66,7 @@ def test_kickstart_output(kind: str, tmp_path: Path, victim: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["planted symlink", "device node", "missing directory"])
-@pytest.mark.parametrize("option", ["--json", "--junit"])
+@pytest.mark.parametrize("option", ["--json-file", "--junit"])
 def test_boot_reports_are_checked_before_booting(
     kind: str, option: str, tmp_path: Path, victim: Path, image: Path
 ) -> None:

@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from composer.core.errors import ComposerError
-from composer.image.formats import ImageFileError, blockdev, detect_format, image_opts
+from composer.image.formats import (
+    ImageFileError,
+    blockdev,
+    detect_format,
+    disk_image_kind,
+    image_opts,
+)
 
 from ..cli_run import cli
 
@@ -262,3 +268,21 @@ def test_boot_command_refuses_an_image_with_a_manifest_too(tmp_path: Path) -> No
     with pytest.raises(ImageFileError, match="backing file"):
         build_command("qemu-system-x86_64", cfg)
     assert not (tmp_path / "overlay.qcow2").exists()
+
+
+@needs_qemu_img
+def test_disk_images_are_told_from_reports(tmp_path: Path) -> None:
+    """What a report (--json-file, --junit) may replace: text, never a disk image."""
+    gpt = tmp_path / "gpt.raw"
+    gpt.write_bytes(b"\0" * 2**20)
+    subprocess.run(["sfdisk", "-q", gpt], input=b"label: gpt\n,\n", check=True)
+    blank = tmp_path / "blank.raw"
+    blank.write_bytes(b"\0" * 4096)
+    report = tmp_path / "report.json"
+    report.write_text('{"passed": true}\n')
+    assert disk_image_kind(qcow2_plain(tmp_path)) == "qcow2"
+    assert disk_image_kind(vhdx_plain(tmp_path)) == "vhdx"
+    assert disk_image_kind(gpt) == "raw disk image with a partition table"
+    assert disk_image_kind(blank) == "raw disk image (binary content)"
+    assert disk_image_kind(report) is None
+    assert disk_image_kind(tmp_path / "missing") is None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import xmlschema
 
+from composer.core import version
 from composer.judge.report import junit_xml, verdicts_json
 from composer.judge.run import (
     BootOptions,
@@ -54,6 +55,8 @@ def test_junit_validates_and_counts() -> None:
     assert failing is not None and "expected bb <&>" in (failing.get("message") or "")
     props = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert props["timing.guest-kernel"] == "10.500" and props["mode"] == "manifest"
+    assert props["composer.version"] == version.current().version
+    assert props["composer.commit"] == (version.current().commit or "")
     assert suites[0].find("testcase[@name='booted']").get("time") == "190.500"  # type: ignore[union-attr]
 
 
@@ -72,6 +75,16 @@ def test_junit_setup_errors_are_errors() -> None:
     assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
 
 
+@pytest.mark.parametrize("mode", ["manifest", "cidata", "serial", "check", "error"])
+@pytest.mark.parametrize("started", ["", "2026-11-22T05:59:01"])
+def test_junit_is_valid_in_every_mode(mode: str, started: str) -> None:
+    """Also for a result without a start time (a JUnit timestamp may not be empty)."""
+    one = result("a.qcow2", False, mode)
+    one.started = started
+    for results in ([one], [one, result("b.raw", True, mode)]):
+        SCHEMA.validate(junit_xml(results, hostname="h"))
+
+
 def test_schema_rejects_a_broken_report() -> None:
     xml = junit_xml([result("a", True)], hostname="h").replace(' classname="', ' klass="')
     with pytest.raises(xmlschema.XMLSchemaValidationError):
@@ -83,6 +96,7 @@ def test_json_one_and_several() -> None:
     assert (
         one["passed"] is True and one["image"] == "/img/a" and one["checks"][0]["name"] == "booted"
     )
+    assert one["composer"] == version.current().to_dict()
     many = json.loads(verdicts_json([result("a", True), result("b", False)]))
     assert many["passed"] is False
     assert [i["name"] for i in many["images"]] == ["a", "b"]

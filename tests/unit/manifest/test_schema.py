@@ -9,6 +9,8 @@ import json
 import jsonschema
 import pytest
 
+from composer.build import describe
+from composer.core import version
 from composer.manifest import schema
 from composer.manifest.model import Manifest
 
@@ -55,3 +57,17 @@ def test_the_schema_refuses_what_the_model_refuses(where: tuple[str, ...], value
         validator().validate(data)
     with pytest.raises(ValueError):
         Manifest.model_validate_json(json.dumps(data))
+
+
+@pytest.mark.parametrize("commit", ["0123abc", None])
+def test_the_composer_that_built_it_is_recorded(commit: str | None) -> None:
+    data = manifests.manifest(composer={"version": "0.1.0", "commit": commit})
+    validator().validate(data)
+    assert Manifest.model_validate(data).composer is not None
+    older = manifests.manifest()  # written before the composer was recorded
+    validator().validate(older)
+    assert "composer" not in json.loads(Manifest.model_validate(older).to_json())
+
+
+def test_a_build_records_this_composer() -> None:
+    assert describe.composer_record().model_dump() == version.current().to_dict()

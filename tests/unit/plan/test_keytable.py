@@ -1,6 +1,6 @@
 """Every blueprint key, every target: a kickstart renders its value (found in what pykickstart
 parses, or in the %post it runs) or refuses it by name; an image build refuses by name what
-the key table says it refuses; the README's table is the code's."""
+the key table says it refuses; the key table of docs/blueprint.md is the code's."""
 
 from __future__ import annotations
 
@@ -215,10 +215,10 @@ def test_images_refuse_by_name_what_the_table_says(target: keytable.Target, dist
         assert all(p.line for p in info.value.problems), info.value
 
 
-def test_readme_key_table_is_the_codes() -> None:
-    readme = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- key table: .*? -->\n(.*?)<!-- end of key table -->", readme, re.S)
-    assert m is not None, "README.md has no generated key table"
+def test_the_blueprint_reference_key_table_is_the_codes() -> None:
+    reference = (ROOT / "docs" / "blueprint.md").read_text()
+    m = re.search(r"<!-- key table: .*? -->\n(.*?)<!-- end of key table -->", reference, re.S)
+    assert m is not None, "docs/blueprint.md has no generated key table"
     assert m.group(1) == keytable.markdown(), (
-        "README's key table is stale: replace it with composer.keytable.markdown()"
+        "the key table of docs/blueprint.md is stale: replace it with keytable.markdown()"
     )
