@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -36,6 +37,6 @@ def test_shipped_blueprints_follow_it(path: Path) -> None:
     "bad",
     [{"name": 5}, {"name": "x", "unknown": 1}, {"name": "x", "customizations": {"hostname": 1}}],
 )
-def test_wrong_types_are_refused(bad: dict[str, object]) -> None:
+def test_wrong_types_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         validator().validate(bad)
