@@ -25,6 +25,7 @@ from composer.toolchain.boottools import BootTools
 
 PCR7 = 7
 _SECURE_BOOT = "SecureBoot"
+NOTE = "without a SecureBoot variable"  # in the verdict's note when PCR 7 was re-predicted
 
 
 def has_secure_boot_variable(firmware: Firmware, tools: BootTools) -> bool:
@@ -35,6 +36,17 @@ def has_secure_boot_variable(firmware: Firmware, tools: BootTools) -> bool:
 def _absent_variable_event(event: dict[str, Any], bank: str) -> dict[str, Any]:
     digest = hashlib.new(bank, variable_event_data(EFI_GLOBAL, _SECURE_BOOT, b"")).hexdigest()
     return {**event, "digest": digest, "what": f"{_SECURE_BOOT} (0 bytes)"}
+
+
+def _is_secure_boot(event: dict[str, Any]) -> bool:
+    return str(event.get("what", "")).startswith(_SECURE_BOOT + " ")
+
+
+def without_secure_boot_variable(
+    events: list[dict[str, Any]], bank: str = "sha256"
+) -> list[dict[str, Any]]:
+    """Predicted PCR 7 events as a firmware without a SecureBoot variable measures them."""
+    return [_absent_variable_event(e, bank) if _is_secure_boot(e) else e for e in events]
 
 
 def _extend(events: list[dict[str, Any]], bank: str) -> str:
@@ -67,7 +79,7 @@ def for_firmware(
     if PCR7 in reported:
         reported[PCR7] = value
     note = (
-        f"PCR 7 predicted for {firmware.code.name} without a SecureBoot variable "
+        f"PCR 7 predicted for {firmware.code.name} {NOTE} "
         "(a firmware built without Secure Boot support)"
     )
     events_by_pcr = {**exp.pcr_events, PCR7: adjusted}
