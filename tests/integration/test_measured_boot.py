@@ -182,8 +182,9 @@ def test_no_interference_between_the_two_tpms(pair: dict[str, Any]) -> None:
     keep = pair["work"] / "keep"
     assert (keep / f"{NAME}.qcow2" / "serial.log").is_file()
     assert (keep / "altered.raw" / "serial.log").is_file()
-    # the boots overlapped: the second started before the first ended
+    # the boots overlapped: the second started before the first ended, one vCPU each
     a, b = pair["default"], pair["altered"]
+    assert "vCPUs: 1" in a["notes"] and "vCPUs: 1" in b["notes"]
     assert a["started"] and b["started"]
     starts = sorted([a, b], key=lambda v: v["started"])
     first_end = starts[0]["timings"]["total"]
