@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark dps-composer on this machine: builds (cold, warm after a customization change,
-no change), image sizes, boot to verdict (plain; Secure Boot + TPM). Reports medians of
-several runs with the machine load at each run. Reports only: nothing here asserts a time.
+no change), image sizes, boot to verdict (TPM; Secure Boot + TPM), the FAIL verdict for an
+image whose root is not discoverable, and the guest's boot profile (systemd-analyze, from the
+check's report). Reports medians of several runs with the machine load at each run. Reports
+only: nothing here asserts a time.
 
     .venv/bin/python bench/bench.py [--runs 3] [--boot-runs 2] [--out bench/results.json]
+        [--phases build,boot,fail,vcpus] [--boot-tools tree|host]
+
+``--phases vcpus`` boots the default image with 1 and with 2 vCPUs (the engine's ``smp``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,46 @@ def with_hostname(src: Path, dest: Path, hostname: str) -> Path:
     return dest
 
 
+def boot_profile(verdict_file: Path) -> dict[str, Any]:
+    """What the guest's check reported about its boot (systemd-analyze), and the milestones."""
+    verdict = json.loads(verdict_file.read_text())
+    guest = verdict.get("guest") or {}
+    keep = ("analyze", "blame", "critical_chain", "boot_timings")
+    return {
+        "timings": verdict.get("timings", {}),
+        "guest": {k: v for k, v in guest.items() if k in keep or "analy" in k or "blame" in k},
+        "notes": [n for n in verdict.get("notes", []) if n.startswith(("boot tools", "vCPUs"))],
+        "failed": [c for c in verdict.get("checks", []) if not c.get("passed")],
+    }
+
+
+def linux_generic_copy(out: Path, dest: Path) -> tuple[Path, Path]:
+    """A copy of the default image whose root partition has the linux-generic type (not
+    discoverable), and its manifest beside it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    image = dest / "debian-uki-sdboot.raw"
+    shutil.copyfile(out / "debian-uki-sdboot.raw", image)
+    manifest = dest / "debian-uki-sdboot.manifest.json"
+    shutil.copyfile(out / "debian-uki-sdboot.manifest.json", manifest)
+    generic = "0fc63daf-8483-4772-8e79-3d69d8477de4"  # DPS: linux-generic
+    subprocess.run(["sfdisk", "-q", "--part-type", str(image), "2", generic], check=True)
+    return image, manifest
+
+
+def boot_with_smp(image: Path, smp: int, keep: Path) -> float:
+    """Boot through the engine (the CLI has no vCPU option) and time it to the verdict."""
+    from composer.judge.boot import boot_image
+
+    start = time.monotonic()
+    verdict = boot_image(image, smp=smp, keep_dir=keep)
+    seconds = time.monotonic() - start
+    oops = "Oops" in (keep / "serial.log").read_text(errors="replace")
+    print(f"  {smp} vCPU: {verdict.outcome} oops={oops}", flush=True)
+    if verdict.outcome != "pass" or oops:
+        raise SystemExit(f"{smp} vCPUs: {verdict.outcome}, oops={oops}: see {keep}")
+    return seconds
+
+
 def run(label: str, fn: Any, runs: int, results: dict[str, Any]) -> None:
     samples = []
     for i in range(runs):
@@ -67,61 +112,103 @@ def sizes(out: Path) -> dict[str, int]:
     return result
 
 
+def build_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[str, Any]) -> None:
+    if "build" not in args.phases:
+        composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
+        return
+    if not args.skip_cold:
+
+        def cold(i: int) -> float:
+            shutil.rmtree(cache, ignore_errors=True)
+            return composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))[0]
+
+        run("cold build (empty cache)", cold, args.runs, results)
+    else:
+        composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
+
+    def warm(i: int) -> float:
+        bp = with_hostname(DEFAULT, work / "changed.toml", f"bench-{i}-{time.time_ns()}")
+        return composer("build", str(bp), "-o", str(out), "--cache-dir", str(cache))[0]
+
+    run("rebuild after hostname change", warm, args.runs, results)
+
+    def nochange(i: int) -> float:
+        return composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))[0]
+
+    composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
+    run("rebuild with no change", nochange, args.runs, results)
+    results["sizes"] = sizes(out)
+
+
+def boot_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[str, Any]) -> None:
+    profiles: dict[str, Any] = results.setdefault("boot profiles", {})
+
+    def timed_boot(label: str, *argv: str) -> Any:
+        def boot(i: int) -> float:
+            verdict = work / f"verdict-{len(profiles)}-{i}.json"
+            seconds, proc = composer("boot", *argv, "--json", str(verdict))
+            if proc.returncode not in (0, 1) or not verdict.exists():
+                print(proc.stdout[-2000:])
+            else:
+                profiles[f"{label} #{i + 1}"] = boot_profile(verdict)
+            return seconds
+
+        return boot
+
+    if "boot" in args.phases:
+        label = "boot to verdict (TPM)"
+        run(label, timed_boot(label, str(out / "debian-uki-sdboot.qcow2")), args.boot_runs, results)
+        if SECURE.exists():
+            sb_out = work / "sb"
+            composer("build", str(SECURE), "-o", str(sb_out), "--cache-dir", str(cache))
+            image = next(p for p in sb_out.iterdir() if p.suffix in (".qcow2", ".vmdk", ".raw"))
+            label = "boot to verdict (Secure Boot + TPM)"
+            run(label, timed_boot(label, str(image)), args.boot_runs, results)
+    if "fail" in args.phases:
+        image, manifest = linux_generic_copy(out, work / "generic")
+        label = "FAIL verdict, root not discoverable"
+        boot = timed_boot(label, str(image), "--manifest", str(manifest))
+        run(label, boot, args.boot_runs, results)
+    if "vcpus" in args.phases:
+        for smp in (1, 2):
+
+            def with_smp(i: int, smp: int = smp) -> float:
+                return boot_with_smp(out / "debian-uki-sdboot.qcow2", smp, work / f"smp{smp}-{i}")
+
+            run(f"boot to verdict (TPM), {smp} vCPU", with_smp, args.boot_runs, results)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--boot-runs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results.json")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--phases", default="build,boot,fail", type=lambda v: set(v.split(",")))
+    ap.add_argument("--boot-tools", choices=("tree", "host"), help="DPS_COMPOSER_BOOT_TOOLS")
     args = ap.parse_args()
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "uname": os.uname().release}}
-    work = Path(tempfile.mkdtemp(prefix="dps-bench-"))
+    if args.boot_tools:
+        os.environ["DPS_COMPOSER_BOOT_TOOLS"] = args.boot_tools
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "uname": os.uname().release},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "boot_tools": args.boot_tools or "auto",
+    }
+    work = Path(tempfile.mkdtemp(prefix="dps-bench-", dir="/var/tmp"))
     cache = work / "cache"
     out = work / "out"
+    if "build" not in args.phases:  # boots only: the shared cache makes the image quickly
+        cache = Path(
+            os.environ.get("DPS_COMPOSER_CACHE_DIR") or Path.home() / ".cache/dps-composer"
+        )
     try:
-        if not args.skip_cold:
-
-            def cold(i: int) -> float:
-                shutil.rmtree(cache, ignore_errors=True)
-                return composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))[0]
-
-            run("cold build (empty cache)", cold, args.runs, results)
-        else:
-            composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
-
-        def warm(i: int) -> float:
-            bp = with_hostname(DEFAULT, work / "changed.toml", f"bench-{i}-{time.time_ns()}")
-            return composer("build", str(bp), "-o", str(out), "--cache-dir", str(cache))[0]
-
-        run("rebuild after hostname change", warm, args.runs, results)
-
-        def nochange(i: int) -> float:
-            return composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))[0]
-
-        composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
-        run("rebuild with no change", nochange, args.runs, results)
-        results["sizes"] = sizes(out)
-
-        def boot(i: int) -> float:
-            seconds, proc = composer("boot", str(out / "debian-uki-sdboot.qcow2"))
-            if proc.returncode != 0:
-                print(proc.stdout[-2000:])
-            return seconds
-
-        run("boot to verdict (TPM)", boot, args.boot_runs, results)
-        if SECURE.exists():
-            sb_out = work / "sb"
-            composer("build", str(SECURE), "-o", str(sb_out), "--cache-dir", str(cache))
-            image = next(p for p in sb_out.iterdir() if p.suffix in (".qcow2", ".vmdk", ".raw"))
-
-            def sb_boot(i: int) -> float:
-                return composer("boot", str(image))[0]
-
-            run("boot to verdict (Secure Boot + TPM)", sb_boot, args.boot_runs, results)
+        build_phases(work, cache, out, args, results)
+        boot_phases(work, cache, out, args, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "boot profiles"}, indent=2))
 
 
 if __name__ == "__main__":

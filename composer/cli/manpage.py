@@ -40,6 +40,11 @@ ENVIRONMENT = (
         "how big the stage cache may grow ('20 GiB'; 'unlimited'); default 10 GiB",
     ),  # fmt: skip
     ("DPS_COMPOSER_WORK_DIR", "where scratch directories go; default /var/tmp"),
+    (
+        "DPS_COMPOSER_BOOT_TOOLS",
+        "where boot takes QEMU, OVMF and swtpm: auto (a cached trixie boot tools tree, else the"
+        " host's), tree or host",
+    ),
     ("DPS_COMPOSER_ACCEL", "what boot --accel auto means: kvm or tcg (no probe)"),
     ("DPS_COMPOSER_KICKSTART_DIR", "kickstart templates other than the packaged ones"),
     (

@@ -9,6 +9,8 @@ one place, so that each has one meaning and one default.
   about 1 GB there; /tmp is often a small tmpfs).
 - ``DPS_COMPOSER_KICKSTART_DIR``: kickstart templates other than the packaged ones.
 - ``DPS_COMPOSER_ACCEL``: the accelerator ``boot --accel auto`` means (kvm or tcg).
+- ``DPS_COMPOSER_BOOT_TOOLS``: where ``boot`` takes QEMU, OVMF and swtpm from: ``tree`` (the
+  cached trixie boot tools tree), ``host``, or ``auto`` (the default: the tree, else the host).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 
 from composer import DATA
 
-__all__ = ["DATA", "accel", "cache_dir", "cache_max", "kickstart_dir", "work_dir"]
+__all__ = ["DATA", "accel", "boot_tools", "cache_dir", "cache_max", "kickstart_dir", "work_dir"]
 
 CACHE_DIR_ENV = "DPS_COMPOSER_CACHE_DIR"
 CACHE_MAX_ENV = "DPS_COMPOSER_CACHE_MAX"
 WORK_DIR_ENV = "DPS_COMPOSER_WORK_DIR"
 KICKSTART_DIR_ENV = "DPS_COMPOSER_KICKSTART_DIR"
 ACCEL_ENV = "DPS_COMPOSER_ACCEL"
+BOOT_TOOLS_ENV = "DPS_COMPOSER_BOOT_TOOLS"
 TEMPLATES = DATA / "templates"
 
 
@@ -54,3 +57,8 @@ def kickstart_dir() -> Path | None:
 def accel() -> str:
     """The accelerator ``auto`` stands for, lower case ("" when unset)."""
     return os.environ.get(ACCEL_ENV, "").strip().lower()
+
+
+def boot_tools() -> str:
+    """Where ``boot`` takes its emulator from, lower case ("" when unset: auto)."""
+    return os.environ.get(BOOT_TOOLS_ENV, "").strip().lower()

@@ -114,7 +114,14 @@ def _target_ok(data: dict[str, Any], arch: str, machine: str) -> str | None:
     return None
 
 
-def _mapping_ok(mapping: dict[str, Any]) -> tuple[str, str] | None:
+def rerooted(filename: str, root: Path | None) -> Path:
+    """A descriptor's absolute file name, inside ``root`` when the descriptor came from a tree
+    (composer/toolchain/boottools.py) rather than the host."""
+    path = Path(filename)
+    return path if root is None else root / path.relative_to(path.anchor)
+
+
+def _mapping_ok(mapping: dict[str, Any], root: Path | None = None) -> tuple[str, str] | None:
     if mapping.get("device") != "flash":
         return "not-flash", f"mapping device is {mapping.get('device')!r}, not flash"
     mode = mapping.get("mode", "split")
@@ -124,7 +131,7 @@ def _mapping_ok(mapping: dict[str, Any]) -> tuple[str, str] | None:
         entry = mapping.get(key)
         if not isinstance(entry, dict) or not entry.get("filename"):
             return f"no-{key}", f"flash mapping has no {key}"
-        if not Path(entry["filename"]).exists():
+        if not rerooted(entry["filename"], root).exists():
             return "missing-file", f"{key} {entry['filename']} does not exist"
     return None
 
@@ -149,8 +156,9 @@ def evaluate(
     machine: str,
     secure_boot: bool,
     enrolled_keys: bool | None,
+    root: Path | None = None,
 ) -> Firmware | Rejection:
-    """Match one descriptor file against the criteria."""
+    """Match one descriptor file against the criteria (its file names inside ``root``)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -163,7 +171,9 @@ def evaluate(
     if why:
         return Rejection(path, "no-target", why)
     mapping = data.get("mapping") or {}
-    bad = _mapping_ok(mapping) if isinstance(mapping, dict) else ("invalid", "mapping invalid")
+    bad = (
+        _mapping_ok(mapping, root) if isinstance(mapping, dict) else ("invalid", "mapping invalid")
+    )
     if bad:
         return Rejection(path, *bad)
     features = frozenset(str(f) for f in data.get("features") or [])
@@ -176,9 +186,9 @@ def evaluate(
         description=str(data.get("description", "")),
         arch=arch,
         machine=machine,
-        code=Path(exe["filename"]),
+        code=rerooted(exe["filename"], root),
         code_format=str(exe.get("format", "raw")),
-        vars_template=Path(tmpl["filename"]),
+        vars_template=rerooted(tmpl["filename"], root),
         vars_format=str(tmpl.get("format", "raw")),
         features=features,
         requires_smm="requires-smm" in features,
@@ -191,11 +201,13 @@ def find_firmware(
     secure_boot: bool,
     enrolled_keys: bool | None = None,
     dirs: Sequence[Path] | None = None,
+    root: Path | None = None,
 ) -> tuple[Firmware | None, list[Rejection]]:
-    """First matching descriptor (or None) and the reasons for every one skipped before it."""
+    """First matching descriptor (or None) and the reasons for every one skipped before it.
+    ``root``: the tree that ``dirs`` and the descriptors' file names belong to."""
     paths, rejections = list_descriptors(default_dirs() if dirs is None else dirs)
     for path in paths:
-        result = evaluate(path, arch.qemu, machine, secure_boot, enrolled_keys)
+        result = evaluate(path, arch.qemu, machine, secure_boot, enrolled_keys, root)
         if isinstance(result, Firmware):
             return result, rejections
         rejections.append(result)
@@ -208,9 +220,10 @@ def select_firmware(
     secure_boot: bool,
     enrolled_keys: bool | None = None,
     dirs: Sequence[Path] | None = None,
+    root: Path | None = None,
 ) -> Firmware:
     """The firmware to boot with; FirmwareNotFound lists every descriptor and why it was skipped."""
-    fw, rejections = find_firmware(arch, machine, secure_boot, enrolled_keys, dirs)
+    fw, rejections = find_firmware(arch, machine, secure_boot, enrolled_keys, dirs, root)
     if fw is None:
         keys = {None: "", True: ", enrolled keys", False: ", empty varstore"}[enrolled_keys]
         sb = "with" if secure_boot else "without"

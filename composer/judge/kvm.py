@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from composer.core.tools import output, which
 from composer.core.workdir import scratch_dir, work_parent
 from composer.image.firmware import Firmware
 from composer.judge.qemu import QemuProcess, firmware_args
+from composer.toolchain.boottools import HOST, BootTools
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_API_VERSION = 12
@@ -79,24 +81,30 @@ def kvm_api_version(dev: str = "/dev/kvm") -> int:
         os.close(fd)
 
 
-def _qemu_binary(firmware: Firmware) -> str:
-    return which(f"qemu-system-{firmware.arch}")
+def _qemu_command(firmware: Firmware, tools: BootTools) -> list[str]:
+    program = f"qemu-system-{firmware.arch}"
+    if tools.root is None:
+        return [which(program)]
+    return [*tools.command(program), *tools.qemu_data_args()]
 
 
-def qemu_version(binary: str) -> str:
-    first = output([binary, "--version"]).splitlines()
+def qemu_version(command: str | Sequence[str], tools: BootTools = HOST) -> str:
+    argv = [command] if isinstance(command, str) else list(command)
+    first = output([*argv, "--version"], env=tools.qemu_env()).splitlines()
     return first[0].strip() if first else "unknown"
 
 
-def _boot_firmware(firmware: Firmware, work: Path, timeout: float) -> tuple[bool, str]:
+def _boot_firmware(
+    firmware: Firmware, work: Path, timeout: float, tools: BootTools
+) -> tuple[bool, str]:
     vars_copy = work / "vars.fd"
     shutil.copyfile(firmware.vars_template, vars_copy)
     serial, log = work / "serial.log", work / "qemu.log"
-    argv = [_qemu_binary(firmware), *firmware_args(firmware, vars_copy)]
+    argv = [*_qemu_command(firmware, tools), *firmware_args(firmware, vars_copy)]
     argv += [*KVM_ARGS, "-m", "256M", "-nodefaults", "-display", "none", "-no-reboot"]
     argv += ["-serial", f"file:{serial}"]
     deadline = time.monotonic() + timeout
-    with QemuProcess(argv, log) as qemu:
+    with QemuProcess(argv, log, env=tools.qemu_env()) as qemu:
         while time.monotonic() < deadline:
             err = log.read_text(errors="replace")
             text = serial.read_text(errors="replace") if serial.exists() else ""
@@ -120,10 +128,11 @@ def _tail(text: str) -> str:
     return " | ".join(lines[-3:])[:300] or "no output"
 
 
-def probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
+def probe_kvm(firmware: Firmware, timeout: float = 12.0, tools: BootTools = HOST) -> KvmProbe:
     """Really probe KVM: ioctl on /dev/kvm, then boot the firmware under KVM with a deadline."""
     start = time.monotonic()
-    kernel, qver = os.uname().release, qemu_version(_qemu_binary(firmware))
+    kernel = os.uname().release
+    qver = qemu_version(_qemu_command(firmware, tools), tools)
 
     def done(ok: bool, reason: str) -> KvmProbe:
         return KvmProbe(ok, reason, round(time.monotonic() - start, 2), kernel, qver, time.time())
@@ -135,7 +144,7 @@ def probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
     if api != KVM_API_VERSION:
         return done(False, f"KVM_GET_API_VERSION returned {api}, expected {KVM_API_VERSION}")
     with scratch_dir("kvm-probe", work_parent()) as tmp:  # swept after a SIGKILL too
-        ok, reason = _boot_firmware(firmware, tmp, timeout)
+        ok, reason = _boot_firmware(firmware, tmp, timeout, tools)
     return done(ok, reason)
 
 
@@ -165,25 +174,27 @@ def store_cached(path: Path, probe: KvmProbe) -> None:
     atomic_write(path, json.dumps(entries, indent=2) + "\n")
 
 
-def cached_probe_kvm(firmware: Firmware, timeout: float = 12.0) -> KvmProbe:
+def cached_probe_kvm(
+    firmware: Firmware, timeout: float = 12.0, tools: BootTools = HOST
+) -> KvmProbe:
     """probe_kvm, answered from cache_dir()/kvm-probe.json when fresh (24 h, same kernel+QEMU)."""
     path = paths.cache_dir() / "kvm-probe.json"
-    qver = qemu_version(_qemu_binary(firmware))
+    qver = qemu_version(_qemu_command(firmware, tools), tools)
     hit = load_cached(path, os.uname().release, qver, time.time())
     if hit is not None:
         return hit
-    probe = probe_kvm(firmware, timeout)
+    probe = probe_kvm(firmware, timeout, tools)
     with contextlib.suppress(OSError):  # a read-only cache only costs the next run a probe
         store_cached(path, probe)
     return probe
 
 
-def resolve_accel(requested: str, firmware: Firmware) -> Accel:
+def resolve_accel(requested: str, firmware: Firmware, tools: BootTools = HOST) -> Accel:
     """Apply DPS_COMPOSER_ACCEL (when the request is auto), probe only if auto, then decide."""
     env = paths.accel()
     if requested == "auto" and env:
         requested = env
     if requested not in ACCELS:
         raise ComposerError(f"unknown accelerator {requested!r}: use one of {', '.join(ACCELS)}")
-    probe = cached_probe_kvm(firmware) if requested == "auto" else None
+    probe = cached_probe_kvm(firmware, tools=tools) if requested == "auto" else None
     return choose_accel(requested, probe)

@@ -17,6 +17,7 @@ from composer.core.lifetime import die_with_parent
 from composer.image.firmware import Firmware
 from composer.image.formats import ImageFileError, blockdev, detect_format, virtual_size
 from composer.judge.credentials import boot_credentials, smbios_args
+from composer.toolchain.boottools import HOST, BootTools
 
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 
@@ -67,6 +68,7 @@ class QemuConfig:
     smp: int = 2
     credentials: Mapping[str, str] = field(default_factory=boot_credentials)
     extra: Sequence[str] = ()
+    tools: BootTools = HOST  # where QEMU (and its data files) come from
 
 
 def _disk_args(image: Path, snapshot: bool, work: Path) -> list[str]:
@@ -98,8 +100,17 @@ def _serial_args(cfg: QemuConfig) -> list[str]:
     return args
 
 
-def build_command(qemu: str, cfg: QemuConfig) -> list[str]:
-    argv = [qemu, *firmware_args(cfg.firmware, cfg.vars_copy), *cfg.accel_args]
+def qemu_command(cfg: QemuConfig) -> list[str]:
+    """How QEMU for the firmware's architecture is started (host or boot tools tree)."""
+    program = f"qemu-system-{cfg.firmware.arch}"
+    if cfg.tools.root is None:
+        return [tools.which(program)]
+    return [*cfg.tools.command(program), *cfg.tools.qemu_data_args()]
+
+
+def build_command(qemu: str | Sequence[str], cfg: QemuConfig) -> list[str]:
+    start = [qemu] if isinstance(qemu, str) else list(qemu)
+    argv = [*start, *firmware_args(cfg.firmware, cfg.vars_copy), *cfg.accel_args]
     argv += ["-m", cfg.memory, "-smp", str(cfg.smp)]
     argv += ["-nodefaults", "-display", "none", "-no-reboot", "-no-user-config"]
     argv += _serial_args(cfg)
@@ -118,8 +129,15 @@ class QemuProcess:
     else then ties it to us, it is also asked to die with the thread that started it
     (PR_SET_PDEATHSIG): a composer killed with SIGKILL takes its QEMU with it."""
 
-    def __init__(self, argv: Sequence[str], log: Path, term_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log: Path,
+        term_grace: float = 5.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.argv = list(argv)
+        self.env = {**os.environ, **env} if env else None
         self.log = log
         self.term_grace = term_grace
         self.proc: subprocess.Popen[bytes] | None = None
@@ -133,6 +151,7 @@ class QemuProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_fh,
                 stderr=subprocess.STDOUT,
+                env=self.env,
                 start_new_session=True,  # Ctrl-C reaches us, not QEMU: we stop it in order
                 preexec_fn=die_with_parent(),
             )

@@ -22,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class BootOptions:
     retries: int = 1  # boots again after an infrastructure error, at most this many times
     firstboot: bool = True  # answer systemd-firstboot's questions with credentials
     manifest: Path | None = None  # judge every image against this one (boot --manifest)
+    smp: int | None = None  # vCPUs; None: boot.default_smp, one when boots run side by side
 
 
 @dataclass
@@ -146,6 +147,7 @@ def boot_one(
         vars_file=opts.vars_for(image),
         console=console,
         firstboot=opts.firstboot,
+        smp=opts.smp,
     )
     found = load.load(image, opts.manifest)
     if found is not None:
@@ -246,6 +248,8 @@ def boot_many(
         keep = keep_dir_for(opts.keep, images[0], names[0], False)
         return [boot_guarded(images[0], names[0], opts, keep, console_for(names[0]))]
     stop = StopFlag()
+    if jobs > 1 and opts.smp is None:  # VMs side by side share the host's cores: one vCPU each
+        opts = replace(opts, smp=1)
 
     def one(image: Path, name: str) -> BootResult:
         keep = keep_dir_for(opts.keep, image, name, several)

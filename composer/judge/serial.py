@@ -107,6 +107,56 @@ HOST_SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+# "No root partition" long before systemd's device timeout (5 min for /dev/gpt-auto-root): the
+# kernel has read the partition tables of the disks (block/partitions/check.c prints
+# " vda: vda1 vda2"), and systemd's job for /dev/gpt-auto-root, whose counter is the guest's
+# own clock, is still waiting ROOT_SETTLE seconds later. udev creates the link as soon as it
+# has probed the partition with the root type on the disk the loader came from
+# (systemd's 60-persistent-storage.rules, udev builtin "blkid" with ID_PART_GPT_AUTO_ROOT),
+# about a second after the scan even under TCG on a loaded host; that disk is there from the
+# start, so a root that has not appeared by then never will.
+ROOT_SETTLE = 30.0
+_PARTITION_SCAN = re.compile(r"^\s*(?:\[\s*[\d.]+\]\s+)?([a-z][a-z0-9]*): (?:\1p?\d+\s*)+$")
+_ROOT_JOB = re.compile(
+    r"(?:Job dev-gpt\\x2dauto\\x2droot\.device/start running"
+    r"|A start job is running for /dev/gpt-auto-root) \((?:(\d+)min )?(\d+(?:\.\d+)?)s / "
+)
+
+
+class RootWait:
+    """Turns the console's "still waiting for /dev/gpt-auto-root" after the partition scan
+    into a fatal "root-not-found" sign (see ROOT_SETTLE)."""
+
+    def __init__(self, settle: float = ROOT_SETTLE) -> None:
+        self.settle = settle
+        self.scanned = ""  # the kernel's partition line, once seen
+        self.base: float | None = None  # the job's counter at the first status after the scan
+        self.fired = False
+
+    def feed(self, line: str, t: float) -> SerialEvent | None:
+        if self.fired:
+            return None
+        if not self.scanned and _PARTITION_SCAN.match(line):
+            self.scanned = line.strip()
+            return None
+        job = _ROOT_JOB.search(line)
+        if job is None or not self.scanned:
+            return None
+        waited = 60 * int(job.group(1) or 0) + float(job.group(2))
+        if self.base is None:
+            self.base = waited
+        if waited - self.base < self.settle:
+            return None
+        self.fired = True
+        detail = (
+            f"no root partition found: /dev/gpt-auto-root did not appear "
+            f"{waited - self.base:.0f} s after the kernel read the partitions "
+            f"({self.scanned}): systemd found no root partition on the boot disk "
+            f"({job.group(0).split(' (')[0]} for {waited:.0f} s)"
+        )
+        return SerialEvent("fatal", "root-not-found", t, detail, "root-discovered")
+
+
 def strip_ansi(text: str) -> str:
     """Drop escape sequences and stray control characters; CR, CRLF and cursor jumps → LF."""
     text = _CURSOR_BREAK.sub("\n", text)
@@ -136,6 +186,7 @@ class SerialScanner:
         self.events: list[SerialEvent] = []
         self.tail: deque[str] = deque(maxlen=keep_lines)
         self._seen: set[tuple[str, str]] = set()
+        self._root_wait = RootWait()
 
     def feed(self, line: str, t: float, *, remember: bool = True) -> list[SerialEvent]:
         """Scan one line; ``remember=False`` for unfinished lines and the check channel."""
@@ -151,6 +202,8 @@ class SerialScanner:
         for name, rx in HOST_SIGNS:
             if ("host", name) not in self._seen and rx.search(line):
                 new.append(SerialEvent("host", name, t, line.strip()[:300]))
+        if remember and (root_missing := self._root_wait.feed(line, t)) is not None:
+            new.append(root_missing)
         self._seen.update((e.kind, e.name) for e in new)
         self.events.extend(new)
         return new

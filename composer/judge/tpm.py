@@ -13,6 +13,7 @@ from pathlib import Path
 from composer.core.errors import HostError
 from composer.core.lifetime import die_with_parent
 from composer.core.tools import run, which
+from composer.toolchain.boottools import HOST, BootTools
 
 SUN_PATH_MAX = 107
 
@@ -47,14 +48,27 @@ def qemu_tpm_args(sock: Path, device: str) -> tuple[str, ...]:
     )
 
 
-def setup_state(state_dir: Path, work: Path) -> None:
-    """swtpm_setup a fresh TPM 2.0 with a sha256 bank; our own empty config (no CA in /var/lib)."""
+def _program(tools: BootTools, name: str) -> list[str]:
+    return [which(name)] if tools.root is None else tools.command(name)
+
+
+def setup_state(state_dir: Path, work: Path, tools: BootTools = HOST) -> None:
+    """swtpm_setup a fresh TPM 2.0 with a sha256 bank; our own empty config (no CA in /var/lib).
+    From a tree, swtpm_setup is told how to start the tree's swtpm (``--tpm``: a command line
+    that swtpm_setup splits at blanks, so the tree's path must have none)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     config = work / "swtpm_setup.conf"
     config.write_text("")
+    engine: list[str] = []
+    if tools.root is not None:
+        swtpm_cmd = tools.command("swtpm")
+        if any(" " in part for part in swtpm_cmd):
+            raise ComposerError(f"the boot tools tree's path has a blank: {tools.root}")
+        engine = ["--tpm", " ".join([*swtpm_cmd, "socket"])]
     run(
         [
-            "swtpm_setup",
+            *_program(tools, "swtpm_setup"),
+            *engine,
             "--tpm2",
             "--tpmstate",
             str(state_dir),
@@ -97,7 +111,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def swtpm(work: Path, arch: str = "x86_64") -> Iterator[Swtpm]:
+def swtpm(work: Path, arch: str = "x86_64", tools: BootTools = HOST) -> Iterator[Swtpm]:
     """Set up state under ``work``, run ``swtpm socket`` on a pre-bound socket, yield QEMU args.
 
     Python binds and listens before swtpm starts and hands the fd over (pass_fds), so QEMU can
@@ -105,12 +119,12 @@ def swtpm(work: Path, arch: str = "x86_64") -> Iterator[Swtpm]:
     """
     work = work.resolve()
     state, log, sock_path = work / "tpm", work / "swtpm.log", work / "swtpm.sock"
-    setup_state(state, work)
+    setup_state(state, work, tools)
     listener = _listen(sock_path)
     proc: subprocess.Popen[bytes] | None = None
     try:
         fd = listener.fileno()
-        argv = [which("swtpm"), "socket", "--tpm2", "--tpmstate", f"dir={state}"]
+        argv = [*_program(tools, "swtpm"), "socket", "--tpm2", "--tpmstate", f"dir={state}"]
         argv += ["--ctrl", f"type=unixio,fd={fd}", "--log", f"file={log},level=20"]
         with open(work / "swtpm.stderr", "ab") as err:
             proc = subprocess.Popen(

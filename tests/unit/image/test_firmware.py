@@ -242,3 +242,20 @@ def test_varstore_in_another_format_is_refused(debian_like: Path, tmp_path: Path
     vars_copy.write_bytes(b"QFI\xfb" + b"\0" * 200)  # claims qcow2 (and is truncated)
     with pytest.raises(ComposerError):
         firmware_args(fw, vars_copy)
+
+
+def test_descriptors_of_a_tree_name_files_inside_that_tree(tmp_path: Path) -> None:
+    """A tree's descriptors say /usr/share/OVMF/...: the files are looked up in the tree."""
+    root = tmp_path / "tree"
+    (root / "usr/share/OVMF").mkdir(parents=True)
+    for name in ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"):
+        (root / "usr/share/OVMF" / name).write_bytes(b"\0" * 16)
+    (tmp_path / "unused").mkdir()
+    data = descriptor(tmp_path / "unused", code="c", template="v")
+    data["mapping"]["executable"]["filename"] = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    data["mapping"]["nvram-template"]["filename"] = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+    fw_dir = root / "usr/share/qemu/firmware"
+    write(fw_dir, "60-edk2-x86_64.json", data)
+    fw = select_firmware(X86, "q35", secure_boot=False, dirs=[fw_dir], root=root)
+    assert fw.code == root / "usr/share/OVMF/OVMF_CODE_4M.fd"
+    assert fw.vars_template == root / "usr/share/OVMF/OVMF_VARS_4M.fd"

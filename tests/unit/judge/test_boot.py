@@ -42,3 +42,15 @@ def test_setup_error_is_kept_and_leaves_no_work_dir(
     assert verdict["checks"][0]["detail"].startswith("could not boot: cannot copy the varstore")
     assert f"kept: {keep}" in lines
     assert list(work.iterdir()) == []  # the scratch directory went
+
+
+def test_default_vcpus_follow_the_emulator() -> None:
+    """QEMU 7.2 (the host's) crashed x86 guests with two vCPUs under TCG: one; the tree's QEMU
+    10 gets VCPUS_TCG_TREE; KVM always two."""
+    from composer.judge.boot import VCPUS_TCG_TREE, default_smp
+    from composer.toolchain.boottools import HOST, BootTools
+
+    tree = BootTools(Path("/cache/trees/boot-x"))
+    assert default_smp("tcg", HOST) == 1
+    assert default_smp("tcg", tree) == VCPUS_TCG_TREE == 2
+    assert default_smp("kvm", HOST) == default_smp("kvm", tree) == 2

@@ -199,3 +199,52 @@ def test_tpm_timeouts_are_host_signs_not_fatal() -> None:
         ("host", "tpm-timeout"),
         ("host", "tpm-transmit"),
     ]
+
+
+# --- no root partition: the initrd still waits for /dev/gpt-auto-root after the disk scan ---
+
+SCAN = "[   19.892792]  vda: vda1 vda2"
+
+
+def root_job(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    shown = f"{minutes}min {rest}s" if minutes else f"{rest}s"
+    return f"[ ***  ] Job dev-gpt\\x2dauto\\x2droot.device/start running ({shown} / 5min)"
+
+
+def fatal_names(lines: list[str]) -> list[tuple[str, str | None]]:
+    scanner = SerialScanner()
+    for i, line in enumerate(lines):
+        scanner.feed(line, float(i))
+    return [(e.name, e.check) for e in scanner.events if e.kind == "fatal"]
+
+
+def test_root_not_found_once_the_root_job_waits_long_after_the_partition_scan() -> None:
+    lines = [root_job(s) for s in range(5, 10)] + [SCAN] + [root_job(s) for s in range(10, 45)]
+    assert fatal_names(lines) == [("root-not-found", "root-discovered")]
+    scanner = SerialScanner()
+    for i, line in enumerate(lines):
+        scanner.feed(line, float(i))
+    (event,) = [e for e in scanner.events if e.name == "root-not-found"]
+    assert "vda: vda1 vda2" in event.line and "/dev/gpt-auto-root" in event.line
+    assert event.t == float(lines.index(root_job(40)))  # 30 s of the job's clock after the scan
+
+
+def test_no_root_sign_before_the_scan_or_within_the_settle_time() -> None:
+    assert fatal_names([root_job(s) for s in range(5, 200)]) == []  # disk not read yet
+    assert fatal_names([SCAN] + [root_job(s) for s in range(10, 39)]) == []
+
+
+def test_minutes_in_the_job_counter_and_the_single_job_form() -> None:
+    assert fatal_names([SCAN, root_job(50), root_job(85)]) == [
+        ("root-not-found", "root-discovered")
+    ]
+    single = "A start job is running for /dev/gpt-auto-root ({}s / 5min)"
+    assert fatal_names([SCAN, single.format(3), single.format(33)]) == [
+        ("root-not-found", "root-discovered")
+    ]
+
+
+def test_a_found_root_never_looks_missing() -> None:
+    found = "[  OK  ] Found device dev-gpt\\x2dauto\\x2droot.device - /dev/gpt-auto-root."
+    assert fatal_names([root_job(9), SCAN, root_job(10), found, "login: "]) == []
