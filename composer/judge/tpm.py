@@ -63,7 +63,7 @@ def setup_state(state_dir: Path, work: Path, tools: BootTools = HOST) -> None:
     if tools.root is not None:
         swtpm_cmd = tools.command("swtpm")
         if any(" " in part for part in swtpm_cmd):
-            raise ComposerError(f"the boot tools tree's path has a blank: {tools.root}")
+            raise HostError(f"the boot tools tree's path has a blank: {tools.root}")
         engine = ["--tpm", " ".join([*swtpm_cmd, "socket"])]
     run(
         [

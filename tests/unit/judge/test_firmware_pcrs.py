@@ -42,7 +42,7 @@ EVENTS = [
 ]  # fmt: skip
 EXP = Expectations(
     "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-    expected_pcrs={7: extend([e["digest"] for e in EVENTS]), 11: "ab" * 32},
+    expected_pcrs={7: extend([str(e["digest"]) for e in EVENTS]), 11: "ab" * 32},
     pcr_events={7: EVENTS},
 )
 TREE = BootTools(Path("/cache/trees/boot-x"))
