@@ -9,6 +9,7 @@ import typer
 from composer.cli import boot, build, inspect, install
 from composer.cli.cache import cache_app
 from composer.cli.keys import keys_app
+from composer.cli.matrix import matrix_app
 from composer.cli.uki_virt import uki_app
 from composer.core.lifetime import install_signal_handlers
 
@@ -35,6 +36,7 @@ app.command()(inspect.inspect)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")
+app.add_typer(matrix_app, name="matrix")
 app.command("kickstart")(install.kickstart)
 app.command("fixup")(install.fixup)
 

@@ -33,6 +33,7 @@ RANKS: dict[str, int] = {
     "judge": 110,
     "fixup": 120,
     "kickstart": 130,
+    "matrix": 140,
     "cli": 150,
 }
 # composer/__init__.py (the version, DATA) imports nothing of the composer and may be imported
