@@ -70,6 +70,14 @@ def run(
         "matrix-out"
     ),
     cache_dir: CacheDir = None,
+    cache_per_worker: Annotated[
+        bool,
+        typer.Option(
+            "--cache-per-worker",
+            help="Each worker keeps its own cache in a "
+            "subdirectory of the cache directory (as on separate hosts)",
+        ),  # fmt: skip
+    ] = False,
 ) -> None:
     """Build (and boot) every cell of the matrix on a Dask cluster.
 
@@ -79,6 +87,7 @@ def run(
     from composer.matrix import report
     from composer.matrix import run as runner
     from composer.matrix.model import load
+    from composer.matrix.tasks import Caches
 
     started = time.monotonic()
     with guard("interrupted: the cluster was stopped"):
@@ -92,7 +101,10 @@ def run(
         target = output.resolve()
         say(f"matrix {graph.name}: {len(graph.cells)} cells, {len(graph.tasks)} tasks")
         with runner.cluster(scheduler, workers, model.limits) as client:
-            outcome = runner.run_graph(client, graph, target, cache_url, model.limits, say)
+            caches = Caches(
+                str(cache_dir.resolve()) if cache_dir else "", cache_per_worker, cache_url
+            )
+            outcome = runner.run_graph(client, graph, target, caches, model.limits, say)
         records = report.write_cells(graph, outcome, target)
         code = report.exit_code(records)
         if junit is not None:

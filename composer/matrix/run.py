@@ -104,7 +104,7 @@ def _resources(client: Any, kind: str) -> dict[str, int] | None:
 
 
 def submit(
-    client: Any, graph: Graph, out: Path, cache_url: str, limits: Limits, caps: dict[str, Any]
+    client: Any, graph: Graph, out: Path, caches: tasks.Caches, limits: Limits, caps: dict[str, Any]
 ) -> dict[str, Any]:
     """Every task of the graph as a future, dependencies as arguments."""
     futures: dict[str, Any] = {}
@@ -120,7 +120,7 @@ def submit(
         if task.kind == "build":
             futures[task.id] = client.submit(
                 tasks.run_build, task.id, task.blueprint, _name(task), str(out),
-                limits.seconds("build"), cache_url, *after, **common,
+                limits.seconds("build"), caches, *after, **common,
             )  # fmt: skip
         else:
             futures[task.id] = client.submit(
@@ -137,7 +137,7 @@ def _name(task: Task) -> str:
 
 
 def run_graph(
-    client: Any, graph: Graph, out: Path, cache_url: str, limits: Limits, say: Say
+    client: Any, graph: Graph, out: Path, caches: tasks.Caches, limits: Limits, say: Say
 ) -> Outcome:
     """Run every task; each result as it comes (``say``: one progress line per task and per
     finished cell). A task that fails (its workers kept dying) is a result too."""
@@ -148,7 +148,7 @@ def run_graph(
     for addr, c in sorted(caps.items()):
         say(f"worker {addr} on {c['host']}: build {'yes' if c['build'] else 'no'}, boot "
             f"{'yes' if c['boot'] else 'no'} ({c['accel']})")  # fmt: skip
-    futures = submit(client, graph, out, cache_url, limits, caps)
+    futures = submit(client, graph, out, caches, limits, caps)
     done_cells: set[str] = set()
     for future in as_completed(list(futures.values())):  # type: ignore[no-untyped-call]
         task_id = str(future.key)

@@ -17,18 +17,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from composer.core.lifetime import die_with_parent
+from composer.core.paths import CACHE_DIR_ENV
 from composer.manifest.load import manifest_name
 
-CACHE_URL_ENV = "DPS_COMPOSER_CACHE_URL"
+CACHE_URL_ENV = "DPS_COMPOSER_CACHE_URL"  # composer/build/cache_shared.py
 STOP_GRACE = 60.0  # seconds a stopped build or boot has to clean up before SIGKILL
 BOOTABLE = ("qcow2", "raw", "vmdk", "vhdx", "vhd")
 
@@ -90,6 +93,35 @@ def _worker() -> str:
         return "local"
 
 
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return re.sub(r"[^A-Za-z0-9._-]", "_", str(get_worker().name))
+    except (ImportError, ValueError):
+        return "local"
+
+
+@dataclass(frozen=True)
+class Caches:
+    """Where a worker's builds and boots keep their caches: ``directory`` ("": the worker's
+    own DPS_COMPOSER_CACHE_DIR or default), one subdirectory per worker with ``per_worker``
+    (a LocalCluster then behaves like as many hosts), and the shared store's URL."""
+
+    directory: str = ""
+    per_worker: bool = False
+    url: str = ""
+
+    def env(self) -> dict[str, str]:
+        env = {CACHE_URL_ENV: self.url} if self.url else {}
+        if self.directory:
+            where = Path(self.directory)
+            if self.per_worker:
+                where = where / f"worker-{_worker_name()}"
+            env[CACHE_DIR_ENV] = str(where)
+        return env
+
+
 def _tail(log: Path, lines: int = 20) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -106,7 +138,7 @@ def _manifest(directory: Path, name: str) -> dict[str, Any] | None:
 
 
 def run_build(
-    task_id: str, blueprint: str, name: str, out: str, timeout: float, cache_url: str, *_after: Any
+    task_id: str, blueprint: str, name: str, out: str, timeout: float, caches: Caches, *_after: Any
 ) -> dict[str, Any]:
     """Build the task's blueprint into OUT/builds/TASK (``_after``: results of the tasks it
     waits for, unused: the stage cache carries what they made)."""
@@ -114,7 +146,7 @@ def run_build(
     directory.mkdir(parents=True, exist_ok=True)
     bp = directory / f"{name}.blueprint.toml"
     bp.write_text(blueprint)
-    env = {CACHE_URL_ENV: cache_url} if cache_url else {}
+    env = caches.env()
     log = directory / "build.cli.log"
     code, seconds = _run_cli(["build", str(bp), "-o", str(directory)], log, timeout, env)
     manifest = _manifest(directory, name) if code == 0 else None
@@ -128,6 +160,7 @@ def run_build(
         "exit_code": code,
         "seconds": seconds,
         "worker": _worker(),
+        "cache_dir": env.get(CACHE_DIR_ENV, ""),
         "directory": str(directory),
         "log": str(log),
         "cache": (manifest or {}).get("cache", {}),
@@ -137,7 +170,12 @@ def run_build(
 
 
 def run_boot(
-    task_id: str, image: str | None, out: str, timeout: float, built: dict[str, Any] | None
+    task_id: str,
+    image: str | None,
+    out: str,
+    timeout: float,
+    caches: Caches,
+    built: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Boot ``image`` (or the image the build task made) and judge it."""
     directory = Path(out) / "boots" / task_id
@@ -150,7 +188,9 @@ def run_boot(
     verdict = directory / "verdict.json"
     log = directory / "boot.cli.log"
     args = ["boot", str(image), "--json", str(verdict), "--keep", str(directory / "work")]
-    code, seconds = _run_cli([*args, "--timeout", str(timeout)], log, timeout + STOP_GRACE, {})
+    code, seconds = _run_cli(
+        [*args, "--timeout", str(timeout)], log, timeout + STOP_GRACE, caches.env()
+    )
     outcome = None
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
         data = json.loads(verdict.read_text())
