@@ -124,7 +124,7 @@ def submit(
             )  # fmt: skip
         else:
             futures[task.id] = client.submit(
-                tasks.run_boot, task.id, task.image, str(out), limits.seconds("boot"),
+                tasks.run_boot, task.id, task.image, str(out), limits.seconds("boot"), caches,
                 after[0] if after else None, **common,
             )  # fmt: skip
     return futures
