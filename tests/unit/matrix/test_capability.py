@@ -60,9 +60,9 @@ def test_a_worker_without_the_tools_gets_no_cells_and_says_what_it_lacks(
     with (
         LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,  # type: ignore[no-untyped-call]
         Client(cluster) as client,  # type: ignore[no-untyped-call]
+        pytest.raises(MatrixInfraError) as info,
     ):
-        with pytest.raises(MatrixInfraError) as info:
-            check_workers(client, graph)
+        check_workers(client, graph)
     message = str(info.value)
     assert "no worker can run the matrix's boot tasks" in message
     assert "qemu-system-x86_64, swtpm" in message
