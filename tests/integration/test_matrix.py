@@ -148,7 +148,7 @@ def test_local_cluster_builds_every_cell_and_boots_one(local_run: dict[str, Any]
     assert len(booted) == 1
     boot = next(t for t in booted[0]["tasks"].values() if t["kind"] == "boot")
     verdict = json.loads(Path(boot["verdict"]).read_text())
-    assert verdict["outcome"] == "PASS" and verdict["passed"] is True
+    assert verdict["outcome"] == "pass" and verdict["passed"] is True
     # per-cell progress lines, on two worker processes
     for cell in cells:
         assert f"cell {cell}: PASS" in done.stderr
