@@ -122,11 +122,17 @@ def _check_images(out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_run(place: Path) -> dict[str, Any]:
+def worker_caches(place: Path) -> dict[str, Path]:
+    """Two LocalCluster workers' caches (``--cache-per-worker``) and the shared store."""
     caches = place / "big" / "caches"
     for worker in ("worker-0", "worker-1"):
         _seed(caches / worker)
-    store = place / "big" / "store"
+    return {"caches": caches, "store": place / "big" / "store"}
+
+
+@pytest.fixture(scope="module")
+def local_run(place: Path, worker_caches: dict[str, Path]) -> dict[str, Any]:
+    caches, store = worker_caches["caches"], worker_caches["store"]
     out = place / "big" / "local"
     junit = place / "local.junit.xml"
     env = {**os.environ, paths.CACHE_DIR_ENV: str(caches)}
@@ -242,11 +248,14 @@ def test_dask_scheduler_and_workers_take_the_images_from_the_shared_cache(
 
 
 def _children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
+    """Children started by any thread of ``pid`` (Dask starts workers and tasks in threads)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -264,16 +273,16 @@ def _descendants(pid: int) -> list[int]:
 
 
 def test_a_worker_killed_mid_build_and_the_matrix_still_completes(
-    local_run: dict[str, Any], place: Path
+    worker_caches: dict[str, Path], place: Path
 ) -> None:
     """SIGKILL to the worker process running a build: the build (its child) gets SIGTERM
     and cleans up, the scheduler runs the task again on a worker, the images are sound."""
     out = place / "big" / "killed"
-    env = {**os.environ, paths.CACHE_DIR_ENV: str(local_run["caches"])}
+    env = {**os.environ, paths.CACHE_DIR_ENV: str(worker_caches["caches"])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "composer", "matrix", "run",
          str(_matrix(place, "killed", "gamma", "delta", boot=False)), "--workers", "2",
-         "--cache-per-worker", "--cache-url", local_run["store"].as_uri(), "-o", str(out)],
+         "--cache-per-worker", "--cache-url", worker_caches["store"].as_uri(), "-o", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     killed = None
@@ -299,12 +308,12 @@ def test_a_worker_killed_mid_build_and_the_matrix_still_completes(
 
 
 def test_sigterm_stops_the_cluster_and_leaves_no_process_behind(
-    local_run: dict[str, Any], place: Path
+    worker_caches: dict[str, Path], place: Path
 ) -> None:
     """SIGTERM to `matrix run` while a build runs: exit 143, the LocalCluster's workers and
     their builds gone, no staging directory left."""
     out = place / "big" / "stopped"
-    env = {**os.environ, paths.CACHE_DIR_ENV: str(local_run["caches"])}
+    env = {**os.environ, paths.CACHE_DIR_ENV: str(worker_caches["caches"])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "composer", "matrix", "run",
          str(_matrix(place, "stopped", "eps", "zeta", boot=False)), "--workers", "2",
