@@ -197,6 +197,6 @@ def cell_status(graph: Graph, cell_id: str, results: dict[str, dict[str, Any]]) 
         code = r.get("exit_code")
         if code == 1 and r.get("kind") == "boot":
             return "FAIL", 1
-        if code != 0:
-            return "ERROR", code if code in (2, 3, 4) else 3
+        if code != 0:  # a boot that timed out or was killed: the host's fault, 4
+            return "ERROR", code if code in (2, 3, 4) else (4 if r.get("kind") == "boot" else 3)
     return "PASS", 0

@@ -56,6 +56,14 @@ def test_statuses_exit_code_junit(tmp_path: Path) -> None:
     assert xml.count("<failure ") == 1 and xml.count("<error ") == 2
 
 
+def test_a_boot_that_timed_out_is_a_boot_infrastructure_error(tmp_path: Path) -> None:
+    graph = plan_matrix(matrix_dir(tmp_path), tmp_path / "cache")
+    results = _results(graph)
+    boot = graph.cell_tasks["a-qcow2"][1]
+    results[boot] = {"kind": "boot", "exit_code": 124, "seconds": 900.0}
+    assert cell_status(graph, "a-qcow2", results) == ("ERROR", 4)
+
+
 def test_a_cell_without_results_is_skipped(tmp_path: Path) -> None:
     graph = plan_matrix(matrix_dir(tmp_path), tmp_path / "cache")
     records = write_cells(graph, Outcome(), tmp_path / "out")
