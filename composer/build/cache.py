@@ -170,6 +170,12 @@ class StageCache:
             self._publish(tmp, final)
         return final
 
+    def adopt(self, tmp: Path, stage: str, key: str) -> Path:
+        """Publish a complete, checked entry made elsewhere (a shared store's) as ours."""
+        final = self._dir(stage, key)
+        self._publish(tmp, final)
+        return final
+
     def _publish(self, tmp: Path, final: Path) -> None:
         try:
             os.rename(tmp, final)

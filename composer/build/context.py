@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from composer.build import space
 from composer.build.cache import StageCache
+from composer.build.cache_shared import SharedStore, from_env
 from composer.build.facts import Facts
 from composer.build.publish import keep_log
+from composer.core.errors import ComposerError
 from composer.core.lifetime import Interrupted
 from composer.core.log import note
 from composer.manifest.model import Manifest, Output
@@ -94,6 +96,7 @@ class Context:
     status: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
     needs: space.Needs = field(default_factory=space.Needs)
     warnings: list[str] = field(default_factory=list)
+    shared: SharedStore | None = field(default_factory=from_env)  # DPS_COMPOSER_CACHE_URL
 
     def note(self, text: str) -> None:
         note(LOG, text)
@@ -114,9 +117,35 @@ class Context:
             self.status[stage] = "off"
             return None
         entry = StageCache(self.cache).get(stage, key, hash_files=hash_files, log=self.warn)
+        if entry is None and self.shared is not None:
+            entry = self._pull(stage, key)
+        elif entry is not None and self.shared is not None:
+            self._push(stage, key, entry)  # a warm host seeds the store
         self.status[stage] = "hit" if entry is not None else "miss"
         self.note(f"stage cache {stage} {key}: {self.status[stage]}")
         return entry
+
+    def _pull(self, stage: str, key: str) -> Path | None:
+        """The entry from the shared store, checked in full (composer/build/cache_shared.py)."""
+        assert self.shared is not None
+        try:
+            why = self.shared.pull(StageCache(self.cache), stage, key)
+        except (OSError, ComposerError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if why is None:
+            self.note(f"stage cache {stage} {key}: pulled from the shared store")
+            return StageCache(self.cache).get(stage, key)
+        if why != "absent":
+            self.warn(f"shared stage cache {stage} {key}: not used: {why}")
+        return None
+
+    def _push(self, stage: str, key: str, entry: Path) -> None:
+        assert self.shared is not None
+        try:
+            if self.shared.push(StageCache(self.cache), stage, key, entry):
+                self.note(f"stage cache {stage} {key}: pushed to the shared store")
+        except (OSError, ComposerError) as exc:  # the image is still good: a note
+            self.warn(f"shared stage cache {stage} {key}: not pushed: {exc}")
 
     def building(self, stage: str) -> contextlib.AbstractContextManager[None]:
         """One build at a time looks up, makes and stores the stage's entry."""
@@ -131,7 +160,9 @@ class Context:
         key = self.key(stage)
         if key is not None:
             self.note(f"stage cache {stage} {key}: storing")
-            StageCache(self.cache).put(stage, key, make, {"plan": self.plan.name}, known)
+            entry = StageCache(self.cache).put(stage, key, make, {"plan": self.plan.name}, known)
+            if self.shared is not None:
+                self._push(stage, key, entry)
 
     def touch(self, stage: str) -> None:
         """Keep the stage's entry warm (the least recently used are pruned first)."""

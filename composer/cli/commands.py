@@ -12,6 +12,7 @@ from composer.cli import boot, build, completion, doctor, inspect, install
 from composer.cli.cache import cache_app
 from composer.cli.common import out, say
 from composer.cli.keys import keys_app
+from composer.cli.matrix import matrix_app
 from composer.cli.uki_virt import uki_app
 from composer.core import version
 from composer.core.lifetime import install_signal_handlers
@@ -56,6 +57,7 @@ app.command()(inspect.inspect)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cache_app, name="cache")
 app.add_typer(uki_app, name="uki-virt")
+app.add_typer(matrix_app, name="matrix")
 app.command("kickstart")(install.kickstart)
 app.command("fixup")(install.fixup)
 app.command("doctor")(doctor.doctor)

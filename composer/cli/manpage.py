@@ -41,6 +41,10 @@ ENVIRONMENT = (
     ),  # fmt: skip
     ("DPS_COMPOSER_WORK_DIR", "where scratch directories go; default /var/tmp"),
     (
+        "DPS_COMPOSER_CACHE_URL",
+        "a stage cache store shared by hosts or workers (an fsspec URL; matrix run --cache-url)",
+    ),
+    (
         "DPS_COMPOSER_BOOT_TOOLS",
         "where boot takes QEMU, OVMF and swtpm: auto (a cached trixie boot tools tree, else the"
         " host's), tree or host",

@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "fixup": 120,
     "kickstart": 130,
     "doctor": 140,
+    "matrix": 145,
     "cli": 150,
 }
 # composer/__init__.py (the version, DATA) imports nothing of the composer and may be imported

@@ -1,0 +1,1 @@
+"""Image matrices: many blueprint variants built and booted on a Dask cluster."""
