@@ -137,6 +137,29 @@ def _manifest(directory: Path, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def build_argv(blueprint: Path, directory: Path) -> list[str]:
+    """The command line of a cell's build (after ``dps-composer``)."""
+    return ["build", str(blueprint), "-o", str(directory), "--progress=plain"]
+
+
+def boot_argv(image: str, verdict: Path, directory: Path, timeout: float) -> list[str]:
+    """The command line of a cell's boot (after ``dps-composer``): its verdict as JSON, its
+    HTML report and its work files kept in the task's directory."""
+    return [
+        "boot",
+        image,
+        "--json-file",
+        str(verdict),
+        "--report",
+        str(directory / "report"),
+        "--keep",
+        str(directory / "work"),
+        "--progress=plain",
+        "--timeout",
+        str(timeout),
+    ]
+
+
 def run_build(
     task_id: str, blueprint: str, name: str, out: str, timeout: float, caches: Caches, *_after: Any
 ) -> dict[str, Any]:
@@ -148,7 +171,7 @@ def run_build(
     bp.write_text(blueprint)
     env = caches.env()
     log = directory / "build.cli.log"
-    code, seconds = _run_cli(["build", str(bp), "-o", str(directory)], log, timeout, env)
+    code, seconds = _run_cli(build_argv(bp, directory), log, timeout, env)
     manifest = _manifest(directory, name) if code == 0 else None
     image = None
     if manifest is not None:
@@ -187,10 +210,8 @@ def run_boot(
             return {**result, "exit_code": None, "seconds": 0.0, "skipped": "the build failed"}
     verdict = directory / "verdict.json"
     log = directory / "boot.cli.log"
-    args = ["boot", str(image), "--json", str(verdict), "--keep", str(directory / "work")]
-    code, seconds = _run_cli(
-        [*args, "--timeout", str(timeout)], log, timeout + STOP_GRACE, caches.env()
-    )
+    args = boot_argv(str(image), verdict, directory, timeout)
+    code, seconds = _run_cli(args, log, timeout + STOP_GRACE, caches.env())
     outcome = None
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
         data = json.loads(verdict.read_text())
