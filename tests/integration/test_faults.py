@@ -336,7 +336,8 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
         ]
         for role, directory in (("scratch", work), ("output", out), ("cache", cache)):
             build = Build(full, bp, out)
-            build.wait_for("# stage: root")  # after the up-front check: the disk fills now
+            # the root stage checks the space first, then copies the cached tree: fill now
+            build.wait_for("$ cp -a --reflink=auto")
             filler = _fill(directory)
             code, _, err = build.finish()
             assert code == 3, err
