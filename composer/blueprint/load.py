@@ -7,17 +7,16 @@ Checks that need the partition layout or the target's tree are the plan's
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from composer.blueprint.lines import dotted
 from composer.blueprint.model import Blueprint
-from composer.blueprint.text import check_depth, located, read_blueprint, too_deep
+from composer.blueprint.text import located, parse_toml, read_blueprint
 from composer.core.errors import BlueprintError, Problem
+from composer.core.model import valid_keys_at
 
 
 def _tuplify(value: Any) -> Any:
@@ -28,30 +27,11 @@ def _tuplify(value: Any) -> Any:
     return value
 
 
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
-    """The model class that holds the key at ``loc`` (for listing valid keys)."""
-    model: type[BaseModel] = Blueprint
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
-        if field is None:
-            return None
-        args = get_args(field.annotation)
-        inner = args[0] if args else field.annotation
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            model = inner
-        else:
-            return None
-    return model
-
-
 def _describe(err: dict[str, Any]) -> str:
     kind = err["type"]
     loc = tuple(err["loc"])
     if kind == "extra_forbidden":
-        model = _model_at(loc)
-        valid = sorted((f.alias or n) for n, f in model.model_fields.items()) if model else []
+        valid = valid_keys_at(Blueprint, loc)
         return "unknown key" + (f"; valid keys here: {', '.join(valid)}" if valid else "")
     if kind == "missing":
         return "required key is missing"
@@ -72,16 +52,7 @@ def _loc(err: dict[str, Any]) -> tuple[str | int, ...]:
 
 def parse(text: str, file: str = "<blueprint>") -> Blueprint:
     """Parse and validate blueprint TOML text; every error names file, line, key and reason."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise BlueprintError(
-            file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
-        ) from None
-    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
-        raise too_deep(text, file) from None
-    check_depth(data, text, file)
+    data = parse_toml(text, file)
     try:
         bp = Blueprint.model_validate(_tuplify(data))
     except ValidationError as exc:

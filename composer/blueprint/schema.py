@@ -9,31 +9,18 @@ fits, a user that exists) are the composer's to judge (`dps-composer plan`)."""
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from composer import DATA
 from composer.blueprint.model import Blueprint
-from composer.core.files import regenerate
-from composer.core.model import json_schema, schema_text
+from composer.core.model import CommittedSchema
 
-SCHEMA_FILE = DATA / "blueprint.schema.json"
-
-
-def schema() -> dict[str, Any]:
-    return json_schema(
-        Blueprint,
-        "https://dps-composer.invalid/blueprint.schema.json",
-        "dps-composer blueprint (TOML)",
-    )
-
-
-def text() -> str:
-    return schema_text(schema())
-
-
-def main(argv: list[str]) -> int:
-    return regenerate(argv, SCHEMA_FILE, text())
-
+SCHEMA = CommittedSchema(
+    Blueprint,
+    "https://dps-composer.invalid/blueprint.schema.json",
+    "dps-composer blueprint (TOML)",
+    DATA / "blueprint.schema.json",
+)
+SCHEMA_FILE, schema, text = SCHEMA.file, SCHEMA.schema, SCHEMA.text
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(SCHEMA.main(sys.argv[1:]))

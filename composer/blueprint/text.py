@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,19 @@ def too_deep(text: str, file: str) -> BlueprintError:
     line = deep_line(text)
     keys = [path for path, n in key_lines(text) if n <= line]
     return BlueprintError(file, line, dotted(keys[-1]) if keys else "", _TOO_DEEP)
+
+
+def parse_toml(text: str, file: str) -> dict[str, Any]:
+    """The TOML document ``text`` (of ``file``), not deeper than the composer reads: a syntax
+    error or a too-deep document is a BlueprintError naming the line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise BlueprintError(
+            file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
+        ) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise too_deep(text, file) from None
+    check_depth(data, text, file)
+    return data

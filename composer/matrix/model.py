@@ -11,16 +11,15 @@ read or boot files elsewhere on the build host.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from composer.blueprint.lines import dotted
-from composer.blueprint.text import check_depth, located, read_blueprint, too_deep
-from composer.core.errors import BlueprintError, ComposerError, Problem
-from composer.core.model import Model
+from composer.blueprint.text import located, parse_toml, read_blueprint
+from composer.core.errors import ComposerError, Problem
+from composer.core.model import Model, valid_keys_at
 from composer.core.units import parse_duration
 
 Action = Literal["build", "build+boot", "boot"]
@@ -123,28 +122,11 @@ class MatrixFile(Model):
         return self
 
 
-def _model_at(loc: tuple[str | int, ...]) -> type[Model] | None:
-    """The model that holds the key at ``loc`` (to list the keys that are valid there)."""
-    model: type[Model] = MatrixFile
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        inner = [a for a in get_args(field.annotation) if isinstance(a, type)] if field else []
-        found = [a for a in [*inner, field.annotation if field else None]
-                 if isinstance(a, type) and issubclass(a, Model)]  # fmt: skip
-        if not found:
-            return None
-        model = found[0]
-    return model
-
-
 def _problem(err: Any) -> Problem:
     loc = tuple(p for p in err["loc"] if isinstance(p, int) or not p.startswith("literal["))
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        model = _model_at(loc)
-        valid = ", ".join(sorted(model.model_fields)) if model else ""
+        valid = ", ".join(valid_keys_at(MatrixFile, loc))
         msg = "unknown key" + (f"; valid keys here: {valid}" if valid else "")
     elif err["type"] == "missing":
         msg = "required key is missing"
@@ -164,16 +146,7 @@ def _problems(errors: list[Any]) -> list[Problem]:
 
 def parse(text: str, file: str) -> MatrixFile:
     """Matrix TOML text, validated: every problem names the file, line and key."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise BlueprintError(
-            file, int(m.group(1)) if m else 1, "", f"not valid TOML: {exc}"
-        ) from None
-    except RecursionError:
-        raise too_deep(text, file) from None
-    check_depth(data, text, file)
+    data = parse_toml(text, file)
     try:
         return MatrixFile.model_validate(data)
     except ValidationError as exc:

@@ -23,7 +23,8 @@ ARCH_DESIGNATOR_TEXT: Final[Mapping[str, str]] = {
     "root-verity-sig": "Root Verity Signature Partition",
     "usr-verity-sig": "/usr/ Verity Signature Partition",
 }
-# Arch aliases systemd accepts inside type names (src/shared/gpt.c, gpt_partition_type_table).
+# Arch aliases systemd accepts inside type names: gpt_partition_type_table in systemd's gpt.c
+# (https://github.com/systemd/systemd/blob/main/src/shared/gpt.c).
 SYSTEMD_ARCH_ALIASES: Final[Mapping[str, str]] = {
     "armv7l": "arm", "aarch64": "arm64", "loong64": "loongarch64", "mipsel": "mips-le",
     "mips64el": "mips64-le", "hppa": "parisc", "ppc64le": "ppc64-le", "ppc64el": "ppc64-le",
