@@ -4,7 +4,9 @@
 and one when it ends (its name, the seconds it took, cached or built, or FAILED), written and
 flushed as it happens, never wrapped (a CI log is searched with grep). ``rich`` (the default on
 a terminal): a spinner and elapsed time per stage. ``none``: nothing. ``-q`` means ``none``;
-``-v`` also copies the build log (every tool's command line and output) to stderr.
+``-v`` also copies the build log (every tool's command line and output) to stderr. Inside a
+stage, package downloads show their progress (plain: a line at the start, at each quarter and at
+the end; rich: a bar) and mmdebstrap its phases (composer/core/progress.py).
 
 ``boot`` gets a heartbeat: after ``HEARTBEAT`` seconds without a line, one line with the time
 so far and the last milestone, so a CI job never looks hung while a VM works under TCG.
@@ -23,12 +25,25 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.console import RenderableType
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from composer.build.context import StageHook, StageReport
 from composer.cli.common import err, say
+from composer.core import progress
 from composer.core.lifetime import Interrupted
 from composer.core.log import ROOT
+from composer.core.units import human_size
 
 HEARTBEAT = 30.0  # seconds of silence before `boot` says it is still running
 
@@ -87,6 +102,28 @@ def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
 
+class PlainReports:
+    """A stage's progress reports as plain lines: each phase; a download when it starts, at
+    each quarter and when it ends (a CI log gets a handful of lines, not a stream)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._quarters: dict[str, int] = {}
+
+    def __call__(self, item: progress.Report) -> None:
+        if isinstance(item, progress.Phase):
+            say(f"{_clock()} stage {self.stage}: {item.text}")
+            return
+        quarter = 4 * item.done // item.total if item.total else 4
+        if self._quarters.get(item.what, -1) >= quarter:
+            return
+        self._quarters[item.what] = quarter
+        say(
+            f"{_clock()} stage {self.stage}: {item.what}: "
+            f"{100 * quarter // 4}% of {human_size(item.total)}"
+        )
+
+
 @contextlib.contextmanager
 def plain_stage(name: str) -> Iterator[StageReport]:
     """One line as the stage starts, one as it ends: grep-able, one stage per line."""
@@ -94,7 +131,8 @@ def plain_stage(name: str) -> Iterator[StageReport]:
     say(f"{_clock()} stage {name}: started")
     start = time.monotonic()
     try:
-        yield report
+        with progress.shown_by(PlainReports(name)):
+            yield report
     except (KeyboardInterrupt, Interrupted):
         say(f"{_clock()} stage {name}: interrupted after {time.monotonic() - start:.1f} s")
         raise
@@ -104,11 +142,45 @@ def plain_stage(name: str) -> Iterator[StageReport]:
     say(f"{_clock()} stage {name}: {report.state} in {time.monotonic() - start:.1f} s")
 
 
+class _SizedBar(ProgressColumn):
+    """A bar for the tasks that have a size (downloads); nothing for a stage's row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bar = BarColumn(bar_width=24)
+
+    def render(self, task: Task) -> RenderableType:
+        return self._bar.render(task) if task.fields.get("sized") else Text("")
+
+
+class RichReports:
+    """A stage's progress reports on its rich display: a phase in the stage's row, a download
+    as a row of its own with a bar."""
+
+    def __init__(self, bars: Progress, stage: str, task: TaskID) -> None:
+        self.bars, self.stage, self.task = bars, stage, task
+        self._rows: dict[str, TaskID] = {}
+
+    def __call__(self, item: progress.Report) -> None:
+        if isinstance(item, progress.Phase):
+            self.bars.update(self.task, description=f"{self.stage}: {item.text}")
+            return
+        row = self._rows.get(item.what)
+        if row is None:
+            row = self.bars.add_task("", total=max(item.total, 1), sized=True)
+            self._rows[item.what] = row
+        text = f"  {item.what}: {human_size(item.done)} of {human_size(item.total)}"
+        self.bars.update(row, completed=item.done, description=text)
+        if item.done >= item.total:
+            self.bars.stop_task(row)
+
+
 @contextlib.contextmanager
 def rich_stages() -> Iterator[StageHook]:
-    progress = Progress(
+    bars = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
+        _SizedBar(),
         TimeElapsedColumn(),
         console=err,
         transient=False,
@@ -117,17 +189,18 @@ def rich_stages() -> Iterator[StageHook]:
     @contextlib.contextmanager
     def stage(name: str) -> Iterator[StageReport]:
         report = StageReport(name)
-        task = progress.add_task(name, total=1)
+        task = bars.add_task(name, total=1)
         try:
-            yield report
+            with progress.shown_by(RichReports(bars, name, task)):
+                yield report
         except BaseException:
-            progress.update(task, description=f"{name}: FAILED")
-            progress.stop_task(task)
+            bars.update(task, description=f"{name}: FAILED")
+            bars.stop_task(task)
             raise
-        progress.update(task, completed=1, description=f"{name}: {report.state}")
-        progress.stop_task(task)
+        bars.update(task, completed=1, description=f"{name}: {report.state}")
+        bars.stop_task(task)
 
-    with progress:
+    with bars:
         yield stage
 
 

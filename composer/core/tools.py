@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -127,6 +127,7 @@ def run(
     input: bytes | None = None,
     capture: bool = False,
     stdout: IO[bytes] | None = None,
+    on_line: Callable[[str], bool] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a tool; raise ToolError (with the tail of what it said) on failure.
 
@@ -134,7 +135,8 @@ def run(
     line as it comes (a killed build's log shows how far each tool got: composer/core/log.py),
     except its standard output when ``capture`` is set (it is returned as ``stdout``) or when
     it goes into the open file ``stdout``. ``input`` goes to the tool's standard input and is
-    never logged."""
+    never logged. ``on_line`` sees each line the tool says as it comes (progress: see
+    composer/core/progress.py); a line it returns True for is consumed, not logged."""
     args = [str(a) for a in argv]
     LOG.info("$ %s", " ".join(args))
     exe = which(args[0]) if "/" not in args[0] else args[0]
@@ -149,7 +151,7 @@ def run(
         stderr=subprocess.STDOUT if merged else subprocess.PIPE,
     )
     try:
-        out, said = _communicate(proc, input, capture=capture, merged=merged)
+        out, said = _communicate(proc, input, capture=capture, merged=merged, on_line=on_line)
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (lifetime.Interrupted), anything
         stop(proc)
         raise
@@ -164,7 +166,12 @@ def run(
 
 
 def _communicate(
-    proc: subprocess.Popen[bytes], input: bytes | None, *, capture: bool, merged: bool
+    proc: subprocess.Popen[bytes],
+    input: bytes | None,
+    *,
+    capture: bool,
+    merged: bool,
+    on_line: Callable[[str], bool] | None = None,
 ) -> tuple[bytes, list[str]]:
     """Feed ``input``, collect the captured standard output (threads), and log what the tool
     says, line by line, in this thread (where a signal's exception arrives); (its standard
@@ -182,6 +189,8 @@ def _communicate(
     assert talk is not None
     for raw in iter(lambda: talk.readline(LINE_MAX), b""):
         line = raw.decode(errors="replace").rstrip("\n")
+        if on_line is not None and on_line(line):
+            continue
         LOG.info("%s", line)
         said.append(line)
     proc.wait()

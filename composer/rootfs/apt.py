@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from composer.core import tools
+from composer.core import progress, tools
 from composer.core.workdir import owned_dir
 from composer.spec.arch import Arch
 
@@ -38,7 +38,7 @@ def mmdebstrap(
         env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
         if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
             env["SOURCE_DATE_EPOCH"] = str(epoch)
-        tools.run(argv, env=env)
+        tools.run(argv, env=env, on_line=progress.phase_lines("I: ", "..."))
 
 
 def _archive_sync_out(cache: Path, sync: Path) -> str:

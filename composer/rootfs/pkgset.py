@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from composer.core import tools
+from composer.core import progress, tools
 from composer.core.errors import HostError, ToolError
 from composer.core.log import note
 from composer.core.workdir import owned_dir
@@ -103,6 +103,27 @@ def simulate(specs: Sequence[str], *, state: Path, arch: Arch) -> Resolution:
     return Resolution(tuple(parse_simulation(text)))
 
 
+@dataclass(frozen=True)
+class Uri:
+    """One line of ``apt-get --print-uris``: where a file comes from, its name and size."""
+
+    url: str
+    file_name: str
+    size: int
+
+
+_URI = re.compile(r"^'(?P<url>[^']+)' (?P<name>\S+) (?P<size>\d+) ")
+
+
+def parse_print_uris(text: str) -> list[Uri]:
+    found = (_URI.match(line) for line in text.splitlines())
+    return [Uri(m["url"], m["name"], int(m["size"])) for m in found if m]
+
+
+def _count(n: int) -> str:
+    return f"{n} package" if n == 1 else f"{n} packages"
+
+
 def download(
     packages: Sequence[ResolvedPackage], *, state: Path, arch: Arch, archives: Path
 ) -> list[Path]:
@@ -111,11 +132,16 @@ def download(
     archives.mkdir(parents=True, exist_ok=True)
     missing = [f"{p.name}={p.version}" for p in packages if not (archives / p.file_name).exists()]
     if missing:  # downloaded aside, then renamed in: no build ever sees half a .deb
+        apt = ["apt-get", *versions._apt_options(state, arch), "-q"]
         with versions.index_locked(state), owned_dir(archives, ".tmp-download-") as tmp:
+            uris = tools.output([*apt, "--print-uris", "download", "--", *missing], cwd=tmp)
+            size = sum(u.size for u in parse_print_uris(uris))
+            shown = progress.AptDownload(f"downloading {_count(len(missing))}", size)
             tools.run(
-                ["apt-get", *versions._apt_options(state, arch), "-q", "download", "--",
-                 *missing], cwd=tmp,
+                [*apt, "-oAPT::Status-Fd=1", "download", "--", *missing],
+                cwd=tmp, on_line=shown.line,
             )  # fmt: skip
+            shown.finish()
             for deb in tmp.glob("*.deb"):
                 deb.replace(archives / deb.name)
     paths = [archives / p.file_name for p in packages]

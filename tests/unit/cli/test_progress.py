@@ -10,8 +10,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress, TextColumn
 
-from composer.cli.progress import Heartbeat, ProgressMode, resolve_mode
+from composer.cli.progress import (
+    Heartbeat,
+    PlainReports,
+    ProgressMode,
+    RichReports,
+    _SizedBar,
+    resolve_mode,
+)
+from composer.core.progress import Advance, Phase
 
 from ..cli_run import ROOT
 
@@ -124,3 +134,36 @@ def test_progress_values_are_checked(option: str, tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 2
+
+
+def test_a_download_shows_a_line_at_each_quarter_and_phases_as_they_come(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In a CI log a download is a handful of lines (start, quarters, end), not a stream."""
+    reports = PlainReports("package-check")
+    for done in (0, 10, 300, 520, 600, 999, 1000, 1000):
+        reports(Advance("downloading 3 packages", done * 1024, 1000 * 1024))
+    reports(Phase("extracting archives..."))
+    lines = [line.split(" ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        f"stage package-check: downloading 3 packages: {p}% of 1000.0 KiB"
+        for p in (0, 25, 50, 75, 100)
+    ] + ["stage package-check: extracting archives..."]
+
+
+def test_on_a_terminal_a_download_gets_a_bar_and_a_phase_names_the_stage_row() -> None:
+    console = Console(record=True, force_terminal=True, width=120)
+    bars = Progress(TextColumn("{task.description}"), _SizedBar(), console=console)
+    stage = bars.add_task("root", total=1)
+    reports = RichReports(bars, "root", stage)
+    reports(Phase("extracting archives..."))
+    reports(Advance("downloading 3 packages", 512 * 1024, 1024 * 1024))
+    assert [t.description for t in bars.tasks] == [
+        "root: extracting archives...",
+        "  downloading 3 packages: 512.0 KiB of 1.0 MiB",
+    ]
+    console.print(bars.get_renderable())
+    stage_row, download_row = console.export_text().splitlines()
+    assert "━" not in stage_row and "━" in download_row  # a bar for the download only
+    reports(Advance("downloading 3 packages", 1024 * 1024, 1024 * 1024))
+    assert bars.tasks[1].finished and not bars.tasks[0].finished

@@ -138,6 +138,21 @@ def test_a_logged_tools_output_and_errors_go_to_the_log_as_they_come(tmp_path: P
     assert text.endswith("early\nlate\n")
 
 
+def test_a_line_hook_sees_each_line_and_keeps_what_it_consumes_out_of_the_log(
+    tmp_path: Path,
+) -> None:
+    log, seen = tmp_path / "build.log", []
+
+    def hook(line: str) -> bool:
+        seen.append(line)
+        return line.startswith("status:")
+
+    with log_file(log):
+        tools.run(["sh", "-c", "echo one; echo status:50 >&2; echo two"], on_line=hook)
+    assert seen == ["one", "status:50", "two"]
+    assert log.read_text().splitlines()[1:] == ["one", "two"]
+
+
 def test_children_of_a_killed_tool_are_killed_too(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match=r"exit 137"):
         tools.run(["sh", "-c", "sleep 600 & setsid sleep 600 & kill -9 $$"])
