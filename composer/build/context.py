@@ -94,6 +94,7 @@ class Context:
     made: Made = field(default_factory=Made)
     timings: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
+    reused: set[str] = field(default_factory=set)  # stages that took what a cache of their own held
     needs: space.Needs = field(default_factory=space.Needs)
     warnings: list[str] = field(default_factory=list)
     shared: SharedStore | None = field(default_factory=from_env)  # DPS_COMPOSER_CACHE_URL

@@ -112,7 +112,8 @@ def _timed(ctx: Context, hook: StageHook, name: str) -> Iterator[None]:
     ctx.note(f"stage: {name}")
     with hook(name) as report:
         yield
-        report.state = "cached" if ctx.status.get(name) == "hit" else "built"
+        reused = ctx.status.get(name) == "hit" or name in ctx.reused
+        report.state = "cached" if reused else "built"
     ctx.timings[name] = round(time.monotonic() - start, 2)
 
 

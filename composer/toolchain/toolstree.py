@@ -53,17 +53,26 @@ def tools_key(arch: Arch) -> str:
     return key_of(spec)
 
 
+def tools_tree_path(cache_dir: Path, arch: Arch) -> Path:
+    return cache_dir / "trees" / f"tools-{TOOLS_SUITE}-{arch.debian}-{tools_key(arch)}"
+
+
+def tools_tree_ready(path: Path) -> bool:
+    """Whether the tree at ``path`` is complete (its last package is in)."""
+    return (path / "usr/bin/ukify").exists()
+
+
 def ensure_tools_tree(cache_dir: Path, arch: Arch) -> Path:
     """The cached tools tree for ``arch``, built if missing: by one build at a time (the
     others wait for it and take its tree), in a locked temporary directory, synced to disk
     and renamed into place."""
-    trees = cache_dir / "trees"
-    final = trees / f"tools-{TOOLS_SUITE}-{arch.debian}-{tools_key(arch)}"
-    if (final / "usr/bin/ukify").exists():
+    final = tools_tree_path(cache_dir, arch)
+    trees = final.parent
+    if tools_tree_ready(final):
         return final
     trees.mkdir(parents=True, exist_ok=True)
     with locks.held(trees / f".{final.name}.lock"):
-        if (final / "usr/bin/ukify").exists():  # built while we waited
+        if tools_tree_ready(final):  # built while we waited
             return final
         with owned_dir(trees, ".tmp-tools-") as tmp:
             target = tmp / "tree"

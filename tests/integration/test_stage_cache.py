@@ -80,6 +80,10 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
     print(f"rebuild after a hostname change: {time.monotonic() - start:.1f} s")
     assert code == 0
     check_stage_lines(lines)
+    found = [STAGE_LINE.match(line) for _, line in lines]
+    ended = {f.group(1): f.group(2) for f in found if f is not None}
+    assert ended["tools-tree"] == ended["root"] == "cached in", ended  # not "built in 0.0 s"
+    assert ended["customize"] == ended["image"] == "built in", ended
     m = manifest(tmp_path / "a")
     assert m["cache"] == {"root": "hit", "image": "miss"}, m["cache"]
     assert hostname(tmp_path / "a") == b"renamed\n"

@@ -10,6 +10,8 @@ from composer.build.stages.stage import Stage
 
 def run(ctx: Context) -> None:
     built = placed_uki.prepare_repo(ctx.plan, ctx.cache)
+    if built is not None and built.cached:
+        ctx.reused.add(STAGE.name)
     ctx.made.local_repos = [built.repo] if built is not None else []
 
 
