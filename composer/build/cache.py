@@ -26,7 +26,7 @@ from composer.build import cache_record
 from composer.build.cache_record import ENTRY, RECORD_VERSION
 from composer.core import locks, paths
 from composer.core.errors import ComposerError
-from composer.core.files import atomic_write, fsync_dir, sync_filesystem
+from composer.core.files import atomic_write, fsync_dir, sync_tree
 from composer.core.units import parse_size
 from composer.core.workdir import owned_dir, sweep, unowned
 
@@ -155,7 +155,7 @@ class StageCache:
         with owned_dir(final.parent, f"{TEMPORARY}{key}-") as tmp:
             make(tmp)
             content = cache_record.describe(tmp, known)
-            sync_filesystem(tmp)  # every byte on disk before the record says it is there
+            sync_tree(tmp)  # every byte on disk before the record says it is there
             meta = {
                 "version": RECORD_VERSION,
                 "stage": stage,

@@ -19,7 +19,7 @@ from pathlib import Path
 from composer.build import cache_record
 from composer.core import locks, tools
 from composer.core.errors import ComposerError
-from composer.core.files import check_target, fsync_dir, sync_filesystem
+from composer.core.files import check_target, fsync_dir, sync_tree
 from composer.manifest.load import OUTPUT_LOCK, ManifestError, manifest_name, read_manifest
 from composer.manifest.model import Manifest, Output
 
@@ -35,7 +35,7 @@ def publish(
 ) -> tuple[list[Path], Path]:
     """Move ``files`` (outputs, varstore, build log) and then ``manifest`` from the staging
     directory into ``output_dir``; (the published files, the published manifest)."""
-    sync_filesystem(manifest.parent)  # on disk before a manifest vouches for them
+    sync_tree(manifest.parent)  # on disk before a manifest vouches for them
     with locks.held(output_dir / OUTPUT_LOCK):
         moves = [(f, output_dir / f.name) for f in files]
         manifest_dest = output_dir / manifest_name(image_name)

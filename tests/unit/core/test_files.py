@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from composer.core import files
 from composer.core.files import OutputPathError, atomic_path, atomic_write
 
 
@@ -63,3 +64,31 @@ def test_keep_mode_of_an_existing_file(tmp_path: Path) -> None:
     atomic_write(target, "new\n", mode=None)
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert target.read_text() == "new\n"
+
+
+def test_sync_tree_fsyncs_a_few_files_and_skips_what_has_no_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO (opening it would block) and a dangling link are passed over; a few files are
+    fsynced one by one, a large tree takes one syncfs."""
+    called: list[Path] = []
+    real = files.sync_filesystem
+
+    def recorded(path: Path) -> None:
+        called.append(path)
+        real(path)
+
+    monkeypatch.setattr(files, "sync_filesystem", recorded)
+    small = tmp_path / "small"
+    (small / "sub").mkdir(parents=True)
+    (small / "sub/out.qcow2").write_bytes(b"image")
+    os.mkfifo(small / "fifo")
+    (small / "dangling").symlink_to("/nonexistent")
+    files.sync_tree(small)
+    assert called == []
+    large = tmp_path / "large"
+    large.mkdir()
+    for n in range(files.FSYNC_AT_MOST + 1):
+        (large / str(n)).write_bytes(b"")
+    files.sync_tree(large)
+    assert called == [large]
