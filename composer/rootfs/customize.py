@@ -68,11 +68,22 @@ def install_check_unit(tree: Path) -> None:
         t.symlink(f"{wants}/{CHECK_UNIT}", f"/usr/lib/systemd/system/{CHECK_UNIT}")
 
 
-def apply(tree: Path, c: Customizations, *, secret: bytes | None = None, image: str = "") -> None:
+def apply(
+    tree: Path,
+    c: Customizations,
+    *,
+    secret: bytes | None = None,
+    image: str = "",
+    epoch: int | None = None,
+) -> None:
     """Host name, groups, users, SSH keys, time zone. The shadow tools run with ``--root``
     (they chroot(2) into the tree) and ``--`` before the name. Every blueprint value in an
-    argument list has been checked not to read as an option (composer/blueprint/values.py)."""
+    argument list has been checked not to read as an option (composer/blueprint/values.py).
+    ``epoch``: SOURCE_DATE_EPOCH for the shadow tools, which write the day of the last
+    password change into /etc/shadow (today's date otherwise: an image built the next day
+    would differ)."""
     root = str(tree)
+    env = {"SOURCE_DATE_EPOCH": str(epoch)} if epoch is not None else {}
     with Tree(tree) as t:
         if c.hostname:
             t.write("/etc/hostname", c.hostname + "\n")
@@ -82,13 +93,13 @@ def apply(tree: Path, c: Customizations, *, secret: bytes | None = None, image: 
             argv = ["groupadd", "--root", root, "--force"]
             if group.gid is not None:
                 argv.append(f"--gid={group.gid}")
-            tools.run([*argv, "--", group.name])
+            tools.run([*argv, "--", group.name], env=env)
         for user in c.user:
             generated = _password_hash(user, secret, image)
             if _passwd_entry_or_none(t, user.name) is not None:
-                _modify_user(t, user, generated)
+                _modify_user(t, user, env, generated)
             else:
-                _add_user(t, user, generated)
+                _add_user(t, user, env, generated)
         for key in c.sshkey:
             _add_key(t, key.user, key.key)
         if c.timezone.timezone:
@@ -147,7 +158,7 @@ def _password_hash(user: User, secret: bytes | None, image: str) -> str | None:
     return generated_hash(secret, image, user.name)
 
 
-def _add_user(t: Tree, user: User, generated: str | None = None) -> None:
+def _add_user(t: Tree, user: User, env: dict[str, str], generated: str | None = None) -> None:
     root = str(t.root)
     # option values joined to their option (--opt=value): none can be read as an option
     argv = ["useradd", "--root", root, "--create-home", f"--shell={user.shell or '/bin/bash'}"]
@@ -160,14 +171,14 @@ def _add_user(t: Tree, user: User, generated: str | None = None) -> None:
     if user.gid is not None:
         argv.append(f"--gid={user.gid}")
     if user.groups:
-        argv.append(f"--groups={','.join(_groups_for(t, user))}")
+        argv.append(f"--groups={','.join(_groups_for(t, user, env))}")
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
-    tools.run([*argv, "--", user.name])
-    _password_and_key(t, user, generated)
+    tools.run([*argv, "--", user.name], env=env)
+    _password_and_key(t, user, env, generated)
 
 
-def _modify_user(t: Tree, user: User, generated: str | None = None) -> None:
+def _modify_user(t: Tree, user: User, env: dict[str, str], generated: str | None = None) -> None:
     """A user the image already has (root): changed with usermod, as osbuild does
     (osbuild stages/org.osbuild.users: usermod; the uid of an existing user cannot change)."""
     uid, _, _ = _passwd_entry(t, user.name)
@@ -180,7 +191,7 @@ def _modify_user(t: Tree, user: User, generated: str | None = None) -> None:
     if user.gid is not None:
         argv.append(f"--gid={user.gid}")
     if user.groups:
-        argv.append(f"--groups={','.join(_groups_for(t, user))}")
+        argv.append(f"--groups={','.join(_groups_for(t, user, env))}")
     if user.description:
         argv.append(f"--comment={user.description}")
     if user.home:
@@ -190,11 +201,11 @@ def _modify_user(t: Tree, user: User, generated: str | None = None) -> None:
     if user.expire_date:
         argv.append(f"--expiredate={user.expire_date}")
     if len(argv) > 3:
-        tools.run([*argv, "--", user.name])
-    _password_and_key(t, user, generated)
+        tools.run([*argv, "--", user.name], env=env)
+    _password_and_key(t, user, env, generated)
 
 
-def _password_and_key(t: Tree, user: User, generated: str | None) -> None:
+def _password_and_key(t: Tree, user: User, env: dict[str, str], generated: str | None) -> None:
     """What follows useradd or usermod: the password, a forced reset, the SSH key."""
     root = str(t.root)
     password = user.password or generated
@@ -203,9 +214,10 @@ def _password_and_key(t: Tree, user: User, generated: str | None) -> None:
         # crypt(3) hash as it is (chpasswd -e), plain text hashed here by chpasswd.
         plain = password == user.password and user.plain_password
         method = ["--crypt-method", "YESCRYPT"] if plain else ["--encrypted"]
-        tools.run(["chpasswd", "--root", root, *method], input=f"{user.name}:{password}\n".encode())
+        said = f"{user.name}:{password}\n".encode()
+        tools.run(["chpasswd", "--root", root, *method], input=said, env=env)
     if user.force_password_reset:
-        tools.run(["chage", "--root", root, "--lastday", "0", "--", user.name])
+        tools.run(["chage", "--root", root, "--lastday", "0", "--", user.name], env=env)
     if user.key:
         _add_key(t, user.name, user.key)
 
@@ -214,7 +226,7 @@ def _names(t: Tree, table: str) -> set[str]:
     return {ln.split(":", 1)[0] for ln in t.read_text(f"/etc/{table}").splitlines() if ln}
 
 
-def _groups_for(t: Tree, user: User) -> list[str]:
+def _groups_for(t: Tree, user: User, env: dict[str, str]) -> list[str]:
     """The user's groups as this system names them (composer/target/accounts.py): the other
     family's administrator group mapped, its other base groups created as system groups."""
     family = "apt" if t.exists("/var/lib/dpkg/status") else "dnf"
@@ -227,7 +239,7 @@ def _groups_for(t: Tree, user: User) -> list[str]:
         )
     for group in create:
         argv = ["groupadd", "--root", str(t.root), "--system", "--force", "--", group]
-        tools.run(argv)
+        tools.run(argv, env=env)
     return names
 
 

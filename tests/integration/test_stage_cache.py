@@ -94,6 +94,16 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
     assert sha256_file(raw_of(tmp_path / "b")) == sha256_file(raw_of(tmp_path / "a"))
 
 
+def test_shadow_dates_are_the_builds_epoch_not_the_day_of_the_build(default_image: Path) -> None:
+    """The shadow tools write the day of the last password change: SOURCE_DATE_EPOCH's day,
+    so that the same blueprint built another day makes the same image."""
+    m = manifest(default_image)
+    root = m["disk"]["partitions"][1]["offset"]
+    shadow = read_ext4_file(raw_of(default_image), root, "/etc/shadow").decode()
+    days = {line.split(":")[0]: line.split(":")[2] for line in shadow.splitlines()}
+    assert days["admin"] == str(m["source_date_epoch"] // 86400), days
+
+
 def test_build_without_cache_is_bit_identical(default_image: Path, tmp_path: Path) -> None:
     """Every stage afresh (new package installation, file systems, disk) into another
     directory: the same raw image, byte for byte."""

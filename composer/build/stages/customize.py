@@ -14,7 +14,7 @@ def run(ctx: Context) -> None:
     assert root is not None
     customize.prepare_system(root)
     secret = cache_secret(ctx.cache)  # generated passwords derive from it
-    customize.apply(root, plan.customizations, secret=secret, image=plan.name)
+    customize.apply(root, plan.customizations, secret=secret, image=plan.name, epoch=ctx.epoch)
     extras.apply(root, plan)
     customize.install_check_unit(root)
     customize.set_services(root, plan.customizations)  # units of files too
@@ -35,6 +35,7 @@ STAGE = Stage(
         "plan.grow_root",
         "plan.partitions",
         "secret",
+        "epoch",
     ),
     after=("root",),
     run=run,
