@@ -121,7 +121,10 @@ def check_space(role: str, directory: Path, want: int, variable: str) -> Finding
 
 
 def check_kvm(machine: str | None = None) -> Finding:
-    """A fresh KVM probe: /dev/kvm and a firmware boot under KVM (judge/kvm.py)."""
+    """A fresh KVM probe: /dev/kvm and a firmware boot under KVM (judge/kvm.py); none when
+    DPS_COMPOSER_ACCEL=tcg says boots use TCG anyway."""
+    if paths.accel() == "tcg":
+        return Finding("kvm", "ok", f"not probed: {paths.ACCEL_ENV}=tcg (boots use TCG)")
     arch = ARCHES.get(machine or platform.machine())
     fw = find_firmware(arch, arch.machine, False)[0] if arch else None
     if fw is None:
