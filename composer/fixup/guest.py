@@ -16,7 +16,7 @@ from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, machine_id
 from composer.image.formats import detect_format
-from composer.image.guestfs import new_handle
+from composer.image.guestfs import handle
 from composer.spec import dps, osrelease
 from composer.spec.arch import efi_suffix
 
@@ -33,18 +33,14 @@ def open_image(image: Path, *, readonly: bool, network: bool = False) -> Iterato
     would follow a backing file or a VMDK extent: such images are refused before it opens
     anything, and the format is given, never probed."""
     fmt = detect_format(image)
-    g = new_handle()
-    try:
-        g.add_drive_opts(str(image.absolute()), format=fmt, readonly=readonly)
-        g.set_network(network)
-        g.launch()
-        yield g
-    except RuntimeError as exc:
-        raise GuestError(f"{image}: libguestfs: {exc}") from None
-    finally:
-        with contextlib.suppress(RuntimeError):
-            g.shutdown()
-        g.close()
+    with handle() as g:
+        try:
+            g.add_drive_opts(str(image.absolute()), format=fmt, readonly=readonly)
+            g.set_network(network)
+            g.launch()
+            yield g
+        except RuntimeError as exc:
+            raise GuestError(f"{image}: libguestfs: {exc}") from None
 
 
 def _read(g: GuestFS, path: str) -> str | None:

@@ -14,7 +14,7 @@ from composer.build.fs.fs import HOST, Reproducible, make_ext4, make_vfat
 from composer.core import tools
 from composer.core.errors import ComposerError, HostError
 from composer.core.units import human_size
-from composer.image.guestfs import new_handle
+from composer.image.guestfs import handle
 from composer.plan.layout import PartitionPlan
 
 FILL_LIMIT = 0.92  # share of a partition the files may take (metadata needs the rest)
@@ -182,16 +182,15 @@ def populate_with_guestfs(image: Path, tree: Path) -> None:
         ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-C", str(tree),
          "-cf", str(tarball), "."],
     )  # fmt: skip
-    g = new_handle()
     try:
-        g.add_drive_opts(str(image), format="raw", readonly=False)
-        g.launch()
-        g.mount("/dev/sda", "/")
-        g.tar_in(str(tarball), "/", xattrs=True, acls=True)
-        g.umount_all()
-        g.shutdown()
+        with handle() as g:
+            g.add_drive_opts(str(image), format="raw", readonly=False)
+            g.launch()
+            g.mount("/dev/sda", "/")
+            g.tar_in(str(tarball), "/", xattrs=True, acls=True)
+            g.umount_all()
+            g.shutdown()  # errors writing back the file system show here
     except RuntimeError as err:
         raise HostError(f"libguestfs could not fill {image.name}: {err}") from err
     finally:
-        g.close()
         tarball.unlink(missing_ok=True)
