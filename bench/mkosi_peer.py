@@ -417,7 +417,7 @@ def markdown(result: dict[str, Any]) -> str:
     out += [
         "## Rerun",
         "",
-        "    .venv/bin/python bench/mkosi_peer.py --runs 2 --boot-runs 2",
+        "    .venv/bin/python bench/mkosi_peer.py --runs 3 --boot-runs 2",
         "",
         "(as root: mkosi runs chrooted into its tree in a private mount namespace; no loop "
         "device). The mkosi configuration is bench/mkosi-peer/; every sample, its load and "
