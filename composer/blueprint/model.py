@@ -92,12 +92,10 @@ class Measured(Model):
     # keys generate); relative to the blueprint file; default: a key pair in the cache
     keys: OneLine | None = None
     # partitions created and LUKS2-encrypted at first boot by systemd-repart (Encrypt=tpm2),
-    # bound to the signed policy; unlocked by the TPM at later boots
+    # bound to the signed policy; unlocked by the TPM at later boots. No passphrase and no
+    # recovery key: the TPM and a UKI signed by the key are the only way in (docs/measured.md)
     sealed: tuple[Sealable, ...] = ()
     sealed_size: Size = 64 * 1024**2
-    # also enroll a recovery key (printed once on the console at first boot); false: the TPM
-    # is the only way in
-    recovery_key: bool = False
 
     @model_validator(mode="after")
     def _needs_policy(self) -> Measured:

@@ -43,7 +43,6 @@ def sealed_volumes(plan: Plan) -> list[model.SealedVolume]:
             type_uuid=str(dps.by_designator(d, plan.arch.dps).uuid),
             mountpoint=f"/{d}",
             size=plan.sealed_size,
-            recovery_key=plan.recovery_key,
         )
         for d in plan.sealed
     ]

@@ -130,7 +130,6 @@ class SealedVolume(Part):
     type_uuid: str  # its DPS type: how systemd-gpt-auto-generator finds it
     mountpoint: str
     size: int  # bytes
-    recovery_key: bool  # a recovery key is enrolled too (shown once at first boot)
 
 
 class PcrPolicy(Part):

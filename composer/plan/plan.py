@@ -57,7 +57,6 @@ class Plan:
     pcr_keys: str | None = None  # None: the default PCR key pair in the cache
     sealed: tuple[str, ...] = ()  # designators of the volumes sealed at first boot
     sealed_size: int = 64 * 1024**2
-    recovery_key: bool = False
     package_pins: tuple[tuple[str, str], ...] = ()  # (name, version glob), resolved at build
     fstab: tuple[str, ...] = ()  # lines for the partitions DPS does not discover
     grow_root: bool = False  # root grows into a bigger disk at first boot (systemd-repart)
@@ -165,7 +164,6 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         pcr_keys=_keys_dir(bp.measured.keys, source),
         sealed=bp.measured.sealed,
         sealed_size=bp.measured.sealed_size,
-        recovery_key=bp.measured.recovery_key,
         package_pins=pins,
         fstab=layout.fstab,
         grow_root=layout.grows,

@@ -36,7 +36,6 @@ STAGE = Stage(
         "plan.partitions",
         "plan.sealed",
         "plan.sealed_size",
-        "plan.recovery_key",
         "secret",
     ),
     after=("root",),
