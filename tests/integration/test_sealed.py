@@ -46,7 +46,7 @@ hostname = "sealed"
 sign_policy = true
 keys = "{keys}"
 sealed = ["srv"]
-
+{secureboot}
 [image]
 size = "2 GiB"
 formats = ["raw"]
@@ -66,17 +66,22 @@ class Built:
     keys: Path
 
 
-def build(where: Path) -> Built:
-    composer("keys", "generate", "--pcr-only", str(where / "keys"))
+def build(where: Path, keys: Path | None = None, secure_boot: bool = False) -> Built:
+    """The image, signed with a new PCR key pair (or ``keys``), Secure Boot signed if asked
+    (with the cache's default Secure Boot keys)."""
+    if keys is None:
+        keys = where / "keys"
+        composer("keys", "generate", "--pcr-only", str(keys))
     bp = where / "sealed.toml"
-    bp.write_text(BLUEPRINT.format(keys="keys"))
+    sb = "\n[secureboot]\nsign = true\n" if secure_boot else ""
+    bp.write_text(BLUEPRINT.format(keys=keys, secureboot=sb))
     composer("build", str(bp), "-o", str(where / "out"))
     manifest_path = where / "out" / "sealed.manifest.json"
     return Built(
         where / "out" / "sealed.raw",
         json.loads(manifest_path.read_text()),
         manifest_path,
-        where / "keys",
+        keys,
     )
 
 
@@ -185,3 +190,20 @@ def test_enroll_unlock_then_another_key_fails(
     # systemd-cryptsetup's words: no signature in the UKI matches the enrolled policy key
     assert "No TPM2 metadata matching the current system state" in failed["sealed-srv"]
     assert "passphrase-prompt" not in json.dumps(failed)
+
+
+def test_with_secure_boot_the_sealed_volume_is_made_and_unlocked(
+    images: tuple[Built, Built], module_tmp: ModuleTmp
+) -> None:
+    """The same blueprint and PCR key, the boot chain signed for Secure Boot (PCR 7 changes,
+    the policy binds PCR 11 only): enroll, then unlock, with Secure Boot on."""
+    where = module_tmp.mktemp("sealed-secureboot")
+    built = build(where, keys=images[0].keys, secure_boot=True)
+    assert built.manifest["expect"]["secure_boot"] is True
+    assert built.manifest["pcr_policy"] == images[0].manifest["pcr_policy"]
+    disk, state = where / "sequence.raw", where / "tpm-state"
+    shutil.copyfile(built.image, disk)
+    for n, words in ((1, "created and enrolled this boot"), (2, "unlocked by the TPM")):
+        code, checks = boot(disk, built, state, where / f"boot-{n}")
+        assert code == 0, checks
+        assert checks["secure-boot"]["passed"] and words in checks["sealed-srv"]["detail"]
