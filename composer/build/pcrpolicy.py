@@ -9,16 +9,12 @@ from pathlib import Path
 
 from composer.core.errors import HostError
 from composer.manifest import model
-from composer.measure.pcr11 import PHASES, uki_sections
+from composer.measure.pcr11 import uki_sections
 from composer.measure.pcrsig import signed_policy
 from composer.plan.plan import Plan
 from composer.spec import dps
 from composer.toolchain.pcrkey import PcrKey, ensure_pcr_key, load_pcr_key
-
-# Every phase after the stub's own measurements: what systemd-cryptsetup (initrd or host)
-# and systemd-repart find in PCR 11 when they unseal or enroll (ukify's default --phases).
-SIGNED_PHASES: tuple[str, ...] = tuple(p for p in PHASES if p)
-BANK = "sha256"  # the bank systemd-measure signs and the TPM policy is computed in
+from composer.toolchain.ukify import PCR_BANK, SIGNED_PHASES
 
 
 def default_pcr_key_dir(cache: Path) -> Path:
@@ -55,14 +51,14 @@ def manifest_policy(
     signature covers every phase in SIGNED_PHASES (else ukify made something else: exit 3)."""
     if key is None:
         return None
-    policy = signed_policy(uki_sections(uki), BANK)
+    policy = signed_policy(uki_sections(uki), PCR_BANK)
     if policy is None or policy.fingerprint != key[0].fingerprint:
         raise HostError(f"{uki}: ukify left out .pcrsig/.pcrpkey or embedded another key")
     missing = [p for p in SIGNED_PHASES if p not in policy.signed]
     if missing:
         raise HostError(f"{uki}: .pcrsig has no valid signature for phase(s) {', '.join(missing)}")
     return model.PcrPolicy(
-        bank=BANK,
+        bank=PCR_BANK,
         public_key_sha256=policy.fingerprint,
         keys=str(key[0].directory),
         generated=key[1],

@@ -114,7 +114,7 @@ def _planned_pcr_key(plan: Plan, cache: Path) -> str | None:
     directory = Path(plan.pcr_keys or default_pcr_key_dir(cache))
     try:
         return PcrKey(directory).fingerprint
-    except OSError:
+    except (OSError, ValueError):  # the build makes the default pair, or names what is wrong
         return PLANNED
 
 

@@ -11,11 +11,16 @@ from pathlib import Path
 
 from composer import DATA
 from composer.core.chroot import run_in
+from composer.measure.pcr11 import PHASES
 from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE, PcrKey
 
 WORK = "/run/dps-work"
 IMAGE = "/run/dps-image"
 PCR_KEYS = "/run/dps-pcr-keys"
+# Every phase after the stub's own measurements: what systemd-cryptsetup (initrd or host) and
+# systemd-repart find in PCR 11 when they unseal or enroll (ukify's default --phases).
+SIGNED_PHASES: tuple[str, ...] = tuple(p for p in PHASES if p)
+PCR_BANK = "sha256"  # the bank systemd-measure signs and the TPM policy is computed in
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,8 @@ class PcrSigning:
     key as ``.pcrpkey`` (ukify(1) --pcr-private-key, --pcr-public-key, --phases)."""
 
     key: PcrKey
-    phases: tuple[str, ...]
-    bank: str = "sha256"
+    phases: tuple[str, ...] = SIGNED_PHASES
+    bank: str = PCR_BANK
 
     def ukify_args(self) -> list[str]:
         return [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from composer.core import paths
 from composer.core.chroot import output_in
 from composer.image.read import list_vfat_dir, read_vfat_file
 from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
-from composer.measure.pcrsig import fingerprint_of, parse_pcrsig
+from composer.measure.pcrsig import fingerprint_of, parse_pcrsig, signed_policy
 from composer.spec.arch import get_arch
 from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE
 from composer.toolchain.toolstree import ensure_tools_tree
@@ -207,3 +208,21 @@ def test_with_secure_boot_the_sealed_volume_is_made_and_unlocked(
         code, checks = boot(disk, built, state, where / f"boot-{n}")
         assert code == 0, checks
         assert checks["secure-boot"]["passed"] and words in checks["sealed-srv"]["detail"]
+
+
+def test_uki_virt_packages_carry_the_policy_too(
+    images: tuple[Built, Built], module_tmp: ModuleTmp
+) -> None:
+    """`uki-virt build --pcr-keys`: the packaged UKI carries a valid signature by the key for
+    every phase (checked offline as the image build checks its own UKI)."""
+    where = module_tmp.mktemp("sealed-uki-virt")
+    keys = images[0].keys
+    composer("uki-virt", "build", "--distro", "debian-13", "-o", str(where / "repo"),
+             "--pcr-keys", str(keys))  # fmt: skip
+    (deb,) = (where / "repo").glob("uki-virt-*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(where / "x")], check=True)
+    (uki,) = (where / "x").glob("usr/lib/modules/*/vmlinuz-virt.efi")
+    policy = signed_policy(uki_sections(uki))
+    assert policy is not None and policy.stray == 0
+    assert policy.fingerprint == fingerprint_of((keys / PUBLIC_FILE).read_bytes())
+    assert policy.signed == PHASES[1:]

@@ -10,7 +10,6 @@ import shutil
 from composer.build import placed_uki
 from composer.build.bootchain.systemd_boot import uki_file_name
 from composer.build.context import Context
-from composer.build.pcrpolicy import BANK, SIGNED_PHASES
 from composer.build.stages.stage import Stage
 from composer.rootfs import apt
 from composer.spec import dps
@@ -50,7 +49,7 @@ def _signing(ctx: Context) -> PcrSigning | None:
     """The signed PCR policy the UKI carries ([measured] sign_policy)."""
     if ctx.pcr_key is None:
         return None
-    return PcrSigning(ctx.pcr_key[0], SIGNED_PHASES, BANK)
+    return PcrSigning(ctx.pcr_key[0])
 
 
 STAGE = Stage(

@@ -3,11 +3,14 @@ end of the disk for the sealed volumes) and what it refuses, each by its key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from composer.build import pcrpolicy
 from composer.core.errors import BlueprintError
 from composer.plan.plan import SEALING_PACKAGES, plan_text
+from composer.toolchain.pcrkey import PcrKey
+from composer.toolchain.ukify import SIGNED_PHASES, PcrSigning
 
 BASE = 'name = "m"\ndistro = "debian-13"\n'
 
@@ -81,9 +84,19 @@ def test_fedora_images_refuse_the_table() -> None:
 
 
 def test_the_signed_phases_are_every_phase_after_the_stub() -> None:
-    assert pcrpolicy.SIGNED_PHASES == (
+    assert SIGNED_PHASES == (
         "enter-initrd",
         "enter-initrd:leave-initrd",
         "enter-initrd:leave-initrd:sysinit",
         "enter-initrd:leave-initrd:sysinit:ready",
     )
+
+
+def test_ukify_is_told_every_signed_phase_and_the_key_inside_the_chroot() -> None:
+    args = PcrSigning(PcrKey(Path("/keys"))).ukify_args()
+    assert args == [
+        "--pcr-private-key=/run/dps-pcr-keys/tpm2-pcr-private-key.pem",
+        "--pcr-public-key=/run/dps-pcr-keys/tpm2-pcr-public-key.pem",
+        "--phases=" + " ".join(SIGNED_PHASES),
+        "--pcr-banks=sha256",
+    ]
