@@ -16,6 +16,8 @@ from composer.judge.sealed import sealed_checks, token_fingerprint, tpm2_tokens
 from composer.judge.verdict import Expectations, judge
 from composer.measure.pcrsig import fingerprint_of
 
+from .test_verdict import needs_sh, run_lib
+
 VECTORS = Path(__file__).parents[1] / "measure" / "vectors" / "pcrsig"
 PEM = (VECTORS / "tpm2-pcr-public-key.pem").read_text()
 FP = fingerprint_of(PEM.encode())
@@ -146,3 +148,26 @@ def test_the_verdict_carries_the_checks_and_fails_on_them() -> None:
 
 def test_no_policy_no_checks() -> None:
     assert sealed_checks(guest(volume()), None, [("srv", SRV)]) == []
+
+
+# --- the guest script's part, run with the host's /bin/sh ------------------------------------
+
+
+@needs_sh
+def test_the_check_reports_the_exported_key_and_the_sealed_volumes(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text(PEM)
+    (tmp_path / "dps-sealed-srv").symlink_to("/dev/null")
+    env = {
+        "PCR_PUBKEY": str(tmp_path / "key.pem"),
+        "PCR_SIGNATURE": str(tmp_path / "none.json"),
+        "SEALED_GLOB": f"{tmp_path}/dps-sealed-*",
+    }
+    policy = json.loads(run_lib("json_pcr_policy", env))
+    assert policy == {"public_key": PEM.rstrip("\n"), "signature": None}
+    assert fingerprint_of(policy["public_key"].encode()) == FP
+    (volume,) = json.loads(run_lib("json_sealed", env))
+    assert volume["name"] == "srv" and volume["device"] == "/dev/null"
+    assert volume["luks"] is None and volume["mapped"] in (True, False)
+    assert set(volume["unit"]) == {"load", "active", "result"}
+    empty = {**env, "SEALED_GLOB": f"{tmp_path}/none-*"}
+    assert json.loads(run_lib("json_sealed", empty)) == []
