@@ -1,5 +1,6 @@
-"""The blueprint's typed model: osbuild image-builder's keys plus [boot], [secureboot], [image],
-[validate]; frozen, every value checked as it is read (composer/blueprint/load.py reads it)."""
+"""The blueprint's typed model: osbuild image-builder's keys plus [boot], [secureboot],
+[measured], [image], [validate]; frozen, every value checked as it is read
+(composer/blueprint/load.py reads it)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,44 @@ class SecureBoot(Model):
         return self
 
 
+# What a sealed volume may be: a partition type systemd-gpt-auto-generator finds, unlocks
+# (LUKS2, tpm2-device=auto) and mounts in the booted system without an fstab line or a machine
+# ID (systemd-gpt-auto-generator(8): /home and /srv; /var needs the machine ID's HMAC as its
+# partition UUID, root and /usr are unlocked in the initrd before repart could create them).
+Sealable = Literal["srv", "home"]
+
+
+class Measured(Model):
+    """Measured boot beyond prediction: a signed PCR 11 policy in the UKI (ukify
+    --pcr-private-key, systemd-measure sign) and volumes sealed to it."""
+
+    sign_policy: bool = False
+    # directory holding tpm2-pcr-private-key.pem and tpm2-pcr-public-key.pem (dps-composer
+    # keys generate); relative to the blueprint file; default: a key pair in the cache
+    keys: OneLine | None = None
+    # partitions created and LUKS2-encrypted at first boot by systemd-repart (Encrypt=tpm2),
+    # bound to the signed policy; unlocked by the TPM at later boots. No passphrase and no
+    # recovery key: the TPM and a UKI signed by the key are the only way in (docs/measured.md)
+    sealed: tuple[Sealable, ...] = ()
+    sealed_size: Size = 64 * 1024**2
+
+    @model_validator(mode="after")
+    def _needs_policy(self) -> Measured:
+        if self.keys is not None and not self.sign_policy:
+            raise ValueError(
+                "keys is set but sign_policy is false: set sign_policy = true to sign with them"
+            )
+        if self.keys is not None and not self.keys.strip():
+            raise ValueError("keys: give a directory, or leave it out for the default")
+        if self.sealed and not self.sign_policy:
+            raise ValueError(
+                "sealed volumes are bound to the signed PCR policy: set sign_policy = true"
+            )
+        if len(set(self.sealed)) != len(self.sealed):
+            raise ValueError("sealed: name each partition once")
+        return self
+
+
 class Image(Model):
     size: Size = 2 * 1024**3
     esp_size: Size = 256 * 1024**2
@@ -128,6 +167,7 @@ class Blueprint(Model):
     customizations: Customizations = Customizations()
     boot: Boot = Boot()
     secureboot: SecureBoot = SecureBoot()
+    measured: Measured = Measured()
     image: Image = Image()
     validate_: Validate = Field(default=Validate(), alias="validate")
     # where it was read from: errors found after parsing still name the file and the line

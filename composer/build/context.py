@@ -22,6 +22,7 @@ from composer.core.lifetime import Interrupted
 from composer.core.log import note
 from composer.manifest.model import Manifest, Output
 from composer.plan.plan import Plan
+from composer.toolchain.pcrkey import PcrKey
 from composer.toolchain.ukify import Uki
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Context:
     pins: dict[str, str] = field(default_factory=dict)
     epoch: int = 0  # SOURCE_DATE_EPOCH of every file in the image
     facts: Facts | None = None  # None: nothing cached (no cache, or no readable index)
+    pcr_key: tuple[PcrKey, bool] | None = None  # (key, generated) when the UKI signs a policy
     keys: dict[str, str] = field(default_factory=dict)  # stage -> cache key
     made: Made = field(default_factory=Made)
     timings: dict[str, float] = field(default_factory=dict)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from composer.build.context import Context
 from composer.build.fs.partitions import manifest_entry
+from composer.build.pcrpolicy import manifest_policy
 from composer.core import version
 from composer.core.hashing import sha256_file
 from composer.manifest import model
@@ -21,6 +22,7 @@ def manifest(ctx: Context) -> model.Manifest:
     assert made.uki is not None and made.chain is not None and made.esp_tree is not None
     chain, uki = made.chain, made.uki
     pcr11 = predict_pcr11(uki_sections(uki.path), banks=("sha256",))
+    policy = manifest_policy(plan, uki.path, ctx.pcr_key)
     predicted = predict.predict(
         loader=plan.loader,
         esp=made.esp_tree,
@@ -59,6 +61,8 @@ def manifest(ctx: Context) -> model.Manifest:
             pcrs={"11": pcr11["sha256"][BOOTED_PHASE], **predict.enforced_pcrs(predicted)},
             dps_mounts=True,
             grow_root=plan.grow_root,
+            pcr_policy=policy.public_key_sha256 if policy else None,
+            sealed=list(plan.sealed) or None,
         ),
         pcr11=model.Pcr11(phases=pcr11, booted_phase=BOOTED_PHASE),
         validate=model.Validate(timeout=plan.validate_timeout),
@@ -71,6 +75,7 @@ def manifest(ctx: Context) -> model.Manifest:
         measured_boot=model.MeasuredBoot.model_validate(predicted),
         cache=dict(ctx.status),
         composer=composer_record(),
+        pcr_policy=policy,
     )
 
 

@@ -16,6 +16,7 @@ FACTS: dict[str, tuple[str, str]] = {
     "index": ("resolve", "the archive's index as it is now (InRelease, verified; repomd.xml)"),
     "epoch": ("resolve", "SOURCE_DATE_EPOCH of every file in the image"),
     "secureboot_keys": ("resolve", "the Secure Boot key directory by content (when signing)"),
+    "pcr_key": ("resolve", "the PCR policy signing key by its public key (when signing)"),
     "secret": ("resolve", "the cache's secret key: passwords reach keys only as its HMAC"),
 }
 
@@ -32,3 +33,4 @@ class Facts:
     epoch: int
     secureboot_keys: str | None  # digest of the key directory; None when not signing
     secret: bytes  # the cache's secret key: keys hold only HMACs under it
+    pcr_key: str | None = None  # SHA-256 of the PCR policy public key; None when not signing

@@ -67,6 +67,24 @@ def boot(
         ),
     ] = None,
     tpm: Annotated[bool, typer.Option("--tpm/--no-tpm", help="Attach an swtpm TPM 2.0")] = True,
+    tpm_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--tpm-state",
+            help="Keep the TPM's state in DIR across boots (set up when DIR is new or empty): "
+            "with --writable, a sequence of boots of one image sees one TPM, so what the "
+            "first boot sealed the next can unseal",
+        ),
+    ] = None,
+    writable: Annotated[
+        bool,
+        typer.Option(
+            "--writable",
+            help="Boot the image file itself, not a throw-away overlay: what the boot changes "
+            "(first-boot partitions, sealed volumes) stays; no retries; judge the changed "
+            "image with --manifest",
+        ),
+    ] = False,
     vars_file: Annotated[
         Path | None,
         typer.Option(
@@ -112,6 +130,7 @@ def boot(
             raise UsageError(f"--jobs: must be at least 1, not {jobs}")
         if retries < 0:
             raise UsageError(f"--retries: must be 0 or more, not {retries}")
+        _check_sequence(images, tpm, tpm_state, writable)
         keeps = [keep] if keep else [i.parent / f"{i.name}.boot" for i in images]
         _check_boot_inputs(json_file, junit, vars_file, keeps)
         if report is not None:
@@ -122,8 +141,10 @@ def boot(
         keep=keep,
         timeout_for=lambda image: timeout or _manifest_timeout(image, manifest),
         vars_for=lambda image: vars_file or _manifest_varstore(image, manifest),
-        retries=retries,
+        retries=0 if writable else retries,  # a retry would boot what the failed boot left
         manifest=manifest,
+        tpm_state=tpm_state,
+        writable=writable,
     )
     several = len(images) > 1
 
@@ -180,6 +201,18 @@ def _check_mark(passed: bool, host_fault: str) -> tuple[str, str]:
     if passed:
         return ("PASS", "green")
     return ("ERROR", "bold yellow") if host_fault else ("FAIL", "bold red")
+
+
+def _check_sequence(images: list[Path], tpm: bool, tpm_state: Path | None, writable: bool) -> None:
+    """--tpm-state and --writable keep state across boots: of one image, with a TPM."""
+    if tpm_state is not None:
+        if not tpm:
+            raise UsageError("--tpm-state: keeps a TPM's state; it cannot go with --no-tpm")
+        if tpm_state.exists() and not tpm_state.is_dir():
+            raise UsageError(f"--tpm-state {tpm_state}: exists and is not a directory")
+    if (tpm_state is not None or writable) and len(images) > 1:
+        option = "--tpm-state" if tpm_state is not None else "--writable"
+        raise UsageError(f"{option}: boots one image at a time (got {len(images)})")
 
 
 def _check_boot_inputs(

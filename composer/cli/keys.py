@@ -1,4 +1,4 @@
-"""`dps-composer keys generate DIR`: Secure Boot keys."""
+"""`dps-composer keys generate DIR`: Secure Boot keys and the PCR policy signing key pair."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Annotated
 import typer
 
 from composer.cli.common import JsonStyle, guard, human, print_json, say, wrote
-from composer.toolchain.secureboot import generate_keys
+from composer.toolchain.pcrkey import generate_pcr_key
+from composer.toolchain.secureboot import generate_keys, private_directory
 
 keys_app = typer.Typer(
-    help="Secure Boot keys (PK, KEK, db).", no_args_is_help=True, rich_markup_mode=None
+    help="Secure Boot keys (PK, KEK, db) and the PCR policy signing key pair.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -21,15 +24,34 @@ def keys_generate(
     common_name: Annotated[
         str, typer.Option("--common-name", help="Prefix of the certificates' CN")
     ] = "dps-composer",
+    pcr_only: Annotated[
+        bool,
+        typer.Option(
+            "--pcr-only",
+            help="Only the PCR policy signing key pair (into an existing Secure Boot key "
+            "directory, or a new one)",
+        ),
+    ] = False,
     json_style: JsonStyle = None,
 ) -> None:
-    """Generate PK, KEK and db (RSA 2048, self-signed X.509, files mode 0600) in DIRECTORY."""
+    """Generate PK, KEK and db (RSA 2048, self-signed X.509) and the PCR policy signing key
+    pair (tpm2-pcr-private-key.pem, tpm2-pcr-public-key.pem: RSA 2048) in DIRECTORY; private
+    files mode 0600, the directory 0700."""
     with guard():
-        keys = generate_keys(directory, common_name)
+        if pcr_only:
+            private_directory(directory)
+            keys = None
+        else:
+            keys = generate_keys(directory, common_name)
+        pcr = generate_pcr_key(directory)
     console = human(json_style)
-    for path in keys.files():
+    files = [*(keys.files() if keys else []), pcr.private, pcr.public]
+    for path in files:
         wrote(path, console=console)
-    say(f"signature owner GUID: {keys.owner}", console=console)
+    if keys:
+        say(f"signature owner GUID: {keys.owner}", console=console)
+    say(f"PCR policy public key SHA-256: {pcr.fingerprint}", console=console)
     if json_style:
-        files = {"directory": str(directory), "files": [str(p) for p in keys.files()]}
-        print_json({**files, "owner_guid": keys.owner}, json_style)
+        data = {"directory": str(directory), "files": [str(p) for p in files]}
+        data |= {"owner_guid": keys.owner} if keys else {}
+        print_json({**data, "pcr_public_key_sha256": pcr.fingerprint}, json_style)

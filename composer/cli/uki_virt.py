@@ -40,6 +40,14 @@ def build(
     keys: Annotated[
         Path | None, typer.Option("--keys", help="Secure Boot key directory (with --sign)")
     ] = None,
+    pcr_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--pcr-keys",
+            help="Sign the UKI's expected PCR 11 values with the PCR policy key pair in DIR "
+            "(.pcrsig, .pcrpkey; make one with keys generate --pcr-only)",
+        ),
+    ] = None,
     cache_dir: CacheDir = None,
     json_style: JsonStyle = None,
 ) -> None:
@@ -60,7 +68,8 @@ def build(
         cache.mkdir(parents=True, exist_ok=True)
         arch = get_arch(architecture)
         key_dir = str(keys or default_keys_dir(cache)) if sign else None
-        config = UkiVirtConfig.for_arch(arch, cmdline, key_dir)
+        config = UkiVirtConfig.for_arch(arch, cmdline, key_dir, str(pcr_keys) if pcr_keys else None)
+        config.pcr_signing()  # a bad key directory fails now, not after the kernel download
         output.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         with log_file(output / "uki-virt.build.log"):

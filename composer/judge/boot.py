@@ -65,6 +65,7 @@ class _Run:
     console: Console
     watch: Watch
     scanner: SerialScanner
+    tpm_state: Path | None = None
 
 
 def _explain(out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float) -> None:
@@ -114,7 +115,9 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
     with ExitStack() as stack:  # leaves in reverse: QEMU is stopped before swtpm
         helpers: list[Helper] = []
         if run.tpm:
-            handle = stack.enter_context(swtpm(work, cfg.firmware.arch, cfg.tools))
+            handle = stack.enter_context(
+                swtpm(work, cfg.firmware.arch, cfg.tools, state=run.tpm_state)
+            )
             cfg = replace(cfg, tpm_args=handle.qemu_args)
             helpers.append(Helper("swtpm", handle, lambda: log_tail(handle, 3)))
             run.console(f"swtpm: pid {handle.pid}, socket {handle.socket}")
@@ -245,6 +248,7 @@ class Settings:
     firstboot: bool = True
     attach: Attach | None = None
     boot_tools: str = ""  # auto | tree | host; "" = DPS_COMPOSER_BOOT_TOOLS, else auto
+    tpm_state: Path | None = None  # kept across boots; None: a fresh TPM in the work directory
 
 
 def default_smp(accel: str, tools: BootTools) -> int:
@@ -297,7 +301,7 @@ def _boot_in(
 ) -> Verdict:
     cfg, chosen, tools_note = _configure(work, image, exp, st, say)
     exp, pcr_note = for_firmware(exp, cfg.firmware, cfg.tools)
-    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner)
+    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state)
     out, facts = _run_vm(run)
     verdict = _judge(run, out, facts, exp)
     verdict.accel, verdict.firmware = chosen.name, str(cfg.firmware.descriptor)
@@ -332,6 +336,7 @@ def boot_image(
     firstboot: bool = True,
     attach: Attach | None = None,
     boot_tools: str = "",
+    tpm_state: Path | None = None,
 ) -> Verdict:
     """Boot ``image`` under OVMF (+ swtpm), watch the serial ports and judge the result.
 
@@ -341,6 +346,8 @@ def boot_image(
     returns the QEMU arguments for them. With ``keep_dir`` the work files (serial.log, check.log,
     qemu.log, qemu.cmdline, swtpm.log, vars.fd, verdict.json) are kept there on every way out
     (``keep_dir`` may also be a function of the verdict that says where, or None).
+    ``tpm_state``: the swtpm state directory to use and keep (set up when empty), so that a
+    sequence of boots sees one TPM (what a first boot sealed, the next can unseal).
     """
     st = Settings(
         accel,
@@ -356,6 +363,7 @@ def boot_image(
         firstboot,
         attach,
         boot_tools,
+        tpm_state,
     )
     say = console or _quiet
     image = image.resolve()

@@ -78,18 +78,22 @@ def _one(p: dict[str, Any], guest: dict[str, Any]) -> tuple[bool, str]:
 
 
 def dps_mount_checks(
-    guest: dict[str, Any], partitions: Sequence[dict[str, Any]], grow_root: bool
+    guest: dict[str, Any],
+    partitions: Sequence[dict[str, Any]],
+    grow_root: bool,
+    after_root: int = 0,
 ) -> list[CheckTuple]:
+    """``after_root``: bytes of partitions made at first boot after the root partition."""
     results = [_one(p, guest) for p in partitions if p.get("mountpoint")]
     failed = [d for ok, d in results if not ok]
     detail = "; ".join(failed) if failed else "; ".join(d for _, d in results)
     checks: list[CheckTuple] = [("dps-mounts", not failed, detail)]
     if grow_root:
-        checks.append(root_fills_disk(guest))
+        checks.append(root_fills_disk(guest, after_root))
     return checks
 
 
-def root_fills_disk(guest: dict[str, Any]) -> CheckTuple:
+def root_fills_disk(guest: dict[str, Any], after_root: int = 0) -> CheckTuple:
     disk = guest.get("disk") or {}
     part = disk.get("root_partition") or {}
     size, start, psize = disk.get("size"), part.get("start"), part.get("size")
@@ -98,11 +102,13 @@ def root_fills_disk(guest: dict[str, Any]) -> CheckTuple:
             and isinstance(fs, int)):  # fmt: skip
         return "root-fills-disk", False, f"the guest did not report disk and root sizes: {disk}"
     gap = size - (start + psize)
-    ok = 0 <= gap <= GROW_SLACK and fs >= FS_FILL * psize
+    ok = 0 <= gap <= GROW_SLACK + after_root and fs >= FS_FILL * psize
     detail = (
         f"/ is {human_size(fs)} on a {human_size(psize)} partition ending "
         f"{human_size(gap) if gap else '0 B'} before the end of the {human_size(size)} disk"
     )
+    if after_root:
+        detail += f" (room left for {human_size(after_root)} of sealed volumes)"
     if not ok:
         detail += " (expected the root partition and file system to fill the disk)"
     return "root-fills-disk", ok, detail

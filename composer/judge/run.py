@@ -47,6 +47,8 @@ class BootOptions:
     firstboot: bool = True  # answer systemd-firstboot's questions with credentials
     manifest: Path | None = None  # judge every image against this one (boot --manifest)
     smp: int | None = None  # vCPUs; None: boot.default_smp, one when boots run side by side
+    tpm_state: Path | None = None  # the TPM's state, kept across boots (boot --tpm-state)
+    writable: bool = False  # boot the image itself, keeping what the boot changed
 
 
 @dataclass
@@ -148,6 +150,8 @@ def boot_one(
         console=console,
         firstboot=opts.firstboot,
         smp=opts.smp,
+        tpm_state=opts.tpm_state,
+        writable=opts.writable,
     )
     found = load.load(image, opts.manifest)
     if found is not None:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from composer.judge.unlock_watch import UnlockWatch
+
 # Cursor positioning / screen clearing acts as a line break on a real terminal.
 _CURSOR_BREAK = re.compile(r"\x1b\[[0-9;?=]*[HfJ]")
 _ANSI = re.compile(
@@ -187,6 +189,7 @@ class SerialScanner:
         self.tail: deque[str] = deque(maxlen=keep_lines)
         self._seen: set[tuple[str, str]] = set()
         self._root_wait = RootWait()
+        self._unlock = UnlockWatch()
 
     def feed(self, line: str, t: float, *, remember: bool = True) -> list[SerialEvent]:
         """Scan one line; ``remember=False`` for unfinished lines and the check channel."""
@@ -204,6 +207,8 @@ class SerialScanner:
                 new.append(SerialEvent("host", name, t, line.strip()[:300]))
         if remember and (root_missing := self._root_wait.feed(line, t)) is not None:
             new.append(root_missing)
+        if remember and (unlock := self._unlock.feed(line)) is not None:
+            new.append(SerialEvent("fatal", "sealed-unlock", t, unlock[1][:600], unlock[0]))
         self._seen.update((e.kind, e.name) for e in new)
         self.events.extend(new)
         return new

@@ -52,6 +52,14 @@ def _program(tools: BootTools, name: str) -> list[str]:
     return [which(name)] if tools.root is None else tools.command(name)
 
 
+STATE_FILE = "tpm2-00.permall"  # swtpm's TPM 2.0 state (its --tpmstate dir= backend)
+
+
+def has_state(state_dir: Path) -> bool:
+    """Whether ``state_dir`` holds a TPM that swtpm_setup has set up (kept by a boot before)."""
+    return (state_dir / STATE_FILE).is_file()
+
+
 def setup_state(state_dir: Path, work: Path, tools: BootTools = HOST) -> None:
     """swtpm_setup a fresh TPM 2.0 with a sha256 bank; our own empty config (no CA in /var/lib).
     From a tree, swtpm_setup is told how to start the tree's swtpm (``--tpm``: a command line
@@ -111,15 +119,20 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def swtpm(work: Path, arch: str = "x86_64", tools: BootTools = HOST) -> Iterator[Swtpm]:
-    """Set up state under ``work``, run ``swtpm socket`` on a pre-bound socket, yield QEMU args.
+def swtpm(
+    work: Path, arch: str = "x86_64", tools: BootTools = HOST, state: Path | None = None
+) -> Iterator[Swtpm]:
+    """Set up state under ``work`` (or use ``state``, set up only when it holds none yet), run
+    ``swtpm socket`` on a pre-bound socket, yield QEMU args.
 
     Python binds and listens before swtpm starts and hands the fd over (pass_fds), so QEMU can
     connect at once: no polling for the socket to appear.
     """
     work = work.resolve()
-    state, log, sock_path = work / "tpm", work / "swtpm.log", work / "swtpm.sock"
-    setup_state(state, work, tools)
+    log, sock_path = work / "swtpm.log", work / "swtpm.sock"
+    if state is None or not has_state(state):
+        state = (state or work / "tpm").resolve()
+        setup_state(state, work, tools)
     listener = _listen(sock_path)
     proc: subprocess.Popen[bytes] | None = None
     try:

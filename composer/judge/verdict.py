@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from composer.judge.dps_mounts import dps_mount_checks
+from composer.judge.sealed import sealed_checks
 from composer.judge.serial import SerialEvent, last_milestone, milestone_times
 from composer.manifest import load
 from composer.manifest.model import Manifest
@@ -37,6 +38,10 @@ class Expectations:
     partitions: tuple[dict[str, Any], ...] = ()
     dps_mounts: bool = False
     grow_root: bool = False
+    # the signed PCR policy's key (systemd's pkfp) and the volumes sealed to it: (designator,
+    # type UUID, size); composer/judge/sealed.py
+    pcr_policy: str | None = None
+    sealed: tuple[tuple[str, str, int], ...] = ()
 
 
 def default_root_type(arch: str) -> str:
@@ -75,6 +80,11 @@ def expectations_from_manifest(manifest: Manifest) -> Expectations:
         partitions=tuple(p.model_dump() for p in manifest.disk.partitions),
         dps_mounts=expect.dps_mounts,
         grow_root=expect.grow_root,
+        pcr_policy=expect.pcr_policy,
+        sealed=tuple(
+            (v.designator, v.type_uuid, v.size)
+            for v in (manifest.pcr_policy.sealed if manifest.pcr_policy else [])
+        ),
     )
 
 
@@ -273,7 +283,10 @@ def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
     checks = [Check("booted", True, f"check result received (system state: {state})")]
     checks += _root_checks(guest, exp)
     if exp.dps_mounts:
-        checks += [Check(*c) for c in dps_mount_checks(guest, exp.partitions, exp.grow_root)]
+        after_root = sum(size for _, _, size in exp.sealed)  # made at first boot, after /
+        checks += [
+            Check(*c) for c in dps_mount_checks(guest, exp.partitions, exp.grow_root, after_root)
+        ]
     failed = failed_units(guest)
     checks.append(
         Check(
@@ -285,6 +298,10 @@ def _guest_checks(guest: dict[str, Any], exp: Expectations) -> list[Check]:
         )
     )
     checks += _tpm_checks(guest, exp)
+    sealed = [(name, type_uuid) for name, type_uuid, _ in exp.sealed]
+    checks += [
+        Check(*c) for c in sealed_checks(guest, exp.pcr_policy, sealed, exp.expected_pcrs.get(11))
+    ]
     if exp.secure_boot is not None:
         got = guest.get("secure_boot")
         detail = f"Secure Boot is {_onoff(got)}, expected {_onoff(exp.secure_boot)}"

@@ -122,8 +122,32 @@ class Output(Part):
     compression: str | None = None  # qcow2 only
 
 
+class SealedVolume(Part):
+    """A volume systemd-repart creates and LUKS2-encrypts at first boot, bound by a TPM2 token
+    to the UKI's signed PCR policy, unlocked by the TPM at later boots."""
+
+    designator: str  # srv, home
+    type_uuid: str  # its DPS type: how systemd-gpt-auto-generator finds it
+    mountpoint: str
+    size: int  # bytes
+
+
+class PcrPolicy(Part):
+    """The UKI's signed PCR 11 policy (.pcrsig, .pcrpkey), read back from the built UKI: the
+    phases a valid signature covers were recomputed from its sections (composer/measure/pcrsig.py)."""
+
+    bank: str
+    public_key_sha256: str  # systemd's pkfp of .pcrpkey
+    keys: str  # the key directory
+    generated: bool  # the default pair, made by this build
+    signed_phases: list[str]
+    sealed: list[SealedVolume]
+
+
 class Expect(Part):
     """What `boot` checks."""
+
+    OMIT_NONE = frozenset({"pcr_policy", "sealed"})
 
     root_type_uuid: str
     tpm: bool
@@ -131,6 +155,9 @@ class Expect(Part):
     pcrs: dict[str, str]  # PCR number -> value (sha256 bank) once the system is up
     dps_mounts: bool  # every partition mounted where DPS (or its fstab line) puts it
     grow_root: bool  # / fills the disk after first boot
+    # the .pcrpkey fingerprint the booted UKI must export; None: no signed policy
+    pcr_policy: str | None = None
+    sealed: list[str] | None = None  # designators of volumes the TPM must unlock
 
 
 class Pcr11(Part):
@@ -180,7 +207,7 @@ class Manifest(Part):
     """One image as its build made it: the plan's layout, the UKI, the packages, every output
     with its sha256, the boot chain and Secure Boot setup, and what a boot of it must show."""
 
-    OMIT_NONE = frozenset({"varstore", "composer"})
+    OMIT_NONE = frozenset({"varstore", "composer", "pcr_policy"})
 
     manifest_version: Literal[1]
     name: str
@@ -206,6 +233,7 @@ class Manifest(Part):
     measured_boot: MeasuredBoot
     cache: dict[str, str]  # cached stage -> hit, miss, off
     composer: Composer | None = None  # left out by builds before it was recorded
+    pcr_policy: PcrPolicy | None = None  # [measured] sign_policy
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -25,6 +25,7 @@ from typing import Any
 from composer.build import keys
 from composer.build.bootchain.chain import default_keys_dir
 from composer.build.facts import Facts
+from composer.build.pcrpolicy import default_pcr_key_dir
 from composer.build.stages.sequence import STAGES, WHOLE_IMAGE
 from composer.core import paths
 from composer.core.hashing import tree_digest
@@ -33,6 +34,7 @@ from composer.matrix.cells import Cell, Source, cells
 from composer.matrix.model import load
 from composer.plan.load import parse as parse_blueprint
 from composer.plan.plan import Plan, make_plan
+from composer.toolchain.pcrkey import PcrKey
 from composer.toolchain.toolstree import tools_key
 
 PLANNED = "planned"  # the value of every fact a build finds out, in planned keys
@@ -100,7 +102,20 @@ def planned_facts(plan: Plan, cache: Path) -> Facts:
         epoch=0,
         secureboot_keys=tree_digest(key_dir) if signing else None,
         secret=cache_secret(cache),
+        pcr_key=_planned_pcr_key(plan, cache),
     )
+
+
+def _planned_pcr_key(plan: Plan, cache: Path) -> str | None:
+    """The PCR policy key's fingerprint as the build will find it (PLANNED before the
+    default pair exists: the build makes it)."""
+    if not plan.pcr_policy:
+        return None
+    directory = Path(plan.pcr_keys or default_pcr_key_dir(cache))
+    try:
+        return PcrKey(directory).fingerprint
+    except (OSError, ValueError):  # the build makes the default pair, or names what is wrong
+        return PLANNED
 
 
 def planned_keys(cell: Cell, cache: Path) -> dict[str, str]:

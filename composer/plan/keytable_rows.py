@@ -382,6 +382,24 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     Row(
+        "measured",
+        yes(
+            "`sign_policy`: the UKI carries `.pcrsig` (systemd-measure sign, every boot phase) "
+            "and `.pcrpkey`; `sealed`: /srv or /home created and LUKS2-encrypted at first boot "
+            "(systemd-repart `Encrypt=tpm2`), bound to that policy (docs/measured.md)"
+        ),
+        no(
+            "Fedora's kernel-uki-virt is a prebuilt UKI: its sections cannot be re-signed with "
+            "your PCR key",
+            False,
+        ),
+        no(
+            "the installed system boots Fedora's prebuilt UKI, which has no PCR signature by "
+            "your key",
+            False,
+        ),
+    ),
+    Row(
         "image.size, image.esp_size",
         *same("the disk and ESP sizes"),
         yes("`esp_size`: the ESP's `part` size; `size`: not applicable (the machine's disk)"),

@@ -227,9 +227,11 @@ def compute(
     machine_id: str | None,
     size_given: bool = False,
     formats: tuple[str, ...] = (),
+    reserve: int = 0,
 ) -> Layout:
-    """The partitions, in disk order, with sizes, types, UUIDs, flags and fstab lines.
-    Raises LayoutErrors naming every problem found."""
+    """The partitions, in disk order, with sizes, types, UUIDs, flags and fstab lines;
+    ``reserve`` bytes left free at the end of the disk (for the partitions systemd-repart
+    creates at first boot). Raises LayoutErrors naming every problem found."""
     errors: list[LayoutError] = []
     esp_size = align_up(esp_size, ALIGN)
     if esp_size < 64 * MiB:
@@ -252,7 +254,8 @@ def compute(
         (r for r in reqs if r is not root), key=lambda r: ORDER.get(r.designator, len(ORDER))
     )
     first = align_up(max(GPT_RESERVED, disk.start_offset if disk else 0), ALIGN)
-    used = sum(r.minsize for r in others)
+    reserve = align_up(reserve, ALIGN)
+    used = sum(r.minsize for r in others) + reserve
     need = first + GPT_RESERVED + used + root.minsize
     minsize = disk.minsize if disk else 0
     disk_size = align_up(max(image_size, minsize, need), ALIGN)
@@ -367,4 +370,5 @@ def layout_of(bp: Blueprint, seed: uuid.UUID | None = None) -> Layout:
         machine_id=bp.image.machine_id,
         size_given="size" in bp.image.model_fields_set,
         formats=bp.image.formats,
+        reserve=len(bp.measured.sealed) * align_up(bp.measured.sealed_size, ALIGN),
     )

@@ -21,7 +21,7 @@ from composer.plan.judgement import judge
 from composer.plan.layout import LayoutErrors, PartitionPlan, layout_of, seed_of
 from composer.plan.load import parse
 from composer.spec.arch import Arch, get_arch
-from composer.target.distros import Distro, get_distro
+from composer.target.distros import KERNEL_UKI_VIRT, UKI_VIRT, Distro, get_distro
 
 # Menu timeout (s) when the blueprint gives none: systemd-boot boots at once (a key still
 # reaches the menu); GRUB shows its menu for a second so the serial log records it.
@@ -53,6 +53,10 @@ class Plan:
     qcow2_compression: str = "zstd"
     secureboot_sign: bool = False
     secureboot_keys: str | None = None  # None: the default key directory in the cache
+    pcr_policy: bool = False  # the UKI carries a signed PCR 11 policy (.pcrsig, .pcrpkey)
+    pcr_keys: str | None = None  # None: the default PCR key pair in the cache
+    sealed: tuple[str, ...] = ()  # designators of the volumes sealed at first boot
+    sealed_size: int = 64 * 1024**2
     package_pins: tuple[tuple[str, str], ...] = ()  # (name, version glob), resolved at build
     fstab: tuple[str, ...] = ()  # lines for the partitions DPS does not discover
     grow_root: bool = False  # root grows into a bigger disk at first boot (systemd-repart)
@@ -125,6 +129,8 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         ) from None
     origins = _package_origins(bp, distro, arch, verdict.packages, layout.partitions, layout.grows)
     packages = tuple(dict.fromkeys(name for name, _ in origins))
+    if problems := measured_problems(bp, packages, layout.partitions):
+        raise bp.error(problems)
     pins = tuple((p.name, p.version) for p in (*bp.packages, *bp.modules) if p.pinned)
     cmdline = " ".join(f"{bp.boot.cmdline} {bp.customizations.kernel.append}".split())
     notes = [*verdict.notes, *_layout_notes(layout.partitions)]
@@ -154,6 +160,10 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         qcow2_compression=bp.image.qcow2_compression,
         secureboot_sign=bp.secureboot.sign,
         secureboot_keys=_keys_dir(bp.secureboot.keys, source),
+        pcr_policy=bp.measured.sign_policy,
+        pcr_keys=_keys_dir(bp.measured.keys, source),
+        sealed=bp.measured.sealed,
+        sealed_size=bp.measured.sealed_size,
         package_pins=pins,
         fstab=layout.fstab,
         grow_root=layout.grows,
@@ -161,6 +171,38 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         notes=tuple(notes),
         package_origins=tuple(_first_origin(origins).items()),
     )
+
+
+# systemd-repart makes the sealed volumes at first boot; Debian ships systemd-cryptsetup (and
+# its generators) apart from systemd; cryptsetup-bin for inspecting them; mkfs.ext4 for
+# formatting them (systemd-repart runs the image's own mkfs)
+SEALING_PACKAGES = ("systemd-repart", "systemd-cryptsetup", "cryptsetup-bin", "e2fsprogs")
+UKI_VIRT_PACKAGES = (UKI_VIRT, KERNEL_UKI_VIRT)
+
+
+def measured_problems(
+    bp: Blueprint, packages: tuple[str, ...], partitions: tuple[PartitionPlan, ...]
+) -> list[Problem]:
+    """[measured] against the rest of the blueprint: a prebuilt UKI cannot be given a PCR
+    signature, and a sealed volume is made at first boot, so the layout must not have it."""
+    m, out = bp.measured, []
+    prebuilt = [p for p in UKI_VIRT_PACKAGES if p in packages]
+    if m.sign_policy and prebuilt:
+        out.append(Problem(
+            "measured.sign_policy",
+            f"the image boots the prebuilt UKI of {prebuilt[0]}, which has no PCR signature by "
+            "your key; leave uki-virt out (the UKI is then built with the signature) or set "
+            "sign_policy = false",
+        ))  # fmt: skip
+    laid_out = {p.designator for p in partitions}
+    for i, name in enumerate(m.sealed):
+        if name in laid_out:
+            out.append(Problem(
+                f"measured.sealed[{i}]",
+                f"/{name} is also a partition of [customizations.disk]: a sealed volume is "
+                "created at first boot; remove one of the two",
+            ))  # fmt: skip
+    return out
 
 
 def _first_origin(origins: list[tuple[str, str]]) -> dict[str, str]:
@@ -187,6 +229,7 @@ def _package_origins(
     out += needed
     out += [(p, "customizations.disk") for p in _fs_packages(partitions)]
     out += [("systemd-repart", "base")] if grows else []
+    out += [(p, "measured.sealed") for p in SEALING_PACKAGES if bp.measured.sealed]
     for table in ("packages", "modules"):
         out += [(p.name, f"{table}[{i}]") for i, p in enumerate(getattr(bp, table))]
     out += [(f"@{g.name}", f"groups[{i}]") for i, g in enumerate(bp.groups)]  # dnf only

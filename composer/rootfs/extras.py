@@ -16,6 +16,7 @@ from composer.blueprint.repositories import Repository
 from composer.core.chroot import run_in
 from composer.core.errors import ComposerError
 from composer.plan.plan import Plan
+from composer.rootfs import sealed
 from composer.rootfs.intree import InTreeError, Tree
 
 REPART_ROOT = "/usr/lib/repart.d/50-dps-composer-root.conf"
@@ -60,6 +61,7 @@ def apply(tree: Path, plan: Plan) -> None:
             )
         if plan.grow_root:
             t.write(REPART_ROOT, REPART_TEXT)
+        sealed.apply(t, plan)
         timeouts = DATA / "initrd/50-dps-composer-timeouts.conf"  # the initrd has the same
         t.write("/usr/lib/systemd/system.conf.d/50-dps-composer.conf", timeouts.read_text())
 

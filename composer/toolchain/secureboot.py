@@ -56,9 +56,10 @@ class KeySet:
         return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` (must not exist) with mode 0600 before a byte is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` (must not exist, not even as a link) with ``mode`` (private unless told
+    otherwise) before a byte is written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
@@ -91,7 +92,7 @@ def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
     """New PK, KEK and db in ``directory``: created 0700 when missing; an existing directory
     is used only if it is ours and nobody else can read or write it (its mode is never
     changed), and no key file in it is overwritten."""
-    _private_directory(directory)
+    private_directory(directory)
     taken = [p.name for n in KEY_NAMES for p in (directory / f"{n}.key", directory / f"{n}.crt")]
     existing = [n for n in [*taken, OWNER_FILE] if (directory / n).exists()]
     if existing:
@@ -102,13 +103,13 @@ def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
     owner = str(uuid.uuid4())
     for name in KEY_NAMES:
         key_pem, cert_pem = _self_signed(f"{common_name} {name}")
-        _write_private(directory / f"{name}.key", key_pem)
-        _write_private(directory / f"{name}.crt", cert_pem)
-    _write_private(directory / OWNER_FILE, (owner + "\n").encode())
+        write_new(directory / f"{name}.key", key_pem)
+        write_new(directory / f"{name}.crt", cert_pem)
+    write_new(directory / OWNER_FILE, (owner + "\n").encode())
     return KeySet(directory, owner)
 
 
-def _private_directory(directory: Path) -> None:
+def private_directory(directory: Path) -> None:
     """Make ``directory`` (0700), or check that the existing one is private to us."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     try:

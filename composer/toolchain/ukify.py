@@ -11,9 +11,35 @@ from pathlib import Path
 
 from composer import DATA
 from composer.core.chroot import run_in
+from composer.measure.pcr11 import PHASES
+from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE, PcrKey
 
 WORK = "/run/dps-work"
 IMAGE = "/run/dps-image"
+PCR_KEYS = "/run/dps-pcr-keys"
+# Every phase after the stub's own measurements: what systemd-cryptsetup (initrd or host) and
+# systemd-repart find in PCR 11 when they unseal or enroll (ukify's default --phases).
+SIGNED_PHASES: tuple[str, ...] = tuple(p for p in PHASES if p)
+PCR_BANK = "sha256"  # the bank systemd-measure signs and the TPM policy is computed in
+
+
+@dataclass(frozen=True)
+class PcrSigning:
+    """A signed PCR policy for the UKI: ukify runs ``systemd-measure sign`` over the
+    measured sections for every phase path and embeds the JSON as ``.pcrsig``, the public
+    key as ``.pcrpkey`` (ukify(1) --pcr-private-key, --pcr-public-key, --phases)."""
+
+    key: PcrKey
+    phases: tuple[str, ...] = SIGNED_PHASES
+    bank: str = PCR_BANK
+
+    def ukify_args(self) -> list[str]:
+        return [
+            f"--pcr-private-key={PCR_KEYS}/{PRIVATE_FILE}",
+            f"--pcr-public-key={PCR_KEYS}/{PUBLIC_FILE}",
+            f"--phases={' '.join(self.phases)}",
+            f"--pcr-banks={self.bank}",
+        ]
 
 
 @dataclass(frozen=True)
@@ -32,8 +58,11 @@ def build_uki(
     workdir: Path,
     usr_type: str = "",
     sbat: str | None = None,
+    pcr: PcrSigning | None = None,
 ) -> Uki:
-    """``sbat``: the UKI's own SBAT line(s), added to the stub's (``ukify --sbat``)."""
+    """``sbat``: the UKI's own SBAT line(s), added to the stub's (``ukify --sbat``); ``pcr``:
+    sign the expected PCR 11 values (the key directory is bound in read-only use for that
+    one command; the private key's bytes never leave it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "dracut-virt.conf"
     conf.write_text((DATA / "dracut-virt.conf").read_text())
@@ -78,9 +107,10 @@ def build_uki(
             f"--uname={kernel_version}",
             *([f"--sbat={sbat}"] if sbat else []),
             f"--stub=/usr/lib/systemd/boot/efi/linux{efi_arch}.efi.stub",
+            *(pcr.ukify_args() if pcr else []),
             f"--output={WORK}/uki.efi",
         ],
-        binds=binds,
+        binds=[*binds, *([(pcr.key.directory, PCR_KEYS)] if pcr else [])],
     )
     return Uki(workdir / "uki.efi", kernel_version, cmdline)
 

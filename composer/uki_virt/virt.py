@@ -25,9 +25,10 @@ from composer.spec import dps
 from composer.spec.arch import Arch
 from composer.target.distros import Distro
 from composer.toolchain import initrd
+from composer.toolchain.pcrkey import load_pcr_key
 from composer.toolchain.secureboot import ensure_keys, sign_pe
 from composer.toolchain.toolstree import ensure_tools_tree, tools_key
-from composer.toolchain.ukify import build_uki, stage_initrd_extras
+from composer.toolchain.ukify import PcrSigning, build_uki, stage_initrd_extras
 from composer.uki_virt import kernel, packages, repo
 
 LOG = logging.getLogger(__name__)
@@ -44,12 +45,23 @@ class UkiVirtConfig:
     cmdline: str = DEFAULT_CMDLINE
     usr_type: str = ""  # DPS /usr type of the architecture (initrd /usr discovery)
     keys: str | None = None  # Secure Boot key directory: sign the packaged UKI with db
+    pcr_keys: str | None = None  # PCR policy key pair: the UKI gets .pcrsig and .pcrpkey
 
     @classmethod
     def for_arch(
-        cls, arch: Arch, cmdline: str = DEFAULT_CMDLINE, keys: str | None = None
+        cls,
+        arch: Arch,
+        cmdline: str = DEFAULT_CMDLINE,
+        keys: str | None = None,
+        pcr_keys: str | None = None,
     ) -> UkiVirtConfig:
-        return cls(cmdline, str(dps.by_designator("usr", arch.dps).uuid), keys)
+        return cls(cmdline, str(dps.by_designator("usr", arch.dps).uuid), keys, pcr_keys)
+
+    def pcr_signing(self) -> PcrSigning | None:
+        """The signed PCR policy the UKI carries (``uki-virt build --pcr-keys``)."""
+        if self.pcr_keys is None:
+            return None
+        return PcrSigning(load_pcr_key(Path(self.pcr_keys), "--pcr-keys"))
 
     def fingerprint(self, arch: Arch) -> dict[str, Any]:
         with scratch_dir("initrd-extras", work_parent()) as tmp:
@@ -66,6 +78,7 @@ class UkiVirtConfig:
             "scripts": sha256_file(DATA / "uki-virt/esp.sh"),
             "tools": tools_key(arch),
             "signed_by": cert,
+            "pcr_policy": (signing.key.fingerprint if (signing := self.pcr_signing()) else None),
         }
 
 
@@ -170,6 +183,7 @@ def _build(
         work / "uki",
         config.usr_type,
         sbat=sbat_text(pkg.kver),
+        pcr=config.pcr_signing(),
     )
     modules = initrd.module_names(uki.path.parent / "initrd.img")
     if config.keys is not None:

@@ -25,7 +25,7 @@ STAGE = Stage(
     "customize",
     "host name, users and groups, SSH keys, time zone, locale, files and directories, "
     "services, an empty /etc/machine-id, fstab lines only for what DPS does not mount, the "
-    "boot check unit",
+    "boot check unit, the definitions of [measured] sealed volumes",
     inputs=(
         "plan.customizations",
         "plan.name",
@@ -34,6 +34,8 @@ STAGE = Stage(
         "plan.fstab",
         "plan.grow_root",
         "plan.partitions",
+        "plan.sealed",
+        "plan.sealed_size",
         "secret",
         "epoch",
     ),

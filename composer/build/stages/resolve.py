@@ -10,6 +10,7 @@ from composer.build import keys
 from composer.build.bootchain.chain import default_keys_dir
 from composer.build.context import Context
 from composer.build.facts import Facts
+from composer.build.pcrpolicy import policy_key
 from composer.build.reproducible import source_date_epoch
 from composer.build.stages.stage import Stage
 from composer.core.hashing import tree_digest
@@ -21,6 +22,7 @@ from composer.toolchain.toolstree import tools_key
 def run(ctx: Context) -> None:
     ctx.pins = backend.resolve_pins(ctx.plan, cache=ctx.cache)
     ctx.epoch = source_date_epoch(ctx.plan)
+    ctx.pcr_key = policy_key(ctx.plan, ctx.cache)  # a bad key directory fails in seconds
     ctx.facts = _facts(ctx)
 
 
@@ -45,6 +47,7 @@ def _facts(ctx: Context) -> Facts | None:
         epoch=ctx.epoch,
         secureboot_keys=tree_digest(key_dir) if signing else None,
         secret=cache_secret(ctx.cache),
+        pcr_key=ctx.pcr_key[0].fingerprint if ctx.pcr_key else None,
     )
 
 
@@ -61,6 +64,8 @@ STAGE = Stage(
         "plan.customizations.repositories",
         "plan.secureboot_sign",
         "plan.secureboot_keys",
+        "plan.pcr_policy",
+        "plan.pcr_keys",
     ),
     run=run,
 )

@@ -13,7 +13,7 @@ from composer.build.context import Context
 from composer.build.stages.stage import Stage
 from composer.rootfs import apt
 from composer.spec import dps
-from composer.toolchain.ukify import Uki, build_uki
+from composer.toolchain.ukify import PcrSigning, Uki, build_uki
 
 
 def run(ctx: Context) -> None:
@@ -33,8 +33,9 @@ def run(ctx: Context) -> None:
         if entry is None:
             usr_type = str(dps.by_designator("usr", plan.arch.dps).uuid)  # initrd /usr discovery
             uki = build_uki(
-                ctx.made.tools_tree, root, kver, plan.cmdline, plan.arch.efi, work / "uki", usr_type
-            )
+                ctx.made.tools_tree, root, kver, plan.cmdline, plan.arch.efi, work / "uki",
+                usr_type, pcr=_signing(ctx),
+            )  # fmt: skip
             ctx.store(STAGE.name, lambda d: shutil.copyfile(uki.path, d / "uki.efi"))
             ctx.made.uki = uki
             return
@@ -44,12 +45,19 @@ def run(ctx: Context) -> None:
     ctx.made.uki = Uki(dest, kver, plan.cmdline)
 
 
+def _signing(ctx: Context) -> PcrSigning | None:
+    """The signed PCR policy the UKI carries ([measured] sign_policy)."""
+    if ctx.pcr_key is None:
+        return None
+    return PcrSigning(ctx.pcr_key[0])
+
+
 STAGE = Stage(
     "uki",
     "the generic UKI: the one uki-virt's scripts placed on the tree's ESP, else dracut (not "
     "host-only, the virt module set) and ukify in the tools tree, from the root tree before "
-    "customizations",
-    inputs=("plan.cmdline", "plan.architecture", "plan.os_id"),
+    "customizations; with [measured] sign_policy, a signed PCR 11 policy (.pcrsig, .pcrpkey)",
+    inputs=("plan.cmdline", "plan.architecture", "plan.os_id", "plan.pcr_policy", "pcr_key"),
     after=("root", "tools-tree"),
     cached=True,
     run=run,

@@ -188,6 +188,9 @@ machine_id = "0123456789abcdef0123456789abcdef"
 formats = ["raw", "qcow2"]
 [secureboot]
 sign = true
+[measured]
+sign_policy = true
+sealed = ["srv"]
 keys = "/keys"
 """
 
@@ -245,6 +248,7 @@ FACT_CHANGES = {
     "epoch": 2,
     "secureboot_keys": "k",
     "secret": b"s" * 32,
+    "pcr_key": "f2",
 }
 
 

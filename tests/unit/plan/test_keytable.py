@@ -163,6 +163,7 @@ SAMPLES: dict[str, tuple[str, Probe | None]] = {
                                   "timeout %s\\n' 3 >>/boot/efi/loader/loader.conf" in p),
     "boot.cmdline": ('[boot]\ncmdline = "console=ttyS0 quiet"', None),
     "secureboot": ("[secureboot]\nsign = true", None),
+    "measured": ("[measured]\nsign_policy = true", None),
     "image.size, image.esp_size": ('[image]\nsize = "20 GiB"\nesp_size = "512 MiB"',
                                    lambda h, p, t: _parts(h)["/boot/efi"].size == 512 and
                                    "installer: image.size" in t),

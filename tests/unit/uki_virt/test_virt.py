@@ -18,12 +18,14 @@ from composer.rootfs.pkgset import deb_file_name
 from composer.spec.arch import get_arch
 from composer.target.distros import get_distro
 from composer.toolchain import initrd
+from composer.toolchain.pcrkey import generate_pcr_key, load_pcr_key
 from composer.uki_virt import packages
 from composer.uki_virt.debpkg import control_text
 from composer.uki_virt.kernel import control_field, image_dependency
 from composer.uki_virt.rpmpkg import spec_text
 from composer.uki_virt.virt import UkiVirtConfig, sbat_line, sbat_text
 
+from ..cli_run import cli
 from ..hash_seeds import assert_same_across_processes
 
 KVER = "6.12.43+deb13-amd64"
@@ -86,6 +88,28 @@ def test_config_fingerprint_follows_the_command_line() -> None:
     b = UkiVirtConfig.for_arch(arch, "console=ttyS0").fingerprint(arch)
     assert a != b and a == UkiVirtConfig.for_arch(arch).fingerprint(arch)
     assert UkiVirtConfig.for_arch(arch).usr_type == "8484680c-9521-48c6-9c11-b0720656f69e"
+
+
+def test_config_fingerprint_follows_the_pcr_policy_key(tmp_path: Path) -> None:
+    arch = get_arch("x86_64")
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir(mode=0o700)
+        generate_pcr_key(tmp_path / name)
+    one = UkiVirtConfig.for_arch(arch, pcr_keys=str(tmp_path / "one"))
+    two = UkiVirtConfig.for_arch(arch, pcr_keys=str(tmp_path / "two"))
+    plain = UkiVirtConfig.for_arch(arch).fingerprint(arch)
+    assert plain["pcr_policy"] is None
+    assert one.fingerprint(arch)["pcr_policy"] == load_pcr_key(tmp_path / "one").fingerprint
+    assert len({str(plain), str(one.fingerprint(arch)), str(two.fingerprint(arch))}) == 3
+
+
+def test_uki_virt_build_refuses_a_missing_pcr_key_directory_at_once(tmp_path: Path) -> None:
+    done = cli(
+        "uki-virt", "build", "--distro", "debian-13", "-o", tmp_path / "repo",
+        "--pcr-keys", tmp_path / "none", "--cache-dir", tmp_path / "cache",
+    )  # fmt: skip
+    assert done.returncode == 2 and "--pcr-keys" in done.stderr and "keys generate" in done.stderr
+    assert not (tmp_path / "cache" / "uki-virt").exists()
 
 
 def test_cache_key_and_package_texts_are_the_same_in_processes_with_different_hash_seeds() -> None:

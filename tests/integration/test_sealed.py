@@ -1,0 +1,228 @@
+"""A sealed image proved across boots on one TPM (`boot --writable --tpm-state`):
+
+1. the UKI's `.pcrsig` is what systemd-measure 257 itself signs for the same sections and key;
+2. first boot: systemd-repart creates /srv, LUKS2 with a TPM2 token bound to the UKI's signed
+   PCR policy (PASS, "created and enrolled");
+3. second boot: systemd-gpt-auto-generator finds it by its type, the TPM unlocks it (PASS);
+4. third boot, the ESP replaced by the one of an image signed with another PCR key: the TPM
+   refuses, and the verdict FAILs naming /srv and systemd-cryptsetup's reason (never a prompt,
+   a timeout or an infrastructure error).
+
+One image and its twin (same blueprint, another key: only the UKI differs), each built once.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from composer.core import paths
+from composer.core.chroot import output_in
+from composer.image.read import list_vfat_dir, read_vfat_file
+from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
+from composer.measure.pcrsig import fingerprint_of, parse_pcrsig, signed_policy
+from composer.spec.arch import get_arch
+from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE
+from composer.toolchain.toolstree import ensure_tools_tree
+
+from .conftest import ModuleTmp, composer
+
+pytestmark = pytest.mark.integration
+
+BLUEPRINT = """
+name = "sealed"
+distro = "debian-13"
+
+[customizations]
+hostname = "sealed"
+
+[measured]
+sign_policy = true
+keys = "{keys}"
+sealed = ["srv"]
+{secureboot}
+[image]
+size = "2 GiB"
+formats = ["raw"]
+
+[validate]
+timeout = "15 min"
+"""
+INSIDE = "/run/dps-sealed-test"
+MEASURE = "/usr/lib/systemd/systemd-measure"
+
+
+@dataclass(frozen=True)
+class Built:
+    image: Path
+    manifest: dict[str, Any]
+    manifest_path: Path
+    keys: Path
+
+
+def build(where: Path, keys: Path | None = None, secure_boot: bool = False) -> Built:
+    """The image, signed with a new PCR key pair (or ``keys``), Secure Boot signed if asked
+    (with the cache's default Secure Boot keys)."""
+    if keys is None:
+        keys = where / "keys"
+        composer("keys", "generate", "--pcr-only", str(keys))
+    bp = where / "sealed.toml"
+    sb = "\n[secureboot]\nsign = true\n" if secure_boot else ""
+    bp.write_text(BLUEPRINT.format(keys=keys, secureboot=sb))
+    composer("build", str(bp), "-o", str(where / "out"))
+    manifest_path = where / "out" / "sealed.manifest.json"
+    return Built(
+        where / "out" / "sealed.raw",
+        json.loads(manifest_path.read_text()),
+        manifest_path,
+        keys,
+    )
+
+
+@pytest.fixture(scope="module")
+def images(module_tmp: ModuleTmp) -> tuple[Built, Built]:
+    """The image and its twin whose UKI is signed with another PCR key."""
+    return build(module_tmp.mktemp("sealed-a")), build(module_tmp.mktemp("sealed-b"))
+
+
+def esp(built: Built) -> dict[str, Any]:
+    return next(p for p in built.manifest["disk"]["partitions"] if p["designator"] == "esp")
+
+
+def uki_of(built: Built) -> bytes:
+    offset = esp(built)["offset"]
+    (name,) = [n for n in list_vfat_dir(built.image, offset, "/EFI/Linux") if n.endswith(".efi")]
+    return read_vfat_file(built.image, offset, f"/EFI/Linux/{name}")
+
+
+def test_the_pcr_signature_is_systemd_measures(images: tuple[Built, Built], tmp_path: Path) -> None:
+    built = images[0]
+    policy = built.manifest["pcr_policy"]
+    key_fp = fingerprint_of((built.keys / PUBLIC_FILE).read_bytes())
+    assert policy["public_key_sha256"] == key_fp == built.manifest["expect"]["pcr_policy"]
+    assert policy["signed_phases"] == list(PHASES[1:])
+    assert [v["designator"] for v in policy["sealed"]] == ["srv"]
+    (tmp_path / "uki.efi").write_bytes(uki_of(built))
+    sections = uki_sections(tmp_path / "uki.efi")
+    assert sections[".pcrpkey"].rstrip(b"\0") == (built.keys / PUBLIC_FILE).read_bytes()
+    files = []
+    for name, data in sections.items():
+        if name in (".linux", ".osrel", ".cmdline", ".initrd", ".uname", ".sbat", ".pcrpkey"):
+            (tmp_path / name[1:]).write_bytes(data)
+            files.append(f"--{name[1:]}={INSIDE}/{name[1:]}")
+    shutil.copy(built.keys / PUBLIC_FILE, tmp_path / PUBLIC_FILE)
+    shutil.copy(built.keys / PRIVATE_FILE, tmp_path / PRIVATE_FILE)
+    tree = ensure_tools_tree(paths.cache_dir(), get_arch(platform.machine()))
+    phases = [f"--phase={p}" for p in PHASES[1:]]
+    signed = output_in(
+        tree,
+        [MEASURE, "sign", *files, "--bank=sha256", *phases,
+         f"--private-key={INSIDE}/{PRIVATE_FILE}", f"--public-key={INSIDE}/{PUBLIC_FILE}"],
+        binds=[(tmp_path, INSIDE)],
+    )  # fmt: skip
+    assert json.loads(signed) == json.loads(sections[".pcrsig"].rstrip(b"\0"))
+    calculated = json.loads(
+        output_in(
+            tree,
+            [MEASURE, "calculate", "--json=short", *files, "--bank=sha256", *phases],
+            binds=[(tmp_path, INSIDE)],
+        )
+    )
+    ours = predict_pcr11(sections, phases=PHASES[1:])["sha256"]
+    assert {e["phase"]: e["hash"] for e in calculated["sha256"]} == ours
+    assert {s.fingerprint for s in parse_pcrsig(sections[".pcrsig"])} == {key_fp}
+
+
+def splice_esp(source: Built, target: Path, where: dict[str, Any]) -> None:
+    """Copy ``source``'s ESP over the ESP of the disk ``target`` (same layout)."""
+    src_esp = esp(source)
+    assert (src_esp["offset"], src_esp["size"]) == (where["offset"], where["size"])
+    with source.image.open("rb") as src, target.open("r+b") as dst:
+        src.seek(src_esp["offset"])
+        dst.seek(where["offset"])
+        left = where["size"]
+        while left:
+            chunk = src.read(min(left, 1 << 20))
+            dst.write(chunk)
+            left -= len(chunk)
+
+
+def boot(image: Path, built: Built, state: Path, keep: Path) -> tuple[int, dict[str, Any]]:
+    result = keep.parent / f"{keep.name}.json"
+    done = composer(
+        "boot", str(image), "--writable", "--tpm-state", str(state),
+        "--manifest", str(built.manifest_path), "--keep", str(keep),
+        "--json-file", str(result),
+        check=False,
+    )  # fmt: skip
+    entry = json.loads(result.read_text())  # one image: its verdict document
+    return done.returncode, {c["name"]: c for c in entry["checks"]}
+
+
+def test_enroll_unlock_then_another_key_fails(
+    images: tuple[Built, Built], module_tmp: ModuleTmp
+) -> None:
+    built, twin = images
+    where = module_tmp.mktemp("sealed-sequence")
+    disk, state = where / "sequence.raw", where / "tpm-state"
+    shutil.copyfile(built.image, disk)
+
+    code, checks = boot(disk, built, state, where / "boot-1")
+    assert code == 0, checks
+    assert "created and enrolled this boot" in checks["sealed-srv"]["detail"]
+    assert "over PCR [11]" in checks["sealed-srv"]["detail"]
+
+    code, checks = boot(disk, built, state, where / "boot-2")
+    assert code == 0, checks
+    assert "unlocked by the TPM and mounted" in checks["sealed-srv"]["detail"]
+
+    splice_esp(twin, disk, esp(built))
+    code, checks = boot(disk, built, state, where / "boot-3")
+    assert code == 1, checks  # a FAIL of the image, not a host error (4) nor a hang
+    failed = {name: c["detail"] for name, c in checks.items() if not c["passed"]}
+    assert "/srv: not unlocked" in failed["sealed-srv"], failed
+    # systemd-cryptsetup's words: no signature in the UKI matches the enrolled policy key
+    assert "No TPM2 metadata matching the current system state" in failed["sealed-srv"]
+    assert "passphrase-prompt" not in json.dumps(failed)
+
+
+def test_with_secure_boot_the_sealed_volume_is_made_and_unlocked(
+    images: tuple[Built, Built], module_tmp: ModuleTmp
+) -> None:
+    """The same blueprint and PCR key, the boot chain signed for Secure Boot (PCR 7 changes,
+    the policy binds PCR 11 only): enroll, then unlock, with Secure Boot on."""
+    where = module_tmp.mktemp("sealed-secureboot")
+    built = build(where, keys=images[0].keys, secure_boot=True)
+    assert built.manifest["expect"]["secure_boot"] is True
+    assert built.manifest["pcr_policy"] == images[0].manifest["pcr_policy"]
+    disk, state = where / "sequence.raw", where / "tpm-state"
+    shutil.copyfile(built.image, disk)
+    for n, words in ((1, "created and enrolled this boot"), (2, "unlocked by the TPM")):
+        code, checks = boot(disk, built, state, where / f"boot-{n}")
+        assert code == 0, checks
+        assert checks["secure-boot"]["passed"] and words in checks["sealed-srv"]["detail"]
+
+
+def test_uki_virt_packages_carry_the_policy_too(
+    images: tuple[Built, Built], module_tmp: ModuleTmp
+) -> None:
+    """`uki-virt build --pcr-keys`: the packaged UKI carries a valid signature by the key for
+    every phase (checked offline as the image build checks its own UKI)."""
+    where = module_tmp.mktemp("sealed-uki-virt")
+    keys = images[0].keys
+    composer("uki-virt", "build", "--distro", "debian-13", "-o", str(where / "repo"),
+             "--pcr-keys", str(keys))  # fmt: skip
+    (deb,) = (where / "repo").glob("uki-virt-*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(where / "x")], check=True)
+    (uki,) = (where / "x").glob("usr/lib/modules/*/vmlinuz-virt.efi")
+    policy = signed_policy(uki_sections(uki))
+    assert policy is not None and policy.stray == 0
+    assert policy.fingerprint == fingerprint_of((keys / PUBLIC_FILE).read_bytes())
+    assert policy.signed == PHASES[1:]
