@@ -23,6 +23,7 @@ from composer.core.hashing import sha256_file
 from composer.image.read import MTOOLS_ENV, list_vfat_dir, read_vfat_file
 from composer.image.varstore import KEY_NAMES, read_varstore
 from composer.spec.pe import sections
+from composer.toolchain import pcrkey
 from composer.toolchain.secureboot import load_keys
 
 from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
@@ -325,10 +326,11 @@ def test_signed_sdboot_boots_as_vmdk_with_secure_boot(sdboot_sb: Path, tmp_path:
 
 
 def _needles(key_dir: Path) -> list[bytes]:
-    """Pieces of each private key as PEM text and as DER bytes."""
+    """Pieces of each private key (Secure Boot and PCR signing) as PEM text and DER bytes."""
     out = []
-    for name in KEY_NAMES:
-        pem = (key_dir / f"{name}.key").read_bytes()
+    pcr = key_dir / pcrkey.PRIVATE_FILE  # keys generate makes the PCR signing pair too
+    for path in [key_dir / f"{n}.key" for n in KEY_NAMES] + ([pcr] if pcr.exists() else []):
+        pem = path.read_bytes()
         body = [ln for ln in pem.splitlines() if ln and not ln.startswith(b"-----")]
         out += [body[1], body[len(body) // 2]]
         key = serialization.load_pem_private_key(pem, password=None)
@@ -372,4 +374,5 @@ def test_private_keys_are_in_neither_image_nor_log(
         for f in (f"{name}.raw", f"{name}.build.log", f"{name}.vars.fd", f"{name}.manifest.json"):
             assert _found(out / f, needles) == [], f"private key material in {f}"
         for key_file in key_dir.iterdir():
-            assert key_file.stat().st_mode & 0o077 == 0, key_file
+            if key_file.name != pcrkey.PUBLIC_FILE:  # the PCR public key is public (0644)
+                assert key_file.stat().st_mode & 0o077 == 0, key_file
