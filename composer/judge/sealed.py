@@ -41,7 +41,7 @@ def _pem_fingerprint(text: str | None) -> str | None:
 
 def _field(token: dict[str, Any], name: str) -> Any:
     """A token field by systemd's name: systemd 257 writes ``tpm2_pubkey`` and
-    ``tpm2_pubkey_pcrs`` (src/shared/tpm2-util.c tpm2_make_luks2_json), others ``tpm2-…``."""
+    ``tpm2_pubkey_pcrs`` (systemd v257 tpm2-util.c, tpm2_make_luks2_json), others ``tpm2-…``."""
     return token.get(name, token.get(name.replace("-", "_")))
 
 

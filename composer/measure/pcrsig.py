@@ -54,7 +54,7 @@ class SignedPolicy:
 
 def fingerprint_of(pem: bytes) -> str:
     """systemd's ``pkfp``: SHA-256 of what OpenSSL's i2d_PublicKey() makes of the key (systemd
-    src/shared/openssl-util.c pubkey_fingerprint): the PKCS#1 RSAPublicKey DER for RSA, the
+    v257 openssl-util.c, pubkey_fingerprint): the PKCS#1 RSAPublicKey DER for RSA, the
     uncompressed point for EC."""
     key = serialization.load_pem_public_key(pem.rstrip(b"\0"))
     if isinstance(key, ec.EllipticCurvePublicKey):

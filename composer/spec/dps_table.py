@@ -24,7 +24,7 @@ ARCH_DESIGNATOR_TEXT: Final[Mapping[str, str]] = {
     "usr-verity-sig": "/usr/ Verity Signature Partition",
 }
 # Arch aliases systemd accepts inside type names: gpt_partition_type_table in systemd's gpt.c
-# (https://github.com/systemd/systemd/blob/main/src/shared/gpt.c).
+# (systemd v257, the table beside the GPT type GUIDs).
 SYSTEMD_ARCH_ALIASES: Final[Mapping[str, str]] = {
     "armv7l": "arm", "aarch64": "arm64", "loong64": "loongarch64", "mipsel": "mips-le",
     "mips64el": "mips64-le", "hppa": "parisc", "ppc64le": "ppc64-le", "ppc64el": "ppc64-le",
