@@ -21,7 +21,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from composer.core import locks, paths
@@ -127,3 +127,22 @@ def scratch_dir(name: str, parent: Path) -> Iterator[Path]:
 def remove_stale(parent: Path) -> list[Path]:
     """Remove the scratch directories of commands that no longer run; returns them."""
     return sweep(parent, f"{PREFIX}*")
+
+
+def made_once(directory: Path, make: Callable[[Path], object]) -> bool:
+    """Make ``directory`` whole once, also among commands racing for it: ``make`` fills a new
+    path in a locked temporary beside it, which is then renamed into place, so nobody ever sees
+    half of it; a command that loses the race keeps the winner's. Whether this call made it.
+    (A killed run's temporary is swept by the next.)"""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".tmp-{directory.name}-"
+    sweep(directory.parent, prefix + "*")
+    with owned_dir(directory.parent, prefix) as tmp:
+        make(tmp / directory.name)
+        try:
+            os.rename(tmp / directory.name, directory)
+        except OSError:
+            if not directory.is_dir():
+                raise
+            return False
+    return True

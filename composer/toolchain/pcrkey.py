@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from composer.core.errors import ComposerError
-from composer.core.workdir import owned_dir, sweep
+from composer.core.workdir import made_once
 from composer.measure.pcrsig import fingerprint_of
 from composer.toolchain.secureboot import write_new
 
@@ -124,16 +124,10 @@ def ensure_pcr_key(directory: Path) -> tuple[PcrKey, bool]:
     what = "the default PCR key directory"
     if directory.exists():
         return load_pcr_key(directory, what), False
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".tmp-{directory.name}-"  # locked: a killed run's half key pair is swept
-    sweep(directory.parent, prefix + "*")
-    with owned_dir(directory.parent, prefix) as tmp:
-        os.mkdir(tmp / "keys", 0o700)
-        generate_pcr_key(tmp / "keys")
-        try:
-            os.rename(tmp / "keys", directory)
-        except OSError:
-            if not directory.is_dir():
-                raise
-            return load_pcr_key(directory, what), False
-    return load_pcr_key(directory, what), True
+    made = made_once(directory, _generate_in_new_directory)
+    return load_pcr_key(directory, what), made
+
+
+def _generate_in_new_directory(directory: Path) -> None:
+    os.mkdir(directory, 0o700)
+    generate_pcr_key(directory)

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from composer.core import tools
 from composer.core.errors import ComposerError
 from composer.core.files import atomic_path
-from composer.core.workdir import owned_dir, sweep
+from composer.core.workdir import made_once
 from composer.image.varstore import KEY_NAMES
 
 OWNER_FILE = "owner.guid"  # the signature owner GUID recorded with each enrolled certificate
@@ -165,18 +165,8 @@ def ensure_keys(directory: Path) -> tuple[KeySet, bool]:
     :func:`load_keys`."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         return load_keys(directory), False
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".tmp-{directory.name}-"  # locked: a killed run's half key set is swept
-    sweep(directory.parent, prefix + "*")
-    with owned_dir(directory.parent, prefix) as tmp:
-        generate_keys(tmp / "keys")
-        try:
-            os.rename(tmp / "keys", directory)
-        except OSError:
-            if not directory.is_dir():
-                raise
-            return load_keys(directory), False
-        return load_keys(directory), True
+    made = made_once(directory, generate_keys)
+    return load_keys(directory), made
 
 
 def sign_pe(path: Path, keys: KeySet) -> None:

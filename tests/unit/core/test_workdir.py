@@ -13,6 +13,7 @@ import pytest
 
 from composer.core.workdir import (
     LOCK_SUFFIX,
+    made_once,
     owned_dir,
     remove_stale,
     scratch_dir,
@@ -141,3 +142,21 @@ def test_work_parent_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("DPS_COMPOSER_WORK_DIR", str(tmp_path))
     assert work_parent() == tmp_path
     assert work_parent(Path("/x")) == Path("/x")
+
+
+def test_made_once_publishes_whole_and_a_loser_keeps_the_winners(tmp_path: Path) -> None:
+    target = tmp_path / "keys"
+
+    def make(path: Path, text: str) -> None:
+        path.mkdir()
+        (path / "key").write_text(text)
+
+    def racing(path: Path) -> None:
+        make(path, "loser")
+        make(target, "winner")  # another command renamed its directory in meanwhile
+
+    assert made_once(target, racing) is False
+    assert (target / "key").read_text() == "winner"
+    assert made_once(tmp_path / "other", lambda p: make(p, "mine")) is True
+    assert (tmp_path / "other/key").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keys", "other"]  # no temporaries
