@@ -139,3 +139,32 @@ def schema_validator() -> Any:
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+def private_key_pieces(path: Path) -> list[bytes]:
+    """Pieces of the PEM private key at ``path`` as PEM text and as DER bytes: what a scan
+    looks for to prove the key reached no image or log."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = path.read_bytes()
+    body = [ln for ln in pem.splitlines() if ln and not ln.startswith(b"-----")]
+    key = serialization.load_pem_private_key(pem, password=None)
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return [body[1], body[len(body) // 2], der[len(der) // 2 : len(der) // 2 + 48]]
+
+
+def found_in(path: Path, needles: list[bytes]) -> list[bytes]:
+    """Which needles occur in the file (chunked scan with overlap; holes read as zeros)."""
+    hits: set[bytes] = set()
+    overlap = max(len(n) for n in needles)
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(16 << 20):
+            buf = tail + chunk
+            hits.update(n for n in needles if n in buf)
+            tail = buf[-overlap:]
+    return sorted(hits)

@@ -26,7 +26,15 @@ from composer.spec.pe import sections
 from composer.toolchain import pcrkey
 from composer.toolchain.secureboot import load_keys
 
-from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
+from .conftest import (
+    ROOT,
+    ModuleTmp,
+    composer,
+    found_in,
+    manifest,
+    manifest_path,
+    private_key_pieces,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -327,33 +335,9 @@ def test_signed_sdboot_boots_as_vmdk_with_secure_boot(sdboot_sb: Path, tmp_path:
 
 def _needles(key_dir: Path) -> list[bytes]:
     """Pieces of each private key (Secure Boot and PCR signing) as PEM text and DER bytes."""
-    out = []
     pcr = key_dir / pcrkey.PRIVATE_FILE  # keys generate makes the PCR signing pair too
-    for path in [key_dir / f"{n}.key" for n in KEY_NAMES] + ([pcr] if pcr.exists() else []):
-        pem = path.read_bytes()
-        body = [ln for ln in pem.splitlines() if ln and not ln.startswith(b"-----")]
-        out += [body[1], body[len(body) // 2]]
-        key = serialization.load_pem_private_key(pem, password=None)
-        der = key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        out.append(der[len(der) // 2 : len(der) // 2 + 48])
-    return out
-
-
-def _found(path: Path, needles: list[bytes]) -> list[bytes]:
-    """Which needles occur in the file (chunked scan with overlap; holes read as zeros)."""
-    hits: set[bytes] = set()
-    overlap = max(len(n) for n in needles)
-    tail = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(16 << 20):
-            buf = tail + chunk
-            hits.update(n for n in needles if n in buf)
-            tail = buf[-overlap:]
-    return sorted(hits)
+    paths = [key_dir / f"{n}.key" for n in KEY_NAMES] + ([pcr] if pcr.exists() else [])
+    return [piece for path in paths for piece in private_key_pieces(path)]
 
 
 def test_private_keys_are_in_neither_image_nor_log(
@@ -364,15 +348,15 @@ def test_private_keys_are_in_neither_image_nor_log(
         (direct, DIRECT, keys),
     ):
         needles = _needles(key_dir)
-        assert _found(key_dir / "db.key", needles), "the scan finds nothing even in the key"
+        assert found_in(key_dir / "db.key", needles), "the scan finds nothing even in the key"
         cert_der = x509.load_pem_x509_certificate((key_dir / "db.crt").read_bytes()).public_bytes(
             serialization.Encoding.DER
         )
         # Control: the public db certificate is in the image (the signatures) and the varstore.
-        assert _found(out / f"{name}.raw", [cert_der[-64:]]), "db certificate not found in image"
-        assert _found(out / f"{name}.vars.fd", [cert_der[-64:]])
+        assert found_in(out / f"{name}.raw", [cert_der[-64:]]), "db certificate not found in image"
+        assert found_in(out / f"{name}.vars.fd", [cert_der[-64:]])
         for f in (f"{name}.raw", f"{name}.build.log", f"{name}.vars.fd", f"{name}.manifest.json"):
-            assert _found(out / f, needles) == [], f"private key material in {f}"
+            assert found_in(out / f, needles) == [], f"private key material in {f}"
         for key_file in key_dir.iterdir():
             if key_file.name != pcrkey.PUBLIC_FILE:  # the PCR public key is public (0644)
                 assert key_file.stat().st_mode & 0o077 == 0, key_file

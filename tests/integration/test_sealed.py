@@ -32,7 +32,7 @@ from composer.spec.arch import get_arch
 from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE
 from composer.toolchain.toolstree import ensure_tools_tree
 
-from .conftest import ModuleTmp, composer
+from .conftest import ModuleTmp, composer, found_in, private_key_pieces
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +138,19 @@ def test_the_pcr_signature_is_systemd_measures(images: tuple[Built, Built], tmp_
     ours = predict_pcr11(sections, phases=PHASES[1:])["sha256"]
     assert {e["phase"]: e["hash"] for e in calculated["sha256"]} == ours
     assert {s.fingerprint for s in parse_pcrsig(sections[".pcrsig"])} == {key_fp}
+
+
+def test_the_pcr_private_key_is_in_neither_image_nor_log(images: tuple[Built, Built]) -> None:
+    """The build signs with the private key (bound into the tools tree for ukify alone): only
+    the public key reaches the image."""
+    built = images[0]
+    needles = private_key_pieces(built.keys / PRIVATE_FILE)
+    assert found_in(built.keys / PRIVATE_FILE, needles), "the scan finds nothing even in the key"
+    public = [ln for ln in (built.keys / PUBLIC_FILE).read_bytes().splitlines() if ln][2]
+    assert found_in(built.image, [public]), "control: .pcrpkey holds the public key"
+    out = built.image.parent
+    for f in (built.image, out / "sealed.build.log", built.manifest_path):
+        assert found_in(f, needles) == [], f"PCR private key material in {f}"
 
 
 def splice_esp(source: Built, target: Path, where: dict[str, Any]) -> None:
