@@ -92,10 +92,13 @@ class Measured(Model):
     # keys generate); relative to the blueprint file; default: a key pair in the cache
     keys: OneLine | None = None
     # partitions created and LUKS2-encrypted at first boot by systemd-repart (Encrypt=tpm2),
-    # bound to the signed policy; unlocked by the TPM at later boots. No passphrase and no
-    # recovery key: the TPM and a UKI signed by the key are the only way in (docs/measured.md)
+    # bound to the signed policy; unlocked by the TPM at later boots (docs/measured.md)
     sealed: tuple[Sealable, ...] = ()
     sealed_size: Size = 64 * 1024**2
+    # "none": the TPM and a UKI signed by the key are the only way in; "console": at first
+    # boot each sealed volume gets a recovery key (systemd-cryptenroll --recovery-key), shown
+    # once on the console and asked for when the TPM refuses
+    recovery: Literal["none", "console"] = "none"
 
     @model_validator(mode="after")
     def _needs_policy(self) -> Measured:
@@ -111,6 +114,11 @@ class Measured(Model):
             )
         if len(set(self.sealed)) != len(self.sealed):
             raise ValueError("sealed: name each partition once")
+        if self.recovery != "none" and not self.sealed:
+            raise ValueError(
+                f'recovery = "{self.recovery}" is for sealed volumes: name them in sealed, '
+                "or leave recovery out"
+            )
         return self
 
 

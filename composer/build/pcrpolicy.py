@@ -64,4 +64,5 @@ def manifest_policy(
         generated=key[1],
         signed_phases=list(policy.signed),
         sealed=sealed_volumes(plan),
+        recovery=plan.recovery,
     )

@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from composer.core.errors import ComposerError
@@ -174,7 +174,11 @@ def replace_at(
 
 
 def copy_into_dir(
-    src: Path, dest: Path, *, skip: tuple[str, ...] = (), extra: dict[str, str] | None = None
+    src: Path,
+    dest: Path,
+    *,
+    skip: tuple[str, ...] = (),
+    extra: Mapping[str, str | bytes] | None = None,
 ) -> None:
     """Copy the regular files below ``src`` into the directory ``dest`` (made if missing),
     plus ``extra`` (name -> text). ``dest`` and every sub-directory are opened without
@@ -193,7 +197,7 @@ def copy_into_dir(
                 with open(entry.path, "rb") as fh:
                     _write_at(fd, entry.name, fh.read(), mode, dest)
         for name, text in (extra or {}).items():
-            _write_at(fd, name, text.encode(), 0o644, dest)
+            _write_at(fd, name, text.encode() if isinstance(text, str) else text, 0o644, dest)
     finally:
         os.close(fd)
 

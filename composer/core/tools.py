@@ -40,6 +40,7 @@ PACKAGES = {
     "mmd": "mtools",
     "sfdisk": "fdisk",
     "qemu-img": "qemu-utils",
+    "cryptsetup": "cryptsetup-bin",
     "qemu-system-x86_64": "qemu-system-x86",
     "swtpm": "swtpm",
     "swtpm_setup": "swtpm-tools",

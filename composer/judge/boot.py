@@ -27,7 +27,8 @@ from composer.core.files import copy_into_dir
 from composer.core.lifetime import Interrupted
 from composer.core.workdir import scratch_dir, work_parent
 from composer.image.firmware import Firmware, select_firmware
-from composer.judge import blame
+from composer.image.formats import detect_format
+from composer.judge import blame, recovery
 from composer.judge.credentials import boot_credentials
 from composer.judge.emulator import choose_boot_tools
 from composer.judge.firmware_pcrs import for_firmware
@@ -142,12 +143,22 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
     return out, _facts(out, run.scanner, qemu_log)
 
 
-def _judge(run: _Run, out: Outcome, facts: blame.HostFacts, exp: Expectations) -> Verdict:
+def _judge(
+    run: _Run,
+    out: Outcome,
+    facts: blame.HostFacts,
+    exp: Expectations,
+    opened: dict[str, tuple[bool, str]],
+) -> Verdict:
     events = [*run.scanner.events, *out.synthetic]
     if out.check is None and run.watch.serial_judge is not None:
         verdict = run.watch.serial_judge(events, exp)
     else:
-        verdict = judge(out.check, events, exp)
+        names = [name for name, _, _ in exp.sealed]
+        extra = recovery.recovery_checks(
+            out.check, exp.recovery, names, run.scanner.recovery, opened
+        )
+        verdict = judge(out.check, events, exp, [Check(*c) for c in extra])
     verdict = blame.assign(verdict, facts, events)
     verdict.timings["total"] = out.elapsed
     verdict.timings["cpu-wait"] = out.cpu_wait
@@ -184,10 +195,15 @@ def _guest_arch(exp: Expectations) -> Arch:
 
 
 def _keep(work: Path, keep_dir: Path, verdict: Verdict) -> None:
-    """The work files beside the image: never through a link planted there (files.py)."""
+    """The work files beside the image: never through a link planted there (files.py), and
+    the serial log without a recovery key the console showed (composer/judge/recovery.py)."""
     verdict.serial_log = keep_dir / "serial.log"
-    extra = {"verdict.json": verdict.to_json() + "\n"}
-    copy_into_dir(work, keep_dir, skip=(".sock", "overlay.qcow2"), extra=extra)
+    extra: dict[str, str | bytes] = {"verdict.json": verdict.to_json() + "\n"}
+    console = work / "serial.log"
+    if console.is_file():
+        extra["serial.log"] = recovery.redact_bytes(console.read_bytes())
+    skip = (".sock", "overlay.qcow2", "serial.log")
+    copy_into_dir(work, keep_dir, skip=skip, extra=extra)
 
 
 # where to keep a boot's files; a function is called with the verdict just before it is kept
@@ -303,7 +319,12 @@ def _boot_in(
     exp, pcr_note = for_firmware(exp, cfg.firmware, cfg.tools)
     run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state)
     out, facts = _run_vm(run)
-    verdict = _judge(run, out, facts, exp)
+    opened = {}
+    if scanner.recovery.keys:  # the disk as the VM left it: the image, or the overlay over it
+        overlay = None if st.writable else work / "overlay.qcow2"
+        disk = recovery.Disk(image, detect_format(image), overlay)
+        opened = recovery.try_shown_keys(disk, out.check, scanner.recovery)
+    verdict = _judge(run, out, facts, exp, opened)
     verdict.accel, verdict.firmware = chosen.name, str(cfg.firmware.descriptor)
     verdict.serial_tail = list(scanner.tail)
     verdict.notes += [

@@ -99,7 +99,8 @@ def _report(console: Console, ev: SerialEvent) -> None:
 
 class _Channels:
     """Both serial logs: the console (milestones, fatal signs, a fallback check record) and the
-    check channel (the record only). Only complete lines are read."""
+    check channel (the record only). Only complete lines are read; a recovery key on the
+    console is taken out first (composer/judge/recovery.py)."""
 
     def __init__(self, console_log: Path, check_log: Path, start: float) -> None:
         self.console = SerialTail(console_log, start)
@@ -111,6 +112,8 @@ class _Channels:
         events: list[SerialEvent] = []
         record: Record | None = None
         lines, partial = self.console.poll()
+        keys = scanner.recovery  # a recovery key shown on the console goes no further
+        lines, partial = [(lt, keys.take(line)) for lt, line in lines], keys.partial(partial)
         for lt, line in lines:
             inside = self.readers[0].pending or CHECK_PREFIX in line
             record = record or self.readers[0].feed(line)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from composer.judge.recovery import RecoveryKeys
 from composer.judge.unlock_watch import UnlockWatch
 
 # Cursor positioning / screen clearing acts as a line break on a real terminal.
@@ -190,6 +191,7 @@ class SerialScanner:
         self._seen: set[tuple[str, str]] = set()
         self._root_wait = RootWait()
         self._unlock = UnlockWatch()
+        self.recovery = RecoveryKeys()  # keys the console showed (the lines fed are redacted)
 
     def feed(self, line: str, t: float, *, remember: bool = True) -> list[SerialEvent]:
         """Scan one line; ``remember=False`` for unfinished lines and the check channel."""
@@ -207,7 +209,7 @@ class SerialScanner:
                 new.append(SerialEvent("host", name, t, line.strip()[:300]))
         if remember and (root_missing := self._root_wait.feed(line, t)) is not None:
             new.append(root_missing)
-        if remember and (unlock := self._unlock.feed(line)) is not None:
+        if (unlock := self._unlock.feed(line, complete=remember)) is not None:
             new.append(SerialEvent("fatal", "sealed-unlock", t, unlock[1][:600], unlock[0]))
         self._seen.update((e.kind, e.name) for e in new)
         self.events.extend(new)

@@ -42,6 +42,7 @@ class Expectations:
     # type UUID, size); composer/judge/sealed.py
     pcr_policy: str | None = None
     sealed: tuple[tuple[str, str, int], ...] = ()
+    recovery: str = "none"  # "console": each sealed volume's recovery key (judge/recovery.py)
 
 
 def default_root_type(arch: str) -> str:
@@ -85,6 +86,7 @@ def expectations_from_manifest(manifest: Manifest) -> Expectations:
             (v.designator, v.type_uuid, v.size)
             for v in (manifest.pcr_policy.sealed if manifest.pcr_policy else [])
         ),
+        recovery=manifest.pcr_policy.recovery if manifest.pcr_policy else "none",
     )
 
 
@@ -337,10 +339,12 @@ def judge(
     check_json: dict[str, Any] | None,
     serial_events: Sequence[SerialEvent],
     expectations: Expectations,
+    extra: Sequence[Check] = (),
 ) -> Verdict:
-    """Pure verdict from the guest's check result (or its absence) and the serial evidence."""
+    """Pure verdict from the guest's check result (or its absence) and the serial evidence;
+    ``extra``: checks the caller made of the guest's result (composer/judge/recovery.py)."""
     if check_json is not None:
-        checks = _guest_checks(check_json, expectations)
+        checks = [*_guest_checks(check_json, expectations), *extra]
     else:
         checks = _serial_checks(serial_events)
     timings = milestone_times(serial_events)

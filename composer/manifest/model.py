@@ -142,6 +142,9 @@ class PcrPolicy(Part):
     generated: bool  # the default pair, made by this build
     signed_phases: list[str]
     sealed: list[SealedVolume]
+    # "console": each sealed volume gets a recovery key at first boot, shown once on the
+    # console (composer/rootfs/sealed.py); "none": no way in but the TPM
+    recovery: str = "none"
 
 
 class Expect(Part):

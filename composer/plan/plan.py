@@ -57,6 +57,7 @@ class Plan:
     pcr_keys: str | None = None  # None: the default PCR key pair in the cache
     sealed: tuple[str, ...] = ()  # designators of the volumes sealed at first boot
     sealed_size: int = 64 * 1024**2
+    recovery: str = "none"  # none | console: a recovery key per sealed volume, shown once
     package_pins: tuple[tuple[str, str], ...] = ()  # (name, version glob), resolved at build
     fstab: tuple[str, ...] = ()  # lines for the partitions DPS does not discover
     grow_root: bool = False  # root grows into a bigger disk at first boot (systemd-repart)
@@ -164,6 +165,7 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         pcr_keys=_keys_dir(bp.measured.keys, source),
         sealed=bp.measured.sealed,
         sealed_size=bp.measured.sealed_size,
+        recovery=bp.measured.recovery,
         package_pins=pins,
         fstab=layout.fstab,
         grow_root=layout.grows,

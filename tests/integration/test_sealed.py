@@ -6,16 +6,23 @@
 3. second boot: systemd-gpt-auto-generator finds it by its type, the TPM unlocks it (PASS);
 4. third boot, the ESP replaced by the one of an image signed with another PCR key: the TPM
    refuses, and the verdict FAILs naming /srv and systemd-cryptsetup's reason (never a prompt,
-   a timeout or an infrastructure error).
+   a timeout or an infrastructure error);
+5. with Secure Boot and a recovery key: the key is shown once at first boot, opens the volume
+   and is in no log and nowhere on the disk; a changed command line (the UKI re-signed for
+   Secure Boot, its .pcrsig kept) is refused by the TPM and the volume asks for the key.
 
-One image and its twin (same blueprint, another key: only the UKI differs), each built once.
+One image and its twin (same blueprint, another key: only the UKI differs), each built once,
+and the Secure Boot image with a recovery key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import re
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +30,16 @@ from typing import Any
 
 import pytest
 
+from composer.build.bootchain.chain import default_keys_dir
 from composer.core import paths
 from composer.core.chroot import output_in
-from composer.image.read import list_vfat_dir, read_vfat_file
+from composer.image.read import MTOOLS_ENV, list_vfat_dir, read_vfat_file
+from composer.judge.recovery import ANNOUNCE, KEY_SHAPE, REDACTED
 from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
 from composer.measure.pcrsig import fingerprint_of, parse_pcrsig, signed_policy
 from composer.spec.arch import get_arch
 from composer.toolchain.pcrkey import PRIVATE_FILE, PUBLIC_FILE
+from composer.toolchain.secureboot import load_keys, sign_pe
 from composer.toolchain.toolstree import ensure_tools_tree
 
 from .conftest import ModuleTmp, composer, found_in, private_key_pieces
@@ -47,7 +57,7 @@ hostname = "sealed"
 sign_policy = true
 keys = "{keys}"
 sealed = ["srv"]
-{secureboot}
+{recovery}{secureboot}
 [image]
 size = "2 GiB"
 formats = ["raw"]
@@ -56,6 +66,7 @@ formats = ["raw"]
 timeout = "15 min"
 """
 INSIDE = "/run/dps-sealed-test"
+KEY_BYTES = re.compile(KEY_SHAPE.pattern.encode())
 MEASURE = "/usr/lib/systemd/systemd-measure"
 
 
@@ -67,15 +78,18 @@ class Built:
     keys: Path
 
 
-def build(where: Path, keys: Path | None = None, secure_boot: bool = False) -> Built:
+def build(
+    where: Path, keys: Path | None = None, secure_boot: bool = False, recovery: bool = False
+) -> Built:
     """The image, signed with a new PCR key pair (or ``keys``), Secure Boot signed if asked
-    (with the cache's default Secure Boot keys)."""
+    (with the cache's default Secure Boot keys), with a recovery key per volume if asked."""
     if keys is None:
         keys = where / "keys"
         composer("keys", "generate", "--pcr-only", str(keys))
     bp = where / "sealed.toml"
     sb = "\n[secureboot]\nsign = true\n" if secure_boot else ""
-    bp.write_text(BLUEPRINT.format(keys=keys, secureboot=sb))
+    rk = 'recovery = "console"\n' if recovery else ""
+    bp.write_text(BLUEPRINT.format(keys=keys, secureboot=sb, recovery=rk))
     composer("build", str(bp), "-o", str(where / "out"))
     manifest_path = where / "out" / "sealed.manifest.json"
     return Built(
@@ -206,21 +220,109 @@ def test_enroll_unlock_then_another_key_fails(
     assert "passphrase-prompt" not in json.dumps(failed)
 
 
-def test_with_secure_boot_the_sealed_volume_is_made_and_unlocked(
+def test_with_secure_boot_and_a_recovery_key(
     images: tuple[Built, Built], module_tmp: ModuleTmp
 ) -> None:
-    """The same blueprint and PCR key, the boot chain signed for Secure Boot (PCR 7 changes,
-    the policy binds PCR 11 only): enroll, then unlock, with Secure Boot on."""
+    """The same PCR key, the boot chain signed for Secure Boot (PCR 7 changes, the policy binds
+    PCR 11 only), and ``recovery = "console"``: the first boot enrolls the volume and a
+    recovery key, shown once on the console, kept out of every log and the disk, and proved to
+    open the volume; the second unlocks by the TPM and shows no key; a UKI whose command line
+    was changed (re-signed for Secure Boot, its .pcrsig kept) is refused by the TPM, and
+    systemd-cryptsetup asks for the recovery key: a FAIL at once, not a hang."""
     where = module_tmp.mktemp("sealed-secureboot")
-    built = build(where, keys=images[0].keys, secure_boot=True)
+    built = build(where, keys=images[0].keys, secure_boot=True, recovery=True)
     assert built.manifest["expect"]["secure_boot"] is True
-    assert built.manifest["pcr_policy"] == images[0].manifest["pcr_policy"]
+    assert built.manifest["pcr_policy"]["recovery"] == "console"
+    same = {k: v for k, v in built.manifest["pcr_policy"].items() if k != "recovery"}
+    assert same == {k: v for k, v in images[0].manifest["pcr_policy"].items() if k != "recovery"}
     disk, state = where / "sequence.raw", where / "tpm-state"
     shutil.copyfile(built.image, disk)
-    for n, words in ((1, "created and enrolled this boot"), (2, "unlocked by the TPM")):
-        code, checks = boot(disk, built, state, where / f"boot-{n}")
-        assert code == 0, checks
-        assert checks["secure-boot"]["passed"] and words in checks["sealed-srv"]["detail"]
+
+    code, checks = boot(disk, built, state, where / "boot-1")
+    assert code == 0, checks
+    assert checks["secure-boot"]["passed"]
+    assert "created and enrolled this boot" in checks["sealed-srv"]["detail"]
+    shown = checks["recovery-srv"]["detail"]
+    assert "shown once on the console" in shown and "opens keyslot" in shown, shown
+    serial = (where / "boot-1" / "serial.log").read_text(errors="replace")
+    assert f"{ANNOUNCE} /srv: recovery key: {REDACTED}" in serial
+    for kept in [*(where / "boot-1").rglob("*"), where / "boot-1.json", disk]:
+        if kept.is_file():
+            assert not key_shaped_in(kept), f"a recovery key in {kept}"
+
+    code, checks = boot(disk, built, state, where / "boot-2")
+    assert code == 0, checks
+    assert "unlocked by the TPM and mounted" in checks["sealed-srv"]["detail"]
+    assert "not shown again" in checks["recovery-srv"]["detail"]
+    assert REDACTED not in (where / "boot-2" / "serial.log").read_text(errors="replace")
+
+    change_cmdline(built, disk, where / "uki.efi")
+    code, checks = boot(disk, built, state, where / "boot-3")
+    assert code == 1, checks  # a FAIL of the image, not a host error (4) nor a hang
+    failed = {name: c["detail"] for name, c in checks.items() if not c["passed"]}
+    assert "/srv: not unlocked" in failed["sealed-srv"], failed
+    assert "asks for the volume's recovery key" in failed["sealed-srv"], failed
+    assert "No TPM2 metadata matching the current system state" in failed["sealed-srv"]
+
+
+def key_shaped_in(path: Path, chunk: int = 1 << 24) -> bool:
+    """Whether the file holds anything shaped like a systemd recovery key: a run of 71 modhex
+    characters and dashes found fast (translate + find), then matched exactly; the holes of a
+    sparse image are skipped (SEEK_DATA)."""
+    runs = bytes(1 if chr(c) in "cbdefghijklnrtuv-" else 0 for c in range(256))
+    with path.open("rb") as fh:
+        size, pos = path.stat().st_size, 0
+        while pos < size:
+            try:
+                pos = os.lseek(fh.fileno(), pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos
+                return False
+            fh.seek(max(pos - 80, 0))
+            data = fh.read(chunk + 80)
+            if data.translate(runs).find(b"\1" * 71) >= 0 and KEY_BYTES.search(data):
+                return True
+            pos += chunk
+    return False
+
+
+def section_span(pe: bytes, name: str) -> tuple[int, int]:
+    """(file offset, size) of a PE section's data (PE/COFF: the section table follows the
+    optional header; each entry is 40 bytes: name, VirtualSize, VirtualAddress,
+    SizeOfRawData, PointerToRawData, ...)."""
+    coff = struct.unpack_from("<I", pe, 0x3C)[0] + 4
+    count, optional = (
+        struct.unpack_from("<H", pe, coff + 2)[0],
+        struct.unpack_from("<H", pe, coff + 16)[0],
+    )
+    table = coff + 20 + optional
+    for i in range(count):
+        entry = table + 40 * i
+        if pe[entry : entry + 8].rstrip(b"\0").decode() == name:
+            vsize, _, raw_size, raw_at = struct.unpack_from("<IIII", pe, entry + 8)
+            return raw_at, min(vsize, raw_size)
+    raise AssertionError(f"no {name} section")
+
+
+def change_cmdline(built: Built, disk: Path, uki: Path) -> None:
+    """The ESP's UKI with one kernel parameter changed in .cmdline, its .pcrsig kept, signed
+    again for Secure Boot with the same db key: the firmware boots it, PCR 11 differs."""
+    offset = esp(built)["offset"]
+    (name,) = [n for n in list_vfat_dir(disk, offset, "/EFI/Linux") if n.endswith(".efi")]
+    data = bytearray(read_vfat_file(disk, offset, f"/EFI/Linux/{name}"))
+    at, size = section_span(bytes(data), ".cmdline")
+    cmdline = bytes(data[at : at + size])
+    changed = cmdline.replace(b"console=tty0", b"console=tty1", 1)
+    assert changed != cmdline and len(changed) == len(cmdline), cmdline
+    data[at : at + size] = changed
+    uki.write_bytes(bytes(data))
+    subprocess.run(["sbattach", "--remove", str(uki)], check=True)
+    keys = load_keys(default_keys_dir(paths.cache_dir()))
+    sign_pe(uki, keys)
+    subprocess.run(
+        ["mcopy", "-o", "-i", f"{disk}@@{offset}", str(uki), f"::/EFI/Linux/{name}"],
+        check=True,
+        env={**MTOOLS_ENV, "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_uki_virt_packages_carry_the_policy_too(

@@ -36,6 +36,7 @@ STAGE = Stage(
         "plan.partitions",
         "plan.sealed",
         "plan.sealed_size",
+        "plan.recovery",
         "secret",
         "epoch",
     ),
