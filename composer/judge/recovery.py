@@ -121,12 +121,13 @@ def key_opens(disk: Disk, volume: Mapping[str, Any], key: str, slot: str) -> tup
     if size is None or not isinstance(start, int) or start < 0 or not 0 < size <= 1 << 30:
         return False, "the guest did not report where its LUKS2 header is"
     block = 1 << 20 if (start * SECTOR) % (1 << 20) == 0 and size % (1 << 20) == 0 else SECTOR
+    # the header and one block of data: cryptsetup wants a device larger than its header
     with tempfile.TemporaryDirectory(prefix="dps-composer-recovery-") as tmp:
         header = Path(tmp) / "header"
         try:
             tools.run(
                 ["qemu-img", "dd", "-O", "raw", f"bs={block}", f"skip={start * SECTOR // block}",
-                 f"count={size // block}", f"if={disk.qemu_img_name()}", f"of={header}"],
+                 f"count={size // block + 1}", f"if={disk.qemu_img_name()}", f"of={header}"],
             )  # fmt: skip
             tools.run(
                 ["cryptsetup", "open", "--test-passphrase", "--type", "luks2",

@@ -386,7 +386,9 @@ ROWS: tuple[Row, ...] = (
         yes(
             "`sign_policy`: the UKI carries `.pcrsig` (systemd-measure sign, every boot phase) "
             "and `.pcrpkey`; `sealed`: /srv or /home created and LUKS2-encrypted at first boot "
-            "(systemd-repart `Encrypt=tpm2`), bound to that policy (docs/measured.md)"
+            '(systemd-repart `Encrypt=tpm2`), bound to that policy; `recovery = "console"`: '
+            "a recovery key per volume, shown once on the console at first boot "
+            "(docs/measured.md)"
         ),
         no(
             "Fedora's kernel-uki-virt is a prebuilt UKI: its sections cannot be re-signed with "

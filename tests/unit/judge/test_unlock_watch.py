@@ -4,7 +4,7 @@ captures it)."""
 
 from __future__ import annotations
 
-from composer.judge.serial import scan_text
+from composer.judge.serial import SerialScanner, scan_text
 from composer.judge.verdict import Expectations, judge
 
 REFUSED = """\
@@ -46,3 +46,23 @@ def test_an_untruncated_unit_name_is_read_too() -> None:
     text = "[FAILED] Failed to start systemd-cryptsetup@home.service.\n"
     (sign,) = [e for e in scan_text(text) if e.name == "sealed-unlock"]
     assert sign.check == "sealed-home" and "no reason" in sign.line
+
+
+# a volume with a recovery key: systemd-cryptsetup asks for it (systemd 257's words); the
+# prompt waits without a line end
+ASKS = """\
+[   38.869704] systemd-cryptsetup[470]: No TPM2 metadata matching the current system state found in LUKS2 header, falling back to traditional unlocking.
+🔐 Please enter recovery key for disk QEMU_HARDDISK (srv): """  # noqa: E501
+
+
+def test_asking_for_the_recovery_key_is_a_refused_unlock_even_unfinished() -> None:
+    scanner = SerialScanner()
+    done, prompt = ASKS.split("\n")
+    scanner.feed(done, 1.0)
+    for t in (2.0, 2.25, 2.5):  # each poll hands the unfinished prompt on again
+        scanner.feed(prompt, t, remember=False)
+    (sign,) = [e for e in scanner.events if e.name == "sealed-unlock"]
+    assert sign.check == "sealed-srv" and sign.line.startswith("/srv: not unlocked")
+    assert "No TPM2 metadata matching the current system state" in sign.line
+    assert sign.line.endswith("it asks for the volume's recovery key on the console")
+    assert "passphrase-prompt" in {e.name for e in scanner.events}

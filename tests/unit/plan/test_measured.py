@@ -55,6 +55,11 @@ def test_no_policy_no_sealing_packages() -> None:
         ('[measured]\nsign_policy = true\nsealed = ["var"]\n', ["measured.sealed[0]", "'srv'"]),
         ('[measured]\nsign_policy = true\nsealed = ["srv", "srv"]\n', ["name each partition"]),
         ('[measured]\nsign_policy = "yes"\n', ["measured.sign_policy"]),
+        ('[measured]\nsign_policy = true\nrecovery = "console"\n', ["name them in sealed"]),
+        (
+            '[measured]\nsign_policy = true\nsealed = ["srv"]\nrecovery = "print"\n',
+            ["measured.recovery", "'none'", "'console'"],
+        ),
     ],
 )
 def test_bad_measured_tables_name_the_key(text: str, words: list[str]) -> None:

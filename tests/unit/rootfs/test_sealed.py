@@ -68,3 +68,34 @@ def test_nothing_without_sealed_volumes(tmp_path: Path) -> None:
     with Tree(tmp_path) as t:
         sealed.apply(t, plan_text('name = "p"\n'))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recovery_key_per_volume_when_asked(tmp_path: Path) -> None:
+    plan = plan_text(BP + 'recovery = "console"\n')
+    with Tree(tmp_path) as t:
+        sealed.apply(t, plan)
+    script = tmp_path / sealed.RECOVERY_SCRIPT.lstrip("/")
+    assert script.stat().st_mode & 0o777 == 0o755
+    assert "--recovery-key --unlock-tpm2-device=auto" in script.read_text()
+    unit = ini((tmp_path / sealed.UNIT_DIR.lstrip("/") / sealed.RECOVERY_UNIT).read_text())
+    assert unit["Service"]["ExecStart"] == f"{sealed.RECOVERY_SCRIPT} %i"
+    assert unit["Service"]["StandardOutput"] == "journal"  # the key goes to /dev/console only
+    assert "systemd-repart.service" in unit["Unit"]["After"]
+    wants = tmp_path / sealed.UNIT_DIR.lstrip("/") / "multi-user.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == [
+        "dps-composer-recovery-key@home.service",
+        "dps-composer-recovery-key@srv.service",
+    ]
+    assert all(
+        p.readlink() == Path("../dps-composer-recovery-key@.service") for p in wants.iterdir()
+    )
+    # and when the TPM refuses, systemd-cryptsetup may ask for the key
+    first, last = exec_starts(sealed.cryptsetup_dropin("srv", plan.recovery))
+    assert last.split()[5] == "tpm2-device=auto"
+
+
+def test_no_recovery_key_by_default(tmp_path: Path) -> None:
+    with Tree(tmp_path) as t:
+        sealed.apply(t, plan_text(BP))
+    assert not (tmp_path / sealed.RECOVERY_SCRIPT.lstrip("/")).exists()
+    assert not (tmp_path / sealed.UNIT_DIR.lstrip("/") / "multi-user.target.wants").exists()
