@@ -79,13 +79,16 @@ class Disk:
     fmt: str
     overlay: Path | None = None
 
-    def qemu_img_name(self) -> str:
+    def slice_name(self, offset: int, size: int) -> str:
+        """A qemu-img filename for ``size`` bytes at ``offset`` of the disk (the raw driver's
+        offset and size over the disk's own node): one way for every format."""
         opts = blockdev(self.image, self.fmt, read_only=True)
         if self.overlay is not None:
             top = blockdev(self.overlay, "qcow2", read_only=True)
             top["backing"] = opts
             opts = top
-        return "json:" + json.dumps(opts)
+        window = {"driver": "raw", "offset": offset, "size": size, "file": opts}
+        return "json:" + json.dumps(window)
 
 
 def recovery_slots(luks_json: str | None) -> list[str]:
@@ -120,15 +123,12 @@ def key_opens(disk: Disk, volume: Mapping[str, Any], key: str, slot: str) -> tup
     size, start = header_size(volume.get("luks")), volume.get("start")
     if size is None or not isinstance(start, int) or start < 0 or not 0 < size <= 1 << 30:
         return False, "the guest did not report where its LUKS2 header is"
-    block = 1 << 20 if (start * SECTOR) % (1 << 20) == 0 and size % (1 << 20) == 0 else SECTOR
-    # the header and one block of data: cryptsetup wants a device larger than its header
     with tempfile.TemporaryDirectory(prefix="dps-composer-recovery-") as tmp:
         header = Path(tmp) / "header"
         try:
-            tools.run(
-                ["qemu-img", "dd", "-O", "raw", f"bs={block}", f"skip={start * SECTOR // block}",
-                 f"count={size // block + 1}", f"if={disk.qemu_img_name()}", f"of={header}"],
-            )  # fmt: skip
+            # the header and a little data: cryptsetup wants a device larger than its header
+            window = disk.slice_name(start * SECTOR, size + (1 << 20))
+            tools.run(["qemu-img", "convert", "-O", "raw", window, str(header)])
             tools.run(
                 ["cryptsetup", "open", "--test-passphrase", "--type", "luks2",
                  "--key-slot", slot, "--key-file", "-", "--", str(header)],

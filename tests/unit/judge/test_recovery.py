@@ -69,9 +69,11 @@ def test_the_monitor_passes_on_only_redacted_console_lines(tmp_path: Path) -> No
     assert scanner.recovery.keys == {"srv": KEY}
 
 
-def luks_volume(tmp_path: Path, key: str) -> tuple[Disk, dict[str, object]]:
-    """A disk file with a LUKS2 volume at 1 MiB whose keyslot 0 opens with ``key``, as the
-    guest's check record describes it."""
+def luks_volume(
+    tmp_path: Path, key: str, start: int = MiB // 512, disk_size: int = 24 * MiB
+) -> tuple[Disk, dict[str, object]]:
+    """A (sparse) disk file with a LUKS2 volume at sector ``start`` whose keyslot 0 opens with
+    ``key``, as the guest's check record describes it."""
     part = tmp_path / "part"
     part.write_bytes(b"")
     subprocess.run(["truncate", "-s", "20M", str(part)], check=True)
@@ -86,10 +88,10 @@ def luks_volume(tmp_path: Path, key: str) -> tuple[Disk, dict[str, object]]:
     ).stdout  # fmt: skip
     disk = tmp_path / "disk.raw"
     with disk.open("wb") as fh:
-        fh.truncate(24 * MiB)
-        fh.seek(MiB)
-        fh.write(part.read_bytes()[: 20 * MiB - MiB])
-    return Disk(disk, "raw"), {"name": "srv", "start": MiB // 512, "luks": luks}
+        fh.truncate(disk_size)
+        fh.seek(start * 512)
+        fh.write(part.read_bytes())
+    return Disk(disk, "raw"), {"name": "srv", "start": start, "luks": luks}
 
 
 @pytest.fixture
@@ -105,6 +107,13 @@ def test_a_key_is_tested_against_the_header_on_the_disk(tmp_path: Path) -> None:
     ok, why = key_opens(disk, volume, OTHER, "0")
     assert not ok and why.startswith("does not open keyslot 0")
     assert OTHER not in why and KEY not in why
+
+
+@pytest.mark.usefixtures("cryptsetup")
+def test_a_volume_at_the_end_of_a_big_disk_unaligned(tmp_path: Path) -> None:
+    """Where systemd-repart puts it: after the root, near the end of a 2 GiB disk."""
+    disk, volume = luks_volume(tmp_path, KEY, start=4061185, disk_size=2 << 30)
+    assert key_opens(disk, volume, KEY, "0") == (True, "opens keyslot 0")
 
 
 @pytest.mark.usefixtures("cryptsetup")
