@@ -149,6 +149,14 @@ def load_keys(directory: Path) -> KeySet:
             f"{directory}: not a complete Secure Boot key directory, missing {', '.join(missing)} "
             "(make one with: dps-composer keys generate DIR)"
         )
+    linked = [p.name for p in [*KeySet(directory, "").files(), directory / OWNER_FILE]
+              if p.is_symlink()]  # fmt: skip
+    if linked:
+        raise SecureBootKeyError(
+            f"{directory}: {', '.join(linked)}: symbolic links; the keys must be regular files "
+            "in the key directory itself (a link could lead to somebody else's key): copy them "
+            "there"
+        )
     try:
         owner = str(uuid.UUID((directory / OWNER_FILE).read_text().strip()))
     except ValueError:
