@@ -30,7 +30,7 @@ from composer.core.errors import KeyedProblems
 from composer.core.secret import cache_secret, write_password_file
 from composer.manifest.load import read_manifest
 from composer.plan.load import load as load_blueprint
-from composer.plan.plan import Plan, make_plan
+from composer.plan.plan import Plan, make_plan, with_key_dirs
 from composer.rootfs import resolution
 from composer.rootfs.resolution import Resolved
 
@@ -105,6 +105,22 @@ def build(
             "--no-cache", help="Rebuild every stage; store nothing (packages are still reused)"
         ),
     ] = False,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="Secure Boot key directory (PK, KEK, db), instead of [secureboot] keys: "
+            "a blueprint may only name one below its own directory",
+        ),
+    ] = None,
+    pcr_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--pcr-keys",
+            help="PCR policy key pair directory, instead of [measured] keys: a blueprint may "
+            "only name one below its own directory",
+        ),
+    ] = None,
     json_style: JsonStyle = None,
     progress: ProgressOption = ProgressMode.auto,
     quiet: QuietOption = False,
@@ -117,6 +133,7 @@ def build(
     """
     with guard("interrupted: no image was written"):
         bp, p = _load_plan(blueprint)
+        p = with_key_dirs(p, keys, pcr_keys)
         mode = resolve_mode(progress, quiet)
         with verbose_log(verbose), stage_progress(mode) as stage, _at_lines(bp):
             result = run_build(p, output, cache_dir=cache_dir, stage=stage, use_cache=not no_cache)

@@ -70,10 +70,11 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, mode: int | None = 0o644) -> Iterator[Path]:
+def atomic_path(path: Path, mode: int | None = 0o644, *, replace: bool = True) -> Iterator[Path]:
     """A fresh temporary file beside ``path`` for a tool to fill; on success it is made
     ``mode`` (None: the mode ``path`` has now, else 0644), synced and renamed to ``path``;
-    on any error or signal it is removed."""
+    on any error or signal it is removed. ``replace=False``: ``path`` is never replaced, the
+    temporary is linked to it (link(2) fails on any existing name, a dangling link too)."""
     check_target(path)
     if mode is None:
         mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
@@ -88,7 +89,7 @@ def atomic_path(path: Path, mode: int | None = 0o644) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)  # a tool may have replaced the file: the mode is ours again
         check_target(path)
-        os.replace(tmp, path)
+        _publish(tmp, path, replace)
         fsync_dir(path.parent)
     finally:
         if fd >= 0:
@@ -96,11 +97,24 @@ def atomic_path(path: Path, mode: int | None = 0o644) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: Path, data: bytes | str, mode: int | None = 0o644) -> None:
+def _publish(tmp: Path, path: Path, replace: bool) -> None:
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        raise OutputPathError(f"{path}: exists; refusing to overwrite it") from None
+
+
+def atomic_write(
+    path: Path, data: bytes | str, mode: int | None = 0o644, *, replace: bool = True
+) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring); ``mode`` is set
-    before a byte is written, so a secret is never readable by others even briefly."""
+    before a byte is written, so a secret is never readable by others even briefly.
+    ``replace=False``: a new file only (:func:`atomic_path`)."""
     blob = data.encode() if isinstance(data, str) else data
-    with atomic_path(path, mode) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, mode, replace=replace) as tmp, open(tmp, "wb") as fh:
         fh.write(blob)
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from composer.core import locks, paths
+from composer.core.files import fsync_dir
 
 PREFIX = "dps-composer-"
 LOCK_SUFFIX = ".lock"
@@ -145,4 +146,5 @@ def made_once(directory: Path, make: Callable[[Path], object]) -> bool:
             if not directory.is_dir():
                 raise
             return False
+        fsync_dir(directory.parent)  # the rename survives a crash: no keys made twice
     return True

@@ -20,6 +20,8 @@ from composer.blueprint.text import located, read_blueprint
 from composer.core.errors import Problem
 from composer.matrix.model import Action, MatrixFile, Selection, Value, inside
 from composer.matrix.toml_text import NotExpressible, dumps, plain
+from composer.plan.keydirs import link_problem, shape_problem
+from composer.plan.plan import Plan, with_key_dirs
 
 # A value's override keys -> where they go in the blueprint
 OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -33,6 +35,29 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class KeyDirs:
+    """The key directories of a cell's blueprint, for its build's command line (``--keys``,
+    ``--pcr-keys``): checked against the blueprint's directory, absolute."""
+
+    secureboot: str | None = None
+    pcr: str | None = None
+
+    def for_plan(self, plan: Plan) -> KeyDirs:
+        """What the cell's plan signs with (a value may have turned signing off)."""
+        return KeyDirs(
+            self.secureboot if plan.secureboot_sign else None,
+            self.pcr if plan.pcr_policy else None,
+        )
+
+    def apply(self, plan: Plan) -> Plan:
+        return with_key_dirs(plan, *(Path(d) if d else None for d in (self.secureboot, self.pcr)))
+
+    def build_args(self) -> list[str]:
+        args = ["--keys", self.secureboot] if self.secureboot else []
+        return args + (["--pcr-keys", self.pcr] if self.pcr else [])
+
+
+@dataclass(frozen=True)
 class Cell:
     id: str  # the values' names joined by "-", in the order of the axes
     values: Mapping[str, str]  # axis -> value name
@@ -40,6 +65,7 @@ class Cell:
     blueprint: str | None  # the cell's blueprint text (None: boot only)
     source: Path | None  # the blueprint file it was derived from
     image: Path | None  # the existing image a boot-only cell boots
+    keys: KeyDirs = KeyDirs()  # the key directories given to its build
 
 
 @dataclass(frozen=True)
@@ -149,16 +175,30 @@ def _blueprint_data(src: Source, path: Path, key: str) -> dict[str, Any]:
         raise src.error(key, f"{path}: not valid TOML: {exc}") from None
 
 
-def _absolute_keys(data: dict[str, Any], source: Path) -> None:
-    """Paths a blueprint gives relative to itself, made absolute: the cell's blueprint is
-    written elsewhere. A ``uri`` file is refused (it must lie beside the blueprint)."""
-    sb = data.get("secureboot")
-    if isinstance(sb, dict) and isinstance(sb.get("keys"), str) and sb["keys"]:
-        sb["keys"] = str((source.parent / sb["keys"]).resolve())
+def _key_dirs(src: Source, key: str, data: dict[str, Any], source: Path) -> KeyDirs:
+    """The key directories the blueprint names, taken out of it for the cell's build command
+    line (the cell's blueprint is written elsewhere): each must lie below the blueprint's
+    directory, as for `build` (composer/plan/keydirs.py)."""
+    found: list[str | None] = []
+    for table in ("secureboot", "measured"):
+        section = data.get(table)
+        value = section.pop("keys", None) if isinstance(section, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            found.append(None)
+            continue
+        base = source.parent
+        problem = shape_problem(f"{table}.keys", value) or link_problem(
+            f"{table}.keys", value, base
+        )
+        if problem is not None:
+            raise src.error(key, f"{source}: {problem.key}: {problem.message}")
+        found.append(str(base / value))
+    return KeyDirs(*found)
 
 
-def cell_blueprint(src: Source, values: Mapping[str, str]) -> tuple[str, Path] | None:
-    """The cell's blueprint text and the file it derives from; None when no blueprint."""
+def cell_blueprint(src: Source, values: Mapping[str, str]) -> tuple[str, Path, KeyDirs] | None:
+    """The cell's blueprint text, the file it derives from and the key directories it names;
+    None when no blueprint."""
     chosen = [(_value(src, a, n)) for a, n in values.items()]
     own = [(i, j, v) for i, j, v in chosen if v.blueprint is not None]
     if len(own) > 1:
@@ -173,7 +213,7 @@ def cell_blueprint(src: Source, values: Mapping[str, str]) -> tuple[str, Path] |
         return None
     source = inside(src.base_dir, named, src.file, key, src.text)
     data = _blueprint_data(src, source, key)
-    _absolute_keys(data, source)
+    key_dirs = _key_dirs(src, key, data, source)
     for _i, _j, v in chosen:
         for field, where in OVERRIDES.items():
             if getattr(v, field) is not None:
@@ -186,7 +226,7 @@ def cell_blueprint(src: Source, values: Mapping[str, str]) -> tuple[str, Path] |
                 key, "[[customizations.files]] uri is not supported in a matrix: give data"
             )
     try:
-        return dumps(data), source
+        return dumps(data), source, key_dirs
     except NotExpressible as exc:
         raise src.error(key, f"the cell's blueprint cannot be written: {exc}") from None
 
@@ -216,8 +256,7 @@ def cells(src: Source) -> list[Cell]:
                 "matrix.base",
                 f"cell {cell_id} builds: give a base blueprint or a value's `blueprint`",
             )
-        text, source = derived if derived is not None else (None, None)
-        found.append(
-            Cell(cell_id, values, action, text if action != "boot" else None, source, image)
-        )
+        text, source, keys = derived if derived is not None else (None, None, KeyDirs())
+        blueprint = text if action != "boot" else None
+        found.append(Cell(cell_id, values, action, blueprint, source, image, keys))
     return found

@@ -30,7 +30,7 @@ from composer.build.stages.sequence import STAGES, WHOLE_IMAGE
 from composer.core import paths
 from composer.core.hashing import tree_digest
 from composer.core.secret import cache_secret
-from composer.matrix.cells import Cell, Source, cells
+from composer.matrix.cells import Cell, KeyDirs, Source, cells
 from composer.matrix.model import load
 from composer.plan.load import parse as parse_blueprint
 from composer.plan.plan import Plan, make_plan
@@ -51,6 +51,7 @@ class Task:
     root_key: str = ""
     blueprint: str | None = None  # build: the blueprint text of its first cell
     image: str | None = None  # boot only: the existing image
+    build_args: list[str] = field(default_factory=list)  # build: --keys, --pcr-keys
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "kind": self.kind, "cells": self.cells}
@@ -118,10 +119,17 @@ def _planned_pcr_key(plan: Plan, cache: Path) -> str | None:
         return PLANNED
 
 
-def planned_keys(cell: Cell, cache: Path) -> dict[str, str]:
-    """Every stage's planned key for the cell's blueprint."""
+def cell_plan(cell: Cell) -> tuple[Plan, KeyDirs]:
+    """The plan of the cell's blueprint with the key directories its build is given."""
     label = f"{cell.source} (matrix cell {cell.id})"
     plan = make_plan(parse_blueprint(cell.blueprint or "", label), label)
+    dirs = cell.keys.for_plan(plan)
+    return dirs.apply(plan), dirs
+
+
+def planned_keys(cell: Cell, cache: Path) -> dict[str, str]:
+    """Every stage's planned key for the cell's blueprint."""
+    plan, _ = cell_plan(cell)
     return keys.derive(plan, planned_facts(plan, cache), STAGES)
 
 
@@ -145,7 +153,8 @@ def make_graph(src: Source, cache: Path | None = None) -> Graph:
         mine: list[str] = []
         build_id = None
         if c.blueprint is not None:
-            k = planned_keys(c, cache)
+            plan, dirs = cell_plan(c)
+            k = keys.derive(plan, planned_facts(plan, cache), STAGES)
             build_id = f"build-{_short(k[WHOLE_IMAGE])}"
             if build_id not in tasks:
                 first = root_first.setdefault(k[ROOT_STAGE], build_id)
@@ -153,6 +162,7 @@ def make_graph(src: Source, cache: Path | None = None) -> Graph:
                 tasks[build_id] = Task(
                     build_id, "build", [], after, k[WHOLE_IMAGE], k[ROOT_STAGE], c.blueprint
                 )
+                tasks[build_id].build_args = dirs.build_args()
             tasks[build_id].cells.append(c.id)
             mine.append(build_id)
         if c.action in ("build+boot", "boot"):

@@ -120,7 +120,7 @@ def submit(
         if task.kind == "build":
             futures[task.id] = client.submit(
                 tasks.run_build, task.id, task.blueprint, _name(task), str(out),
-                limits.seconds("build"), caches, *after, **common,
+                limits.seconds("build"), caches, task.build_args, *after, **common,
             )  # fmt: skip
         else:
             futures[task.id] = client.submit(

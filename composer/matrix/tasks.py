@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,10 @@ def _manifest(directory: Path, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def build_argv(blueprint: Path, directory: Path) -> list[str]:
-    """The command line of a cell's build (after ``dps-composer``)."""
-    return ["build", str(blueprint), "-o", str(directory), "--progress=plain"]
+def build_argv(blueprint: Path, directory: Path, args: Sequence[str] = ()) -> list[str]:
+    """The command line of a cell's build (after ``dps-composer``); ``args``: its key
+    directories (``--keys``, ``--pcr-keys``)."""
+    return ["build", str(blueprint), "-o", str(directory), "--progress=plain", *args]
 
 
 def boot_argv(image: str, verdict: Path, directory: Path, timeout: float) -> list[str]:
@@ -161,7 +163,14 @@ def boot_argv(image: str, verdict: Path, directory: Path, timeout: float) -> lis
 
 
 def run_build(
-    task_id: str, blueprint: str, name: str, out: str, timeout: float, caches: Caches, *_after: Any
+    task_id: str,
+    blueprint: str,
+    name: str,
+    out: str,
+    timeout: float,
+    caches: Caches,
+    build_args: Sequence[str],
+    *_after: Any,
 ) -> dict[str, Any]:
     """Build the task's blueprint into OUT/builds/TASK (``_after``: results of the tasks it
     waits for, unused: the stage cache carries what they made)."""
@@ -171,7 +180,7 @@ def run_build(
     bp.write_text(blueprint)
     env = caches.env()
     log = directory / "build.cli.log"
-    code, seconds = _run_cli(build_argv(bp, directory), log, timeout, env)
+    code, seconds = _run_cli(build_argv(bp, directory, build_args), log, timeout, env)
     manifest = _manifest(directory, name) if code == 0 else None
     image = None
     if manifest is not None:

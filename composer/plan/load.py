@@ -12,6 +12,7 @@ from composer.blueprint.lines import dotted
 from composer.blueprint.model import Blueprint
 from composer.blueprint.text import read_blueprint
 from composer.core.errors import Problem
+from composer.plan.keydirs import link_problems, shape_problems
 from composer.plan.layout import LayoutErrors, layout_of
 from composer.target.hierarchy import crossed_link
 
@@ -22,8 +23,12 @@ def parse(text: str, file: str = "<blueprint>") -> Blueprint:
 
 
 def load(path: Path) -> Blueprint:
-    """The blueprint file ``path``, checked, its [[customizations.files]] ``uri`` read."""
-    return blueprint.read_uris(parse(read_blueprint(path), str(path)), path)
+    """The blueprint file ``path``, checked, its [[customizations.files]] ``uri`` read; its
+    key directories must lie below its directory (composer/plan/keydirs.py)."""
+    bp = parse(read_blueprint(path), str(path))
+    if problems := shape_problems(bp) or link_problems(bp, path):
+        raise bp.error(problems)
+    return blueprint.read_uris(bp, path)
 
 
 def checked(bp: Blueprint) -> Blueprint:

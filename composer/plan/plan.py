@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from composer.blueprint.customizations import Customizations
 from composer.blueprint.model import SUPPORTED_DISTROS, Blueprint, Loader
-from composer.core.errors import Problem
+from composer.core.errors import Problem, UsageError
 from composer.plan.judgement import judge
+from composer.plan.keydirs import shape_problems
 from composer.plan.layout import LayoutErrors, PartitionPlan, layout_of, seed_of
 from composer.plan.load import parse
 from composer.spec.arch import Arch, get_arch
@@ -130,7 +130,7 @@ def make_plan(bp: Blueprint, file: str = "<blueprint>") -> Plan:
         ) from None
     origins = _package_origins(bp, distro, arch, verdict.packages, layout.partitions, layout.grows)
     packages = tuple(dict.fromkeys(name for name, _ in origins))
-    if problems := measured_problems(bp, packages, layout.partitions):
+    if problems := [*shape_problems(bp), *measured_problems(bp, packages, layout.partitions)]:
         raise bp.error(problems)
     pins = tuple((p.name, p.version) for p in (*bp.packages, *bp.modules) if p.pinned)
     cmdline = " ".join(f"{bp.boot.cmdline} {bp.customizations.kernel.append}".split())
@@ -260,13 +260,30 @@ def _fs_packages(partitions: tuple[PartitionPlan, ...]) -> list[str]:
 
 
 def _keys_dir(keys: str | None, file: str) -> str | None:
-    """A relative key directory is relative to the blueprint file (pure path arithmetic)."""
+    """A key directory is relative to the blueprint file (pure path arithmetic; where it may
+    be: composer/plan/keydirs.py)."""
     if keys is None:
         return None
-    path = PurePath(os.path.expanduser(keys))
-    if path.is_absolute() or file.startswith("<"):
-        return str(path)
-    return str(PurePath(file).parent / path)
+    if file.startswith("<"):
+        return keys
+    return str(PurePath(file).parent / keys)
+
+
+def with_key_dirs(plan: Plan, keys: Path | None, pcr_keys: Path | None) -> Plan:
+    """``plan`` with the key directories given on the command line (absolute, as given: the
+    invoker's choice); an option the blueprint has no use for is refused (exit 2)."""
+    if keys is not None and not plan.secureboot_sign:
+        raise UsageError(
+            f"--keys {keys}: the blueprint signs nothing; set [secureboot] sign = true"
+        )
+    if pcr_keys is not None and not plan.pcr_policy:
+        raise UsageError(
+            f"--pcr-keys {pcr_keys}: the blueprint has no signed PCR policy; set [measured] "
+            "sign_policy = true"
+        )
+    sb = str(keys.absolute()) if keys is not None else plan.secureboot_keys
+    pcr = str(pcr_keys.absolute()) if pcr_keys is not None else plan.pcr_keys
+    return dataclasses.replace(plan, secureboot_keys=sb, pcr_keys=pcr)
 
 
 def plan_text(text: str, file: str = "<blueprint>") -> Plan:

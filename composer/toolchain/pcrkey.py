@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from composer.core.errors import ComposerError
 from composer.core.workdir import made_once
 from composer.measure.pcrsig import fingerprint_of
-from composer.toolchain.secureboot import write_new
+from composer.toolchain.secureboot import write_key_file
 
 PRIVATE_FILE = "tpm2-pcr-private-key.pem"
 PUBLIC_FILE = "tpm2-pcr-public-key.pem"
@@ -64,7 +64,7 @@ def generate_pcr_key(directory: Path) -> PcrKey:
             "signing key (use another directory or remove it)"
         )
     private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    write_new(
+    write_key_file(
         key.private,
         private.private_bytes(
             serialization.Encoding.PEM,
@@ -76,7 +76,7 @@ def generate_pcr_key(directory: Path) -> PcrKey:
     public = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    write_new(key.public, public, 0o644)
+    write_key_file(key.public, public, 0o644)
     return key
 
 

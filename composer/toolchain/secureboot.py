@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from composer.core import tools
 from composer.core.errors import ComposerError
-from composer.core.files import atomic_path
+from composer.core.files import atomic_path, atomic_write, fsync_dir
 from composer.core.workdir import made_once
 from composer.image.varstore import KEY_NAMES
 
@@ -54,14 +54,6 @@ class KeySet:
         """SHA-256 of the DER certificate (its fingerprint)."""
         cert = x509.load_pem_x509_certificate(self.cert(name).read_bytes())
         return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create ``path`` (must not exist, not even as a link) with ``mode`` (private unless told
-    otherwise) before a byte is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
 
 
 def _self_signed(common_name: str) -> tuple[bytes, bytes]:
@@ -103,10 +95,18 @@ def generate_keys(directory: Path, common_name: str = "dps-composer") -> KeySet:
     owner = str(uuid.uuid4())
     for name in KEY_NAMES:
         key_pem, cert_pem = _self_signed(f"{common_name} {name}")
-        write_new(directory / f"{name}.key", key_pem)
-        write_new(directory / f"{name}.crt", cert_pem)
-    write_new(directory / OWNER_FILE, (owner + "\n").encode())
+        write_key_file(directory / f"{name}.key", key_pem, 0o600)
+        write_key_file(directory / f"{name}.crt", cert_pem, 0o600)
+    write_key_file(directory / OWNER_FILE, (owner + "\n").encode(), 0o600)
     return KeySet(directory, owner)
+
+
+def write_key_file(path: Path, data: bytes, mode: int) -> None:
+    """A new key file, whole or not at all: written to an O_EXCL temporary made ``mode``
+    before a byte is written (a private key is never readable by others, not even briefly),
+    synced, then linked to ``path`` (never replacing anything there) and the directory
+    synced: a run killed at any point leaves no half key under a key's name."""
+    atomic_write(path, data, mode, replace=False)
 
 
 def private_directory(directory: Path) -> None:
@@ -114,6 +114,7 @@ def private_directory(directory: Path) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.mkdir(directory, 0o700)
+        fsync_dir(directory.parent)
         return
     except FileExistsError:
         pass
@@ -147,6 +148,14 @@ def load_keys(directory: Path) -> KeySet:
         raise SecureBootKeyError(
             f"{directory}: not a complete Secure Boot key directory, missing {', '.join(missing)} "
             "(make one with: dps-composer keys generate DIR)"
+        )
+    linked = [p.name for p in [*KeySet(directory, "").files(), directory / OWNER_FILE]
+              if p.is_symlink()]  # fmt: skip
+    if linked:
+        raise SecureBootKeyError(
+            f"{directory}: {', '.join(linked)}: symbolic links; the keys must be regular files "
+            "in the key directory itself (a link could lead to somebody else's key): copy them "
+            "there"
         )
     try:
         owner = str(uuid.UUID((directory / OWNER_FILE).read_text().strip()))

@@ -61,19 +61,16 @@ def build_uki(
     pcr: PcrSigning | None = None,
 ) -> Uki:
     """``sbat``: the UKI's own SBAT line(s), added to the stub's (``ukify --sbat``); ``pcr``:
-    sign the expected PCR 11 values (the key directory is bound in read-only use for that
-    one command; the private key's bytes never leave it)."""
+    sign the expected PCR 11 values (the key directory is bound in read-only for that one
+    command; the private key's bytes never leave it). Only ``workdir`` is bound writable."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "dracut-virt.conf"
     conf.write_text((DATA / "dracut-virt.conf").read_text())
     (workdir / "tmp").mkdir(exist_ok=True)
     (workdir / "dracut.conf.d").mkdir(exist_ok=True)
     stage_initrd_extras(workdir / "initrd-extra", usr_type)
-    binds = [
-        (workdir, WORK),
-        (image_tree, IMAGE),
-        (image_tree / "usr/lib/modules", "/usr/lib/modules"),
-    ]
+    binds = [(workdir, WORK)]  # the only place dracut and ukify write to
+    inputs = [(image_tree, IMAGE), (image_tree / "usr/lib/modules", "/usr/lib/modules")]
     run_in(
         tools_tree,
         [
@@ -93,6 +90,7 @@ def build_uki(
             f"{WORK}/initrd.img",
         ],
         binds=binds,
+        ro_binds=inputs,
         env={"SOURCE_DATE_EPOCH": "0"},
     )
     run_in(
@@ -110,7 +108,8 @@ def build_uki(
             *(pcr.ukify_args() if pcr else []),
             f"--output={WORK}/uki.efi",
         ],
-        binds=[*binds, *([(pcr.key.directory, PCR_KEYS)] if pcr else [])],
+        binds=binds,
+        ro_binds=[*inputs, *([(pcr.key.directory, PCR_KEYS)] if pcr else [])],
     )
     return Uki(workdir / "uki.efi", kernel_version, cmdline)
 

@@ -105,19 +105,20 @@ def grub2_raw(grub2: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(module_tmp: ModuleTmp) -> Path:
-    """Keys made by `dps-composer keys generate`, for the uki-direct image."""
-    directory = module_tmp.mktemp("keys") / "sb"
+    """Keys made by `dps-composer keys generate`, for the uki-direct image (in the directory
+    its blueprint is written to: a blueprint names key directories below its own only)."""
+    directory = module_tmp.mktemp("direct-bp") / "sb"
     composer("keys", "generate", str(directory))
     return directory
 
 
 @pytest.fixture(scope="module")
 def direct(module_tmp: ModuleTmp, keys: Path) -> Path:
-    """The uki-direct example, signed with ``keys`` (given as [secureboot] keys)."""
+    """The uki-direct example, signed with ``keys`` (given as [secureboot] keys, relative)."""
     src = (ROOT / f"blueprints/{DIRECT}.toml").read_text()
     assert "sign = true\n" in src
-    bp = module_tmp.mktemp("direct-bp") / f"{DIRECT}.toml"
-    bp.write_text(src.replace("sign = true\n", f'sign = true\nkeys = "{keys}"\n', 1))
+    bp = keys.parent / f"{DIRECT}.toml"
+    bp.write_text(src.replace("sign = true\n", f'sign = true\nkeys = "{keys.name}"\n', 1))
     return _build(bp, module_tmp.mktemp("direct"))
 
 

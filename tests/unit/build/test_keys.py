@@ -191,7 +191,7 @@ sign = true
 [measured]
 sign_policy = true
 sealed = ["srv"]
-keys = "/keys"
+keys = "keys"
 """
 
 

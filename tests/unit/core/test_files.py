@@ -66,6 +66,27 @@ def test_keep_mode_of_an_existing_file(tmp_path: Path) -> None:
     assert target.read_text() == "new\n"
 
 
+def test_a_new_file_never_replaces_what_is_there(tmp_path: Path) -> None:
+    target = tmp_path / "db.key"
+    atomic_write(target, "first\n", mode=0o600, replace=False)
+    assert target.read_text() == "first\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+    with pytest.raises(OutputPathError, match="refusing to overwrite"):
+        atomic_write(target, "second\n", mode=0o600, replace=False)
+    dangling = tmp_path / "KEK.key"
+    dangling.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        atomic_write(dangling, "x", replace=False)
+    # a file made by somebody else while ours was being written is kept, ours dropped
+    racer = tmp_path / "PK.key"
+    refused = pytest.raises(OutputPathError, match="refusing to overwrite")
+    with refused, atomic_path(racer, 0o600, replace=False) as tmp:
+        tmp.write_text("ours\n")
+        racer.write_text("theirs\n")
+    assert racer.read_text() == "theirs\n" and target.read_text() == "first\n"
+    assert not (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["KEK.key", "PK.key", "db.key"]
+
+
 def test_sync_tree_fsyncs_a_few_files_and_skips_what_has_no_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

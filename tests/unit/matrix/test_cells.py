@@ -10,6 +10,7 @@ import pytest
 
 from composer.core.errors import BlueprintError
 from composer.matrix.cells import Cell, Source, cells
+from composer.matrix.graph import plan_matrix
 from composer.matrix.model import load
 
 from .matrices import FOUR, matrix_dir
@@ -112,3 +113,18 @@ def test_customizations_merge_and_kernel(tmp_path: Path) -> None:
     }
     assert data["customizations"]["timezone"] == "UTC"
     assert data["customizations"]["hostname"] == "dps-debian"
+
+
+def test_a_matrix_cell_gets_its_blueprints_keys_on_its_command_line(tmp_path: Path) -> None:
+    matrix = matrix_dir(tmp_path)
+    base = tmp_path / "base.toml"
+    base.write_text(base.read_text() + '\n[secureboot]\nsign = true\nkeys = "keys/sb"\n')
+    (tmp_path / "keys" / "sb").mkdir(parents=True)
+    graph = plan_matrix(matrix, tmp_path / "cache")
+    builds = [t for t in graph.tasks if t.kind == "build"]
+    assert builds and all(t.build_args == ["--keys", str(tmp_path / "keys/sb")] for t in builds)
+    assert all("keys" not in (t.blueprint or "") for t in builds)
+    (tmp_path / "keys" / "sb").rmdir()
+    (tmp_path / "keys" / "sb").symlink_to(tmp_path.parent)
+    with pytest.raises(BlueprintError, match="secureboot.keys: 'keys/sb' leads out"):
+        plan_matrix(matrix, tmp_path / "cache")

@@ -31,6 +31,14 @@ def test_a_cells_build_line_parses(tmp_path: Path) -> None:
     assert tmp_path / "out" in params.values()
 
 
+def test_a_cells_key_directories_reach_its_build_line(tmp_path: Path) -> None:
+    bp = tmp_path / "cell.toml"
+    bp.write_text('name = "cell"\n')
+    args = ["--keys", str(tmp_path / "sb"), "--pcr-keys", str(tmp_path / "pcr")]
+    params = _parse(build_argv(bp, tmp_path / "out", args))
+    assert params["keys"] == tmp_path / "sb" and params["pcr_keys"] == tmp_path / "pcr"
+
+
 def test_a_cells_boot_line_parses_and_writes_its_verdict_to_a_file(tmp_path: Path) -> None:
     image = tmp_path / "cell.qcow2"
     image.write_bytes(b"")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def test_partial_key_directory_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "db.key").write_text("x")
     with pytest.raises(SecureBootKeyError, match="missing PK.key"):
         ensure_keys(tmp_path)
+
+
+def test_a_linked_key_file_is_refused(keys: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    shutil.copytree(keys, mine)
+    (mine / "db.key").unlink()
+    (mine / "db.key").symlink_to(keys / "db.key")  # somebody else's db key
+    with pytest.raises(SecureBootKeyError, match=r"db.key: symbolic links; .* regular files"):
+        load_keys(mine)
 
 
 def test_ensure_generates_only_when_absent(tmp_path: Path) -> None:
