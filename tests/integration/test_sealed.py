@@ -55,7 +55,6 @@ hostname = "sealed"
 
 [measured]
 sign_policy = true
-keys = "{keys}"
 sealed = ["srv"]
 {recovery}{secureboot}
 [image]
@@ -89,8 +88,8 @@ def build(
     bp = where / "sealed.toml"
     sb = "\n[secureboot]\nsign = true\n" if secure_boot else ""
     rk = 'recovery = "console"\n' if recovery else ""
-    bp.write_text(BLUEPRINT.format(keys=keys, secureboot=sb, recovery=rk))
-    composer("build", str(bp), "-o", str(where / "out"))
+    bp.write_text(BLUEPRINT.format(secureboot=sb, recovery=rk))
+    composer("build", str(bp), "-o", str(where / "out"), "--pcr-keys", str(keys))
     manifest_path = where / "out" / "sealed.manifest.json"
     return Built(
         where / "out" / "sealed.raw",
