@@ -35,6 +35,12 @@
 #   --arch ARCH          x86_64 (default: uname -m) or aarch64
 #   --accel kvm|tcg      default: kvm when /dev/kvm is usable, else tcg
 #   --memory M           default 2048M
+#   --smp N              vCPUs; default 2, but 1 under TCG without --tools-root (QEMU before
+#                        10 crashed x86 guests patching their own code with two)
+#   --tools-root DIR     QEMU, its firmware descriptors (paths taken inside DIR) and swtpm from
+#                        this Debian tree, started by the tree's own dynamic loader with its
+#                        libraries (see ld.so(8)): e.g. the boot tools tree `dps-composer boot`
+#                        makes, ~/.cache/dps-composer/trees/boot-trixie-<arch>-<hash>
 #   --firmware-dir DIR   descriptor directory (repeatable; replaces the default three)
 #   --dry-run            print the swtpm and QEMU command lines, start nothing
 set -eu
@@ -44,7 +50,7 @@ die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 2; }
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
 IMAGE='' SB_VARS='' VARS='' TPM=0 TIMEOUT='' EXPECT='' CHECK=0 LOG='' DRY=0 FW_DIRS=''
-ARCH=$(uname -m) ACCEL='' MEMORY=2048M
+ARCH=$(uname -m) ACCEL='' MEMORY=2048M SMP='' TOOLS=''
 CHECK_PREFIX='DPS-COMPOSER-CHECK '
 CHECK_END=' DPS-COMPOSER-CHECK-END'
 DEFAULT_EXPECT='login: *$|DPS-COMPOSER-CHECK |reboot: Power down'
@@ -63,6 +69,8 @@ while [ $# -gt 0 ]; do
         --arch) need_arg "$@"; ARCH=$2; shift ;;
         --accel) need_arg "$@"; ACCEL=$2; shift ;;
         --memory) need_arg "$@"; MEMORY=$2; shift ;;
+        --smp) need_arg "$@"; SMP=$2; shift ;;
+        --tools-root) need_arg "$@"; TOOLS=$2; shift ;;
         --firmware-dir) need_arg "$@"; FW_DIRS="$FW_DIRS
 $2"; shift ;;
         --dry-run) DRY=1 ;;
@@ -77,6 +85,7 @@ done
 [ -z "$SB_VARS" ] || [ -f "$SB_VARS" ] || die "$SB_VARS: no such varstore"
 [ -z "$VARS" ] || [ -f "$VARS" ] || die "$VARS: no such varstore"
 case $TIMEOUT in '' | *[!0-9]*) [ -z "$TIMEOUT" ] || die "--timeout: whole seconds, not '$TIMEOUT'" ;; esac
+case $SMP in '' | [1-9] | [1-9][0-9]) ;; *) die "--smp: a number of vCPUs, not '$SMP'" ;; esac
 command -v jq >/dev/null 2>&1 || die "jq not found (apt-get install jq)"
 
 case $ARCH in
@@ -84,6 +93,28 @@ case $ARCH in
     aarch64 | arm64) ARCH=aarch64 MACHINE=virt GLOB='^virt' TPMDEV=tpm-tis-device ;;
     *) die "unsupported architecture $ARCH (x86_64, aarch64)" ;;
 esac
+
+# --- QEMU and swtpm: the host's, or a tree's run by its own loader --------------------------
+RUN_IN_TREE='' FW_ROOT=''
+if [ -n "$TOOLS" ]; then
+    case $TOOLS in *[[:space:]]*) die "--tools-root: a path without blanks, not '$TOOLS'" ;; esac
+    LIBDIR=$TOOLS/usr/lib/$(uname -m)-linux-gnu
+    LOADER=''
+    for f in "$LIBDIR"/ld-linux-*.so.*; do [ -e "$f" ] && LOADER=$f && break; done
+    [ -n "$LOADER" ] || die "$TOOLS: no dynamic loader in $LIBDIR"
+    [ -f "$TOOLS/usr/bin/qemu-system-$ARCH" ] || die "$TOOLS: no usr/bin/qemu-system-$ARCH"
+    RUN_IN_TREE="$LOADER --library-path $LIBDIR:$TOOLS/lib/$(uname -m)-linux-gnu"
+    QEMU_MODULE_DIR=$LIBDIR/qemu  # its loadable modules, not the host's
+    export QEMU_MODULE_DIR
+    if [ -z "$FW_DIRS" ]; then
+        FW_DIRS=$TOOLS/usr/share/qemu/firmware FW_ROOT=$TOOLS
+    fi
+fi
+# program NAME: the words that start NAME (with --tools-root: the tree's, by its loader);
+# no word has a blank (checked above), so callers may split them unquoted
+program() {
+    if [ -n "$TOOLS" ]; then printf '%s %s' "$RUN_IN_TREE" "$TOOLS/usr/bin/$1"; else printf '%s' "$1"; fi
+}
 
 # --- firmware from the descriptors ----------------------------------------------------------
 if [ -z "$FW_DIRS" ]; then
@@ -122,6 +153,7 @@ pick_firmware() {
         IFS="$TAB" read -r code code_fmt vars vars_fmt smm <<EOF
 $row
 EOF
+        code=$FW_ROOT$code vars=$FW_ROOT$vars  # a tree's descriptors name files in the tree
         [ -f "$code" ] && [ -f "$vars" ] || continue
         FW_CODE=$code FW_CODE_FMT=$code_fmt FW_VARS=$vars FW_VARS_FMT=$vars_fmt FW_SMM=$smm
         FW_DESC=$path
@@ -147,8 +179,14 @@ case $(dd if="$IMAGE" bs=3 count=1 2>/dev/null) in QFI) DISK_FMT=qcow2 ;; *) DIS
 if [ -z "$ACCEL" ]; then
     if [ -w /dev/kvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
-# one vCPU under TCG: multi-threaded TCG can crash x86 guests patching their own code (int3)
-case $ACCEL in kvm) CPU=host SMP=2 ;; tcg) CPU=max SMP=1 ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
+case $ACCEL in kvm) CPU=host ;; tcg) CPU=max ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
+# one vCPU under TCG with the host's QEMU: before QEMU 10 its multi-threaded TCG crashed x86
+# guests patching their own code (int3); two with a tree's (Debian trixie's QEMU 10, as
+# `dps-composer boot` does)
+if [ -z "$SMP" ]; then
+    SMP=2
+    [ "$ACCEL" = kvm ] || [ -n "$TOOLS" ] || SMP=1
+fi
 [ -n "$LOG" ] || LOG=$IMAGE.serial.log
 if [ -z "$EXPECT" ]; then
     if [ "$CHECK" = 1 ]; then EXPECT=$CHECK_EXPECT; else EXPECT=$DEFAULT_EXPECT; fi
@@ -193,7 +231,9 @@ blockdev() {
 }
 NO_BACKING=null
 [ "$DISK_FMT" != qcow2 ] || NO_BACKING='{"backing": null}'
-set -- "qemu-system-$ARCH"
+# shellcheck disable=SC2046 # program's words have no blanks
+set -- $(program "qemu-system-$ARCH")
+[ -z "$TOOLS" ] || set -- "$@" -L "$TOOLS/usr/share/qemu"  # its option ROMs, not the host's
 if [ "$FW_SMM" = true ]; then
     set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1,smm=on" \
         -global driver=cfi.pflash01,property=secure,value=on
@@ -233,7 +273,7 @@ if [ "$TPM" = 1 ]; then
 fi
 
 if [ "$DRY" = 1 ]; then
-    [ "$TPM" = 1 ] && echo "swtpm socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK"
+    [ "$TPM" = 1 ] && echo "$(program swtpm) socket --tpm2 --tpmstate dir=$WORK/tpm --ctrl type=unixio,path=$SWTPM_SOCK"
     printf '%s' "$1"
     shift
     for a in "$@"; do printf ' %s' "$a"; done
@@ -248,12 +288,18 @@ SIZE=$(qemu-img info --output=json "json:$(blockdev img "$DISK_FMT" "$IMAGE" tru
 qemu-img create -q -f qcow2 "$WORK/overlay.qcow2" "$SIZE" || die "qemu-img create failed"
 : >"$LOG"
 if [ "$TPM" = 1 ]; then
-    command -v swtpm >/dev/null 2>&1 || die "swtpm not found (apt-get install swtpm swtpm-tools)"
+    [ -n "$TOOLS" ] || command -v swtpm >/dev/null 2>&1 || die "swtpm not found (apt-get install swtpm swtpm-tools)"
     mkdir -p "$WORK/tpm"
     : >"$WORK/swtpm_setup.conf"
-    swtpm_setup --tpm2 --tpmstate "$WORK/tpm" --pcr-banks sha256 --config "$WORK/swtpm_setup.conf" \
-        --logfile "$WORK/swtpm_setup.log" >/dev/null || die "swtpm_setup failed (see $WORK/swtpm_setup.log)"
-    $DIE_WITH_US swtpm socket --tpm2 --tpmstate "dir=$WORK/tpm" \
+    # swtpm_setup starts swtpm itself: a tree's, by the command line --tpm gives (split at blanks)
+    ENGINE=''
+    [ -z "$TOOLS" ] || ENGINE="$(program swtpm) socket"
+    # shellcheck disable=SC2046 # program's words have no blanks
+    $(program swtpm_setup) ${ENGINE:+--tpm "$ENGINE"} --tpm2 --tpmstate "$WORK/tpm" --pcr-banks sha256 \
+        --config "$WORK/swtpm_setup.conf" --logfile "$WORK/swtpm_setup.log" >/dev/null ||
+        die "swtpm_setup failed (see $WORK/swtpm_setup.log)"
+    # shellcheck disable=SC2046 # program's words have no blanks
+    $DIE_WITH_US $(program swtpm) socket --tpm2 --tpmstate "dir=$WORK/tpm" \
         --ctrl "type=unixio,path=$SWTPM_SOCK" --log "file=$WORK/swtpm.log" </dev/null &
     SWTPM_PID=$!
     i=0

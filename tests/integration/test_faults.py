@@ -58,9 +58,10 @@ def _no_build_outlives_its_test() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def env(module_tmp: ModuleTmp) -> Env:
+def env(module_tmp: ModuleTmp, default_image: Path) -> Env:
     """A fresh cache; only the tools tree (a trixie mmdebstrap, the same for every composer
-    version) is copied from the user's cache when it has one, to save its build."""
+    version) is copied from the user's cache, to save its build (the session's default
+    image, shared with the other test files, has made it there by now)."""
     base = module_tmp.mktemp("faults")
     env = Env(base / "cache", base / "work", base)
     (env.cache / "trees").mkdir(parents=True)

@@ -1,7 +1,8 @@
 """A "legacy" image (root typed linux-generic, an fstab line for /, root= on the command line)
-made from the default image, then made DPS-ready by `fixup --running` inside the booted
-image and by `fixup IMAGE` offline. Three boots: legacy (runs the shell twin), after the
-running fixup, after the offline fixup."""
+made from the default image (once; each test works on a copy), then made DPS-ready by
+`fixup --running` inside the booted image and by `fixup IMAGE` offline. Three boots: legacy
+(runs the shell twin), then the disk the running fixup changed and the offline fixup's copy,
+side by side (one vCPU each, as `boot -j 2` boots them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,11 @@ import pytest
 
 from composer.core.hashing import sha256_file
 from composer.judge.boot import boot_image
+from composer.judge.run import BootOptions, boot_many
 from composer.judge.verdict import Verdict, load_expectations
 from composer.spec import dps
 
-from .conftest import ROOT, composer, manifest_path
+from .conftest import ROOT, ModuleTmp, composer, manifest_path
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +100,85 @@ def passed(verdict: Verdict, name: str) -> bool:
     return check.passed
 
 
-def test_running_fixup_inside_the_booted_legacy_image(default_image: Path, tmp_path: Path) -> None:
-    facts = make_legacy(default_image, tmp_path / "running")
-    raw = tmp_path / "running" / f"{NAME}.raw"
-    # Boot 1: the legacy image boots because of root= (its root is linux-generic); the check
-    # runs the shell twin (dps-fixup --loader keep) after gathering its facts.
-    first = boot(
-        raw, tmp_path / "boot1", writable=True, extra_qemu_args=["-smbios", FIXUP_CREDENTIAL]
+def copy_of(legacy: Path, dest: Path) -> Path:
+    """A copy of the legacy image (sparse) and its manifest in ``dest``."""
+    dest.mkdir(parents=True)
+    subprocess.run(["cp", "--sparse=always", str(legacy / f"{NAME}.raw"), str(dest)], check=True)
+    shutil.copyfile(legacy / f"{NAME}.manifest.json", dest / f"{NAME}.manifest.json")
+    return dest / f"{NAME}.raw"
+
+
+@pytest.fixture(scope="module")
+def legacy(default_image: Path, module_tmp: ModuleTmp) -> tuple[Path, dict[str, str]]:
+    """The legacy image's directory and its facts, made once for both tests."""
+    out = module_tmp.mktemp("legacy")
+    return out, make_legacy(default_image, out)
+
+
+@pytest.fixture(scope="module")
+def running(legacy: tuple[Path, dict[str, str]], module_tmp: ModuleTmp) -> dict[str, Any]:
+    """Boot 1: a copy of the legacy image boots because of root= (its root is linux-generic);
+    the check runs the shell twin (dps-fixup --loader keep) after gathering its facts, and
+    the twin changes the disk."""
+    work = module_tmp.mktemp("running")
+    raw = copy_of(legacy[0], work / "disk")
+    first = boot(raw, work / "boot1", writable=True, extra_qemu_args=["-smbios", FIXUP_CREDENTIAL])
+    return {"raw": raw, "first": first, "facts": legacy[1]}
+
+
+@pytest.fixture(scope="module")
+def offline(legacy: tuple[Path, dict[str, str]], module_tmp: ModuleTmp) -> dict[str, Any]:
+    """`fixup` of a copy of the legacy image, offline, as a user runs it: what each command
+    said and what it left, for the test to judge."""
+    work = module_tmp.mktemp("offline")
+    legacy_raw = copy_of(legacy[0], work / "legacy")
+    done: dict[str, Any] = {"before": composer("inspect", str(legacy_raw), check=False)}
+    fixed_dir = work / "fixed"
+    fixed_dir.mkdir()
+    fixed = fixed_dir / f"{NAME}.raw"
+    shutil.copyfile(
+        legacy_raw.parent / f"{NAME}.manifest.json", fixed_dir / f"{NAME}.manifest.json"
     )
+    done["first"] = composer("fixup", str(legacy_raw), "-o", str(fixed))
+    done["gpt"] = subprocess.run(
+        ["sfdisk", "-d", str(legacy_raw)], capture_output=True, text=True
+    ).stdout
+    # nothing left to do: decided read-only, the image's bytes (and mtime) stay as they were
+    done["stamp"] = sha256_file(fixed), fixed.stat().st_mtime_ns
+    done["again"] = composer("fixup", str(fixed))
+    done["stamp after"] = sha256_file(fixed), fixed.stat().st_mtime_ns
+    done["report"] = composer("inspect", str(fixed), "--json=pretty")
+    done["fixed"] = fixed
+    return done
+
+
+@pytest.fixture(scope="module")
+def fixed_boots(
+    running: dict[str, Any], offline: dict[str, Any], module_tmp: ModuleTmp
+) -> dict[str, Verdict]:
+    """Boots 2 and 3, side by side: the disk the twin changed, the offline fixup's copy. Both
+    changed after the build (that is the point): judged against the build's manifest."""
+    keep = module_tmp.mktemp("fixed-boots")
+    opts = BootOptions(
+        keep=keep,
+        timeout_for=lambda _image: 900.0,
+        manifest=offline["fixed"].parent / f"{NAME}.manifest.json",
+    )
+    images = [running["raw"], offline["fixed"]]
+
+    def console(name: str) -> Callable[[str], None]:
+        return lambda line: print(f"{name}: {line}")
+
+    results = boot_many(images, opts, jobs=2, console_for=console)
+    for r in results:
+        print(r.name, r.verdict.to_json())
+    return {"running": results[0].verdict, "offline": results[1].verdict}
+
+
+def test_running_fixup_inside_the_booted_legacy_image(
+    running: dict[str, Any], fixed_boots: dict[str, Verdict]
+) -> None:
+    facts, first = running["facts"], running["first"]
     guest = first.guest or {}
     assert passed(first, "booted"), first.to_json()
     assert f"root=PARTUUID={facts['partuuid']}" in guest["cmdline"]
@@ -117,37 +191,27 @@ def test_running_fixup_inside_the_booted_legacy_image(default_image: Path, tmp_p
     assert "/etc/fstab: drop the lines for /" in fixup, fixup
     assert "legacy.conf: drop root=PARTUUID=" in fixup, fixup
     # Boot 2: the same disk, changed by the twin: / is found by its type.
-    second = boot(raw, tmp_path / "boot2")
+    second = fixed_boots["running"]
     assert second.passed, second.to_json()
     assert passed(second, "root-discovered") and passed(second, "no-root-on-cmdline")
     assert "root=" not in (second.guest or {})["cmdline"]
 
 
-def test_offline_fixup_of_the_legacy_image(default_image: Path, tmp_path: Path) -> None:
-    make_legacy(default_image, tmp_path / "legacy")
-    legacy = tmp_path / "legacy" / f"{NAME}.raw"
-    before = composer("inspect", str(legacy), check=False)
-    assert before.returncode == 1, "the legacy image must not be DPS-compliant"
-    fixed_dir = tmp_path / "fixed"
-    fixed_dir.mkdir()
-    fixed = fixed_dir / f"{NAME}.raw"
-    shutil.copyfile(
-        tmp_path / "legacy" / f"{NAME}.manifest.json", fixed_dir / f"{NAME}.manifest.json"
-    )
-    first = composer("fixup", str(legacy), "-o", str(fixed))
+def test_offline_fixup_of_the_legacy_image(
+    offline: dict[str, Any], fixed_boots: dict[str, Verdict]
+) -> None:
+    assert offline["before"].returncode == 1, "the legacy image must not be DPS-compliant"
+    first = offline["first"]
     assert "change: /dev/sda2: type linux-generic -> root-x86-64 (/)" in first.stdout
     assert "change: /etc/fstab: drop the lines for /" in first.stdout
     assert "change: /efi/loader/entries/legacy.conf: drop root=PARTUUID=" in first.stdout
-    gpt = subprocess.run(["sfdisk", "-d", str(legacy)], capture_output=True, text=True).stdout
-    assert GENERIC.upper() in gpt, "the original must stay as it was"
+    assert GENERIC.upper() in offline["gpt"], "the original must stay as it was"
     # nothing left to do: decided read-only, the image's bytes (and mtime) stay as they were
-    digest, mtime = sha256_file(fixed), fixed.stat().st_mtime_ns
-    again = composer("fixup", str(fixed))
+    again = offline["again"]
     assert "change:" not in again.stdout, again.stdout
     assert "read-only" in again.stderr and "read-write" not in again.stderr, again.stderr
-    assert sha256_file(fixed) == digest and fixed.stat().st_mtime_ns == mtime
-    report = composer("inspect", str(fixed), "--json=pretty")
-    assert json.loads(report.stdout)["discovery"]["ok"] is True
-    verdict = boot(fixed, tmp_path / "boot3")
+    assert offline["stamp after"] == offline["stamp"]
+    assert json.loads(offline["report"].stdout)["discovery"]["ok"] is True
+    verdict = fixed_boots["offline"]
     assert verdict.passed, verdict.to_json()
     assert passed(verdict, "root-discovered")

@@ -27,6 +27,8 @@ import pytest
 import xmlschema
 
 from composer.core import paths
+from composer.judge.emulator import choose_boot_tools
+from composer.spec.arch import ARCHES
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +124,16 @@ def _check_images(out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def worker_caches(place: Path) -> dict[str, Path]:
+def provisioned(default_image: Path) -> None:
+    """This machine's cache holds what _seed copies: the default image's build made the tools
+    tree, the uki-virt repository, the package cache and the apt index (the session's build,
+    shared with the other test files), and the boot tools tree is made if a boot would take
+    one. Without them each worker would make its own, cold, whatever ran before."""
+    choose_boot_tools("", ARCHES["x86_64"], print)
+
+
+@pytest.fixture(scope="module")
+def worker_caches(place: Path, provisioned: None) -> dict[str, Path]:
     """Two LocalCluster workers' caches (``--cache-per-worker``) and the shared store."""
     caches = place / "big" / "caches"
     for worker in ("worker-0", "worker-1"):
@@ -189,7 +200,7 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 @pytest.fixture()
-def dask_cluster(place: Path) -> Iterator[tuple[str, list[Path]]]:
+def dask_cluster(place: Path, provisioned: None) -> Iterator[tuple[str, list[Path]]]:
     """`dask scheduler` and two `dask worker` processes, each worker with a fresh cache."""
     dask = str(Path(sys.executable).parent / "dask")
     sched_file = place / "scheduler.json"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from composer.judge.emulator import choose_boot_tools
 from composer.judge.record import RecordReader
+from composer.spec.arch import ARCHES
 
 from .conftest import ROOT
 
@@ -18,6 +20,10 @@ NAME = "debian-uki-sdboot"
 
 def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Path) -> None:
     log = tmp_path / "serial.log"
+    # the QEMU, OVMF and swtpm `dps-composer boot` takes (the boot tools tree's QEMU 10 runs
+    # the guest with two vCPUs under TCG); the host's where the composer would take those
+    tools, _ = choose_boot_tools("", ARCHES["x86_64"], print)
+    tools_root = [] if tools.root is None else ["--tools-root", str(tools.root)]
     proc = subprocess.run(
         [
             "sh",
@@ -31,6 +37,7 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
             "900",
             "--serial-log",
             str(log),
+            *tools_root,
         ],
         text=True,
         capture_output=True,
@@ -39,6 +46,8 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
     )
     print(proc.stderr)
     assert proc.returncode == 0, proc.stderr
+    if tools.root is not None:  # the tree's firmware descriptor was the one taken
+        assert f"firmware: {tools.root}/usr/share/qemu/firmware/" in proc.stderr, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
     record = RecordReader().feed(line)  # --check waits for the whole, verified record
     assert record is not None and record.framed and record.payload is not None, line

@@ -152,6 +152,61 @@ def test_override_and_hiding_by_file_name(fw: dict[str, Path]) -> None:
     assert proc.returncode == 2 and "no UEFI firmware descriptor" in proc.stderr
 
 
+def _tree(tmp_path: Path) -> Path:
+    """A boot tools tree's shape: loader, QEMU and swtpm, a descriptor naming /usr/share/OVMF."""
+    tree = tmp_path / "tree"
+    triplet = f"{os.uname().machine}-linux-gnu"
+    for rel in (
+        f"usr/lib/{triplet}/ld-linux-x86-64.so.2",
+        "usr/bin/qemu-system-x86_64",
+        "usr/bin/swtpm",
+        "usr/share/OVMF/OVMF_CODE_4M.fd",
+        "usr/share/OVMF/OVMF_VARS_4M.fd",
+    ):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(b"\0" * 16)
+    descriptor(
+        tree / "usr/share/qemu/firmware",
+        "60-edk2-x86_64.json",
+        Path("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+        Path("/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        [],
+    )
+    return tree
+
+
+def test_tools_root_runs_the_trees_qemu_swtpm_and_firmware(
+    fw: dict[str, Path], tmp_path: Path
+) -> None:
+    tree = _tree(tmp_path)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--dry-run", "--accel", "tcg", "--tpm"]
+    proc = subprocess.run(
+        [*argv, "--tools-root", str(tree)], text=True, capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    triplet = f"{os.uname().machine}-linux-gnu"
+    start = (
+        f"{tree}/usr/lib/{triplet}/ld-linux-x86-64.so.2 --library-path "
+        f"{tree}/usr/lib/{triplet}:{tree}/lib/{triplet}"
+    )
+    swtpm, line = proc.stdout.splitlines()
+    assert swtpm.startswith(f"{start} {tree}/usr/bin/swtpm socket --tpm2")
+    assert line.startswith(
+        f"{start} {tree}/usr/bin/qemu-system-x86_64 -L {tree}/usr/share/qemu -machine q35"
+    )
+    assert f"{tree}/usr/share/qemu/firmware/60-edk2-x86_64.json" in proc.stderr
+    nodes = {n["node-name"]: n for n in blockdevs(line)}
+    assert nodes["pflash0"]["file"]["filename"] == f"{tree}/usr/share/OVMF/OVMF_CODE_4M.fd"
+    assert " -smp 2 " in line  # the tree's QEMU 10 runs two vCPUs under TCG
+    assert " -smp 1 " in qemu_line(run(fw))  # the host's one
+    assert " -smp 3 " in qemu_line(run(fw, "--smp", "3"))
+    blank = tmp_path / "a tree"
+    tree.rename(blank)
+    refused = subprocess.run([*argv, "--tools-root", str(blank)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "without blanks" in refused.stderr
+    assert run(fw, "--smp", "two").returncode == 2
+
+
 def test_bad_usage(fw: dict[str, Path]) -> None:
     assert run(fw, "--timeout", "soon").returncode == 2
     assert run(fw, "--bogus").returncode == 2
