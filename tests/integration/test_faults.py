@@ -5,7 +5,8 @@ One private cache (and package cache) for the whole module, warmed by the first 
 - builds killed with SIGTERM or SIGKILL at points spread over the stages, each chosen from the
   build's stage log (and the tool it waits for): a uki-virt build in dracut (chrooted into the
   tools tree), mmdebstrap extracting and dpkg installing, the copy of a cached root tree,
-  customization, file systems, output conversion and storing the image in the cache. After
+  customization, file systems, output conversion and storing the image in the cache; and while
+  two stages run side by side (uki-virt's dracut and package-check's downloads). After
   each: no process of the build alive, no partial file in the output directory, a full cache
   check passes, and the next build succeeds and removes every leftover;
 - damaged cache entries (truncated output, 0-byte record, wrong hash, missing output) found,
@@ -183,6 +184,31 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
             "I: installing remaining packages inside the chroot",
             "dpkg",
         )
+
+
+PACKAGE_CHECK_TOOLS = {"apt-get", "dpkg-deb", "http", "gpgv", "apt-cache"}
+
+
+def test_a_kill_while_two_stages_overlap_stops_both(env: Env, fleet: dict[str, Any]) -> None:
+    """A new kernel command line and a new package set: uki-virt runs dracut while
+    package-check downloads and reads packages, side by side in two threads of the build.
+    SIGTERM then stops both stages' tools and removes both stages' temporaries."""
+    out = env.base / "overlap"
+    bp = variant(env, "overlap", "overlap", ("strace",))
+    bp.write_text(bp.read_text().replace('append = "audit=0"', 'append = "audit=0 panic=5"'))
+    build = Build(env, bp, out)
+    with timed("kill while uki-virt and package-check overlap"):
+        end = time.monotonic() + 1200
+        while time.monotonic() < end:
+            build.wait_for("[package-check] $", "dracut")
+            if PACKAGE_CHECK_TOOLS & build.running() and "dracut" in build.running():
+                break
+            time.sleep(0.02)
+        kill = build.kill("uki-virt and package-check", signal.SIGTERM)
+        assert {"dracut"} <= set(kill.running) and PACKAGE_CHECK_TOOLS & set(kill.running)
+        _after_kill(env, kill, out, bp.stem)
+    log = (out / "overlap.build.log").read_text()
+    assert "[uki-virt] " in log and "[package-check] " in log  # the overlapping lines, tagged
 
 
 IMAGE_STAGE_KILLS = [  # (point, signal, stage-log marker, tools one of which must run)
