@@ -118,7 +118,8 @@ class Schedule:
         """Stop what still runs and wait for each thread to unwind; what they raise then
         (Stopped, a killed tool's error) is the consequence, not the cause, and is dropped."""
         for running in self._running.values():
-            running.scope.stop()
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the clean-up goes on
+                running.scope.stop()
         for name, running in list(self._running.items()):
             _join(running.thread)
             del self._running[name]
