@@ -6,7 +6,7 @@ check's report). Reports medians of several runs with the machine load at each r
 only: nothing here asserts a time.
 
     .venv/bin/python bench/bench.py [--runs 3] [--boot-runs 2] [--out bench/results.json]
-        [--phases build,boot,fail,vcpus] [--boot-tools tree|host]
+        [--phases build,boot,fail,vcpus] [--boot-tools tree|host] [--keep-tools]
 
 ``--phases vcpus`` boots the default image with 1 and with 2 vCPUs (the engine's ``smp``).
 """
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,23 @@ def sizes(out: Path) -> dict[str, int]:
     return result
 
 
+def keep_tools_tree(cache: Path) -> None:
+    """A fresh cache that holds only a copy of the user's tools tree (its build not timed)."""
+    (cache / "trees").mkdir(parents=True)
+    for tree in (Path.home() / ".cache/dps-composer/trees").glob("tools-*"):
+        if (tree / "usr/bin/ukify").exists():
+            subprocess.run(["cp", "-a", str(tree), str(cache / "trees")], check=True)
+
+
+def timed_build(bp: Path, out: Path, cache: Path, results: dict[str, Any], label: str) -> float:
+    """One build; its stage timings (the manifest's) kept under ``stage timings``."""
+    seconds, _ = composer("build", str(bp), "-o", str(out), "--cache-dir", str(cache))
+    (path,) = out.glob(f"{tomllib.loads(bp.read_text())['name']}.manifest.json")
+    timings = json.loads(path.read_text())["timings"]
+    results.setdefault("stage timings", {}).setdefault(label, []).append(timings)
+    return seconds
+
+
 def build_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[str, Any]) -> None:
     if "build" not in args.phases:
         composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))
@@ -120,7 +138,9 @@ def build_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[st
 
         def cold(i: int) -> float:
             shutil.rmtree(cache, ignore_errors=True)
-            return composer("build", str(DEFAULT), "-o", str(out), "--cache-dir", str(cache))[0]
+            if args.keep_tools:
+                keep_tools_tree(cache)
+            return timed_build(DEFAULT, out, cache, results, "cold")
 
         run("cold build (empty cache)", cold, args.runs, results)
     else:
@@ -128,7 +148,7 @@ def build_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[st
 
     def warm(i: int) -> float:
         bp = with_hostname(DEFAULT, work / "changed.toml", f"bench-{i}-{time.time_ns()}")
-        return composer("build", str(bp), "-o", str(out), "--cache-dir", str(cache))[0]
+        return timed_build(bp, out, cache, results, "hostname")
 
     run("rebuild after hostname change", warm, args.runs, results)
 
@@ -184,6 +204,9 @@ def main() -> None:
     ap.add_argument("--boot-runs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results.json")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument(
+        "--keep-tools", action="store_true", help="cold builds start with the tools tree cached"
+    )
     ap.add_argument("--phases", default="build,boot,fail", type=lambda v: set(v.split(",")))
     ap.add_argument("--boot-tools", choices=("tree", "host"), help="DPS_COMPOSER_BOOT_TOOLS")
     args = ap.parse_args()

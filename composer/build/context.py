@@ -57,6 +57,7 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)  # stage -> hit, miss, off
     warnings: list[str] = field(default_factory=list)  # damaged cache entries replaced, …
+    elapsed: float = 0.0  # seconds, start to published (stages overlap: not their sum)
 
 
 @dataclass

@@ -27,10 +27,17 @@ class Facts:
 
     composer: str
     tools: str
-    local_repos: tuple[str, ...]  # digests of the local repositories' content
+    # digests of the local repositories' content; None while uki-virt, which finds them out,
+    # still runs (resolve may end first: the keys that do not read them are known then)
+    local_repos: tuple[str, ...] | None
     pins: Mapping[str, str]
     index: str
     epoch: int
     secureboot_keys: str | None  # digest of the key directory; None when not signing
     secret: bytes  # the cache's secret key: keys hold only HMACs under it
     pcr_key: str | None = None  # SHA-256 of the PCR policy public key; None when not signing
+
+
+def unknown(facts: Facts) -> frozenset[str]:
+    """The facts not found out yet."""
+    return frozenset({"local_repos"} if facts.local_repos is None else ())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from composer import DATA
-from composer.build.facts import Facts
+from composer.build.facts import Facts, unknown
 from composer.build.stages.stage import Stage
 from composer.core.hashing import key_of, tree_digest
 from composer.core.secret import blind
@@ -95,8 +95,12 @@ def material(stage: Stage, plan: Plan, facts: Facts, keys: Mapping[str, str]) ->
 
 
 def derive(plan: Plan, facts: Facts, stages: Sequence[Stage]) -> dict[str, str]:
-    """Every stage's key (in the stages' order: a stage comes after those it takes)."""
+    """Every stage's key (in the stages' order: a stage comes after those it takes), but for
+    the stages that read a fact not found out yet, or come after such a stage."""
     keys: dict[str, str] = {}
+    missing = unknown(facts)
     for stage in stages:
+        if missing & set(stage.inputs) or any(s not in keys for s in stage.after):
+            continue
         keys[stage.name] = key_of(material(stage, plan, facts, keys))
     return keys

@@ -15,25 +15,35 @@ and runs no further stage. One build at a time makes that entry; the others wait
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import dataclasses
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from composer.build import describe, keys, space
 from composer.build.cache import IN_USE_GRACE, StageCache, max_size_from_env, sweep_temporaries
 from composer.build.context import BuildResult, Context, StageHook, keep_failed_log, quiet_stage
+from composer.build.facts import FACTS
 from composer.build.publish import known_digests, publish, reuse_image, store_image
-from composer.build.stages.sequence import KEYS_KNOWN, STAGES, WHOLE_IMAGE
+from composer.build.schedule import FINISHED, Schedule, Task
+from composer.build.stages.sequence import KEYS_KNOWN, NAMES, STAGES, WHOLE_IMAGE
+from composer.build.stages.stage import Stage
 from composer.core import paths
 from composer.core.files import atomic_write
-from composer.core.log import log_file
+from composer.core.log import log_file, prefixed
 from composer.core.workdir import owned_dir, scratch_dir, sweep, work_parent
 from composer.manifest.load import manifest_name
 from composer.manifest.model import Manifest
 from composer.plan.plan import Plan
 
 STAGING = ".{name}.partial-"  # the staging directory's prefix in the output directory
+FINDERS = frozenset(stage for stage, _ in FACTS.values() if stage)  # stages that find facts
+DROP_TREE = "root tree removal"  # what no stage reads any more goes while others work
+TREE_READ_LAST = "filesystems"  # the last stage that reads the root tree
+LOOKUP = "image lookup"  # the whole image looked up in the stage cache, once every key is known
 __all__ = ["BuildResult", "StageHook", "build"]
 
 
@@ -49,6 +59,7 @@ def build(
     """``use_cache=False`` builds every stage afresh and stores nothing (downloaded packages
     and the tools tree are still reused). A failed or interrupted build leaves its log as
     ``NAME.build.log`` in ``output_dir`` (named in a note on the exception)."""
+    started = time.monotonic()
     cache_cap = max_size_from_env()  # a bad value fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or paths.cache_dir()
@@ -74,6 +85,7 @@ def build(
                 keep_failed_log(ctx, output_dir, exc)
                 raise
     published = BuildResult(manifest, files[:-1], files[-1], ctx.timings, ctx.status, ctx.warnings)
+    published.elapsed = round(time.monotonic() - started, 1)
     if use_cache and cache_cap is not None:
         try:
             StageCache(cache).prune(max_size=cache_cap, grace=IN_USE_GRACE)
@@ -83,27 +95,104 @@ def build(
 
 
 def _run_stages(ctx: Context, hook: StageHook) -> Path:
-    """Every stage that applies to the plan, in order (or the cached image once the keys are
-    known); the staged manifest."""
+    """Every stage that applies to the plan, overlapping where their declarations allow
+    (:func:`stage_needs`), or the cached image once the keys are known; the staged manifest."""
+    reused: list[Manifest] = []
+    applying = [s for s in STAGES if s.applies(ctx.plan)]
     with contextlib.ExitStack() as held:
-        for index, stage in enumerate(STAGES):
-            if index == KEYS_KNOWN:
-                if ctx.facts is not None:
-                    ctx.keys = keys.derive(ctx.plan, ctx.facts, STAGES)
-                held.enter_context(ctx.building(WHOLE_IMAGE))
-                reused = _reuse_image(ctx, hook)
-                if reused is not None:
-                    return _write_manifest(ctx, reused)
-            if stage.applies(ctx.plan):
-                with _timed(ctx, hook, stage.name):
-                    stage.run(ctx)
-        path = _write_manifest(ctx, describe.manifest(ctx))
+
+        def lookup() -> str | None:
+            """Every key, then the whole image from the stage cache (held: one build at a time
+            makes it)."""
+            if ctx.facts is not None:
+                found = keys.repo_digests(ctx.made.local_repos)
+                ctx.facts = dataclasses.replace(ctx.facts, local_repos=found)
+                ctx.keys = keys.derive(ctx.plan, ctx.facts, STAGES)
+            held.enter_context(ctx.building(WHOLE_IMAGE))
+            manifest = _reuse_image(ctx, hook)
+            if manifest is None:
+                return None
+            reused.append(manifest)
+            return FINISHED
+
+        tasks = [
+            Task(s.name, stage_needs(s, applying), _stage_task(ctx, hook, s, lambda: schedule))
+            for s in applying
+        ]
+        before = [s.name for s in applying if NAMES.index(s.name) < KEYS_KNOWN]
+        early = sum(1 for s in applying if s.early or NAMES.index(s.name) < KEYS_KNOWN)
+        tasks.insert(early, Task(LOOKUP, frozenset(before), lookup))
+        last_reader = [t.name for t in tasks].index(TREE_READ_LAST) + 1
+        tasks.insert(last_reader, Task(DROP_TREE, frozenset({TREE_READ_LAST}), _drop_tree(ctx)))
+        schedule = Schedule(tasks)
+        schedule.run()
+        ctx.timings = {n: ctx.timings[n] for n in NAMES if n in ctx.timings}  # listed order
+        if reused:
+            return _write_manifest(ctx, reused[0])
+        return _describe_and_store(ctx)
+
+
+def _describe_and_store(ctx: Context) -> Path:
+    """The manifest (its PCR predictions hash the UKI) is made in a thread while the outputs
+    are copied into the stage cache's entry; the entry's manifest is copied last."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="describe") as pool:
+        described = pool.submit(describe.manifest, ctx)
+        staged: list[Path] = []
+
+        def manifest() -> Path:
+            if not staged:
+                staged.append(_write_manifest(ctx, described.result()))
+            return staged[0]
+
         ctx.store(
             WHOLE_IMAGE,
-            lambda d: store_image(ctx.made.files, path, d),
+            lambda d: store_image(ctx.made.files, manifest, d),
             known_digests(ctx.made.outputs),
         )
-        return path
+        return manifest()
+
+
+def stage_needs(stage: Stage, applying: Sequence[Stage]) -> frozenset[str]:
+    """What a stage waits for: the stages it comes ``after`` and those that find the facts
+    it reads (composer/build/facts.py); from the whole-image lookup on (KEYS_KNOWN), also the
+    lookup (but for an ``early`` stage, which may start before it) and the stage listed
+    before it: those stages run one at a time, in their order, as the uki stage and
+    customization both work on the root tree."""
+    names = [s.name for s in applying]
+    needs = set(stage.after) | {FACTS[i][0] for i in stage.inputs if i in FACTS and FACTS[i][0]}
+    index = NAMES.index(stage.name)
+    if index >= KEYS_KNOWN and not stage.early:
+        needs.add(LOOKUP)
+        earlier = [n for n in names if NAMES.index(n) < index]
+        if earlier:
+            needs.add(earlier[-1])
+    return frozenset(n for n in needs if n in names or n == LOOKUP)
+
+
+def _drop_tree(ctx: Context) -> Callable[[], None]:
+    """The root tree removed once the last stage that reads it has ended, while the disk
+    and its formats are made (otherwise the scratch directory's removal does it at the end)."""
+
+    def run() -> None:
+        if ctx.made.root is not None:
+            shutil.rmtree(ctx.made.root, ignore_errors=True)
+
+    return run
+
+
+def _stage_task(
+    ctx: Context, hook: StageHook, stage: Stage, schedule: Callable[[], Schedule]
+) -> Callable[[], None]:
+    def prefix() -> str:
+        return f"[{stage.name}] " if len(schedule().running() & set(NAMES)) > 1 else ""
+
+    def run() -> None:
+        with _timed(ctx, hook, stage.name), prefixed(prefix):
+            stage.run(ctx)
+        if stage.name in FINDERS and ctx.facts is not None:  # the keys known so far
+            ctx.keys = keys.derive(ctx.plan, ctx.facts, STAGES)
+
+    return run
 
 
 @contextlib.contextmanager
@@ -152,7 +241,7 @@ def _copy_cached_image(ctx: Context, entry: Path) -> Manifest | None:
     # the manifest of this build: its own stage cache use, timings and composer
     this_build = {
         "cache": dict(ctx.status),
-        "timings": dict(ctx.timings),
+        "timings": {n: ctx.timings[n] for n in NAMES if n in ctx.timings},
         "composer": describe.composer_record(),
     }
     return manifest.model_copy(update=this_build)

@@ -13,7 +13,7 @@ regular file (a planted symlink, a device, a directory) is refused (composer/cor
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from composer.build import cache_record
@@ -92,11 +92,12 @@ def copy_file(src: Path, dest: Path) -> None:
     tools.run(["cp", "--reflink=auto", "--sparse=always", "--", str(src), str(dest)])
 
 
-def store_image(outputs: Sequence[Path], manifest: Path, entry: Path) -> None:
-    """An image's outputs and manifest into the cache entry directory ``entry``."""
+def store_image(outputs: Sequence[Path], manifest: Callable[[], Path], entry: Path) -> None:
+    """An image's outputs and then its manifest (``manifest()``: the staged file, which may be
+    made while the outputs are copied) into the cache entry directory ``entry``."""
     for path in outputs:
         copy_file(path, entry / path.name)
-    copy_file(manifest, entry / ENTRY_MANIFEST)
+    copy_file(manifest(), entry / ENTRY_MANIFEST)
 
 
 def known_digests(outputs: Sequence[Output]) -> dict[str, str]:

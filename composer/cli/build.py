@@ -148,7 +148,7 @@ def build(
         for user, path in passwords:
             wrote(path, console=console)
             say(f"log in as {user}: the password is in {path} (mode 0600)", console=console)
-    total = sum(result.timings.values())
+    total = result.elapsed or sum(result.timings.values())
     say(
         f"built in {total:.1f} s: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()),

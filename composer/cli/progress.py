@@ -41,8 +41,8 @@ from rich.text import Text
 from composer.build.context import StageHook, StageReport
 from composer.cli.common import err, say
 from composer.core import progress
-from composer.core.lifetime import Interrupted
-from composer.core.log import ROOT
+from composer.core.lifetime import Interrupted, Stopped
+from composer.core.log import ROOT, LineFormatter
 from composer.core.units import human_size
 
 HEARTBEAT = 30.0  # seconds of silence before `boot` says it is still running
@@ -86,7 +86,7 @@ def verbose_log(verbose: bool) -> Iterator[None]:
         yield
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(LineFormatter())
     logger = logging.getLogger(ROOT)
     level = logger.level
     logger.addHandler(handler)
@@ -133,8 +133,9 @@ def plain_stage(name: str) -> Iterator[StageReport]:
     try:
         with progress.shown_by(PlainReports(name)):
             yield report
-    except (KeyboardInterrupt, Interrupted):
-        say(f"{_clock()} stage {name}: interrupted after {time.monotonic() - start:.1f} s")
+    except (KeyboardInterrupt, Interrupted, Stopped) as exc:
+        why = "stopped" if isinstance(exc, Stopped) else "interrupted"
+        say(f"{_clock()} stage {name}: {why} after {time.monotonic() - start:.1f} s")
         raise
     except BaseException:
         say(f"{_clock()} stage {name}: FAILED after {time.monotonic() - start:.1f} s", "red")
@@ -193,8 +194,9 @@ def rich_stages() -> Iterator[StageHook]:
         try:
             with progress.shown_by(RichReports(bars, name, task)):
                 yield report
-        except BaseException:
-            bars.update(task, description=f"{name}: FAILED")
+        except BaseException as exc:
+            why = "stopped" if isinstance(exc, Stopped) else "FAILED"
+            bars.update(task, description=f"{name}: {why}")
             bars.stop_task(task)
             raise
         bars.update(task, completed=1, description=f"{name}: {report.state}")

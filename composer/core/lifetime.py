@@ -11,6 +11,11 @@ with us (``PR_SET_PDEATHSIG``) for the one signal nothing can catch, SIGKILL.
 A signal must not cut some steps in two: one that starts a child (the child runs, but the
 exception comes before its starter knows it and could stop it) is run with
 :func:`signals_held`, and the signal is raised when the step is done.
+
+Work run in other threads (build stages that overlap) never gets a signal: the main thread
+does, and stops that work through its :class:`StopScope`: the scope stops every child the
+thread's tools have running (composer/core/tools.py registers them) and refuses to start more,
+so the thread unwinds (its ``finally`` blocks remove its temporaries) with :class:`Stopped`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from types import FrameType
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -40,6 +46,73 @@ class Interrupted(BaseException):  # noqa: N818 - a signal, like KeyboardInterru
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class Stopped(BaseException):  # noqa: N818 - like Interrupted, an order to stop
+    """The thread's work was stopped from outside (its :class:`StopScope`): another part of the
+    command failed or the command was interrupted. A BaseException, so that no ``except
+    Exception`` takes it for a tool's failure and carries on."""
+
+
+class StopScope:
+    """What one thread of work has running, so that another thread can stop it: every child
+    registered by :meth:`child` is stopped by :meth:`stop`, and none can be started after."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._children: dict[int, Callable[[], None]] = {}
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` once the scope is stopped."""
+        if self._stopped:
+            raise Stopped
+
+    def stop(self) -> None:
+        """Stop every registered child now (in this thread); refuse new ones."""
+        with self._lock:
+            self._stopped = True
+            stoppers = list(self._children.values())
+        for stop_child in stoppers:
+            stop_child()
+
+    @contextlib.contextmanager
+    def child(self, stop_child: Callable[[], None]) -> Iterator[None]:
+        """A started child, stoppable with ``stop_child`` while the block runs; stopped at once
+        (and :class:`Stopped` raised) if the scope already is."""
+        with self._lock:
+            if not self._stopped:
+                self._children[id(stop_child)] = stop_child
+        if id(stop_child) not in self._children:
+            stop_child()
+            raise Stopped
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._children.pop(id(stop_child), None)
+
+
+_SCOPE: ContextVar[StopScope | None] = ContextVar("dps_composer_stop_scope", default=None)
+
+
+def stop_scope() -> StopScope | None:
+    """The scope of the running thread's work; None when nothing can stop it but a signal."""
+    return _SCOPE.get()
+
+
+@contextlib.contextmanager
+def stoppable(scope: StopScope) -> Iterator[StopScope]:
+    """Children started in this block (this thread) are stopped by ``scope.stop()``."""
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
 
 
 def _raise(signum: int, _frame: FrameType | None) -> None:

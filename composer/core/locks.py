@@ -14,8 +14,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from composer.core.lifetime import stop_scope
+
+POLL = 0.1  # seconds between tries of a thread that can be stopped (lifetime.StopScope)
 
 
 def _names_file(fd: int, path: Path) -> bool:
@@ -33,7 +38,7 @@ def acquire(
 ) -> int | None:
     """Lock ``path`` (made if missing and ``create``); the open descriptor, or None when
     ``wait`` is False and somebody else holds it (or, without ``create``, it is gone)."""
-    op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+    op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     access = os.O_RDONLY if shared and not create else os.O_RDWR
     flags = access | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
     while True:
@@ -44,7 +49,7 @@ def acquire(
                 raise
             return None
         try:
-            fcntl.flock(fd, op)
+            _flock(fd, op, wait)
         except BlockingIOError:
             os.close(fd)
             return None
@@ -56,6 +61,22 @@ def acquire(
         os.close(fd)  # removed while we waited: lock the file that has the name now
         if not create:
             return None
+
+
+def _flock(fd: int, op: int, wait: bool) -> None:
+    """flock(2); a thread that another can stop (lifetime.StopScope) waits in short tries,
+    as no signal interrupts its wait: it raises Stopped when stopped."""
+    scope = stop_scope()
+    if not wait or scope is None:
+        fcntl.flock(fd, op | (0 if wait else fcntl.LOCK_NB))
+        return
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            scope.check()
+            time.sleep(POLL)
 
 
 @contextlib.contextmanager

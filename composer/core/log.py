@@ -7,17 +7,47 @@ build stage begins, and notes (``# …``: stage cache hits, misses and stores, k
 something was not cached, what a failed build died of). Without a log file nothing is
 written anywhere: the ``composer`` logger has a do-nothing handler, and records below
 WARNING are not even made.
+
+Lines logged while work overlaps (build stages in threads of their own) carry the name of
+their work as a prefix (``[uki-virt] $ dracut …``), so that each stage's lines can be told
+apart: see :func:`prefixed`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 ROOT = "composer"
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
+# the prefix of the lines this thread of control logs now ("" for none)
+_PREFIX: ContextVar[Callable[[], str] | None] = ContextVar("dps_composer_log_prefix", default=None)
+
+
+@contextlib.contextmanager
+def prefixed(prefix: Callable[[], str]) -> Iterator[None]:
+    """Lines logged in this block (this thread) start with ``prefix()``, asked at each line."""
+    token = _PREFIX.set(prefix)
+    try:
+        yield
+    finally:
+        _PREFIX.reset(token)
+
+
+class LineFormatter(logging.Formatter):
+    """The message alone, after the prefix of :func:`prefixed` (on each of its lines)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prefix = _PREFIX.get()
+        tag = prefix() if prefix is not None else ""
+        return tag + text.replace("\n", "\n" + tag) if tag else text
 
 
 def note(logger: logging.Logger, text: str) -> None:
@@ -30,7 +60,7 @@ def log_file(path: Path) -> Iterator[Path]:
     """Everything the composer logs while the block runs, appended to ``path`` (each line
     written through at once: a killed command's log shows how far it got)."""
     handler = logging.FileHandler(path, mode="a", encoding="utf-8", errors="replace")
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(LineFormatter())
     logger = logging.getLogger(ROOT)
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from composer.core.errors import MissingToolError, ToolError
-from composer.core.lifetime import die_with_parent, signals_held
+from composer.core.lifetime import Stopped, die_with_parent, signals_held, stop_scope
 
 # Which Debian package provides a tool, for the "not found" message.
 PACKAGES = {
@@ -139,6 +139,9 @@ def run(
     never logged. ``on_line`` sees each line the tool says as it comes (progress: see
     composer/core/progress.py); a line it returns True for is consumed, not logged."""
     args = [str(a) for a in argv]
+    scope = stop_scope()  # another thread may stop this one's tools (lifetime.StopScope)
+    if scope is not None:
+        scope.check()
     LOG.info("$ %s", " ".join(args))
     exe = which(args[0]) if "/" not in args[0] else args[0]
     full_env = {**os.environ, **(env or {})}
@@ -152,7 +155,10 @@ def run(
         stderr=subprocess.STDOUT if merged else subprocess.PIPE,
     )
     try:
-        out, said = _communicate(proc, input, capture=capture, merged=merged, on_line=on_line)
+        with contextlib.ExitStack() as stoppable_child:
+            if scope is not None:
+                stoppable_child.enter_context(scope.child(lambda: stop(proc)))
+            out, said = _communicate(proc, input, capture=capture, merged=merged, on_line=on_line)
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP (lifetime.Interrupted), anything
         stop(proc)
         raise
@@ -160,6 +166,8 @@ def run(
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+    if scope is not None and scope.stopped:
+        raise Stopped  # it was stopped from outside: not a failure of its own
     if proc.returncode != 0:
         tail = "\n".join(said) or out.decode(errors="replace")
         raise ToolError(Path(args[0]).name, args, proc.returncode, tail)

@@ -5,7 +5,8 @@ One private cache (and package cache) for the whole module, warmed by the first 
 - builds killed with SIGTERM or SIGKILL at points spread over the stages, each chosen from the
   build's stage log (and the tool it waits for): a uki-virt build in dracut (chrooted into the
   tools tree), mmdebstrap extracting and dpkg installing, the copy of a cached root tree,
-  customization, file systems, output conversion and storing the image in the cache. After
+  customization, file systems, output conversion and storing the image in the cache; and while
+  two stages run side by side (uki-virt's dracut and package-check's downloads). After
   each: no process of the build alive, no partial file in the output directory, a full cache
   check passes, and the next build succeeds and removes every leftover;
 - damaged cache entries (truncated output, 0-byte record, wrong hash, missing output) found,
@@ -184,6 +185,35 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
             "I: installing remaining packages inside the chroot",
             "dpkg",
         )
+
+
+def _running_stages(err: str) -> set[str]:
+    """The stages the progress lines (stderr) show started and not ended."""
+    started = set(re.findall(r"stage ([\w-]+): started", err))
+    return {n for n in started if not re.search(rf"stage {n}: (built|cached|FAILED)", err)}
+
+
+def test_a_kill_while_two_stages_overlap_stops_both(env: Env, fleet: dict[str, Any]) -> None:
+    """A new kernel command line and new packages: uki-virt builds (dracut) while
+    package-check resolves, downloads and reads packages, side by side in two threads of the
+    build. SIGTERM reaches the main thread, which stops both stages' tools, lets each remove
+    its temporaries, and exits 143 with nothing left."""
+    out = env.base / "overlap"
+    bp = variant(env, "overlap", "overlap", ("strace", "gdb"))
+    bp.write_text(bp.read_text().replace('append = "audit=0"', 'append = "audit=0 panic=5"'))
+    build = Build(env, bp, out)
+    with timed("kill while uki-virt and package-check overlap"):
+        build.wait_for("# stage: package-check")
+        end = time.monotonic() + 600
+        while _running_stages(build.output()[1]) != {"uki-virt", "package-check"}:
+            assert time.monotonic() < end and build.proc.poll() is None, build.output()
+            time.sleep(0.02)
+        kill = build.kill("uki-virt and package-check", signal.SIGTERM)
+        _after_kill(env, kill, out, bp.stem)
+    # both were stopped by the main thread, neither failed on its own
+    assert re.search(r"stage uki-virt: stopped after", kill.stderr), kill.stderr
+    assert re.search(r"stage package-check: stopped after", kill.stderr), kill.stderr
+    assert "FAILED" not in kill.stderr
 
 
 IMAGE_STAGE_KILLS = [  # (point, signal, stage-log marker, tools one of which must run)

@@ -41,7 +41,7 @@ def _facts(ctx: Context) -> Facts | None:
     return Facts(
         composer=keys.composer_digest(),
         tools=tools_key(plan.arch),
-        local_repos=keys.repo_digests(ctx.made.local_repos),
+        local_repos=None,  # uki-virt's, which may still run (composer/build/pipeline.py)
         pins=ctx.pins,
         index=index,
         epoch=ctx.epoch,

@@ -33,3 +33,6 @@ class Stage:
     after: tuple[str, ...] = ()  # stages whose results it takes
     cached: bool = False  # has entries in the stage cache (stages/NAME/KEY)
     applies: Callable[[Plan], bool] = field(default=always)  # runs for this plan?
+    # may start before the whole image is looked up in the stage cache (composer/build/pipeline.py),
+    # and is stopped when it is found there
+    early: bool = False

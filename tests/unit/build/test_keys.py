@@ -347,3 +347,13 @@ def test_clamp_mtimes_only_lowers(tmp_path: Path) -> None:
     assert (tmp_path / "old").stat().st_mtime == 100
     assert os.lstat(tmp_path / "link").st_mtime == 1000
     assert tmp_path.stat().st_mtime == 1000
+
+
+def test_before_uki_virt_ends_only_the_keys_that_do_not_read_its_repository_are_known() -> None:
+    """resolve may end while uki-virt still runs: package-check's key is known then (it
+    starts alongside), root's and every key after it are not, and none changes later."""
+    early = keys.derive(plan(), facts(local_repos=None), STAGES)
+    full = keys.derive(plan(), facts(), STAGES)
+    assert {"tools-tree", "uki-virt", "resolve", "package-check"} <= set(early)
+    assert not {"root", "uki", "customize", "image"} & set(early)
+    assert all(full[name] == key for name, key in early.items())

@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from composer.core.lifetime import signals_held
+from composer.core import locks
+from composer.core.lifetime import Stopped, StopScope, signals_held, stoppable
 
 GUARDED = """
 import sys, time
@@ -91,3 +93,37 @@ def test_ctrl_c_inside_a_held_block_is_raised_when_it_ends() -> None:
         done.append("the rest of the block")
     assert done == ["the rest of the block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_stop_scope_stops_its_children_and_refuses_new_ones() -> None:
+    scope = StopScope()
+    stopped: list[str] = []
+    with scope.child(lambda: stopped.append("first")):
+        scope.stop()
+        assert stopped == ["first"] and scope.stopped
+    with pytest.raises(Stopped), scope.child(lambda: stopped.append("late")):
+        pass  # never: a child that starts after the stop is stopped at once
+    assert stopped == ["first", "late"]
+    with pytest.raises(Stopped):
+        scope.check()
+
+
+def test_a_stoppable_wait_for_a_lock_ends_when_its_scope_is_stopped(tmp_path: Path) -> None:
+    """No signal reaches a thread's flock(2): a stoppable thread waits in tries instead."""
+    lock = tmp_path / "lock"
+    scope = StopScope()
+    outcome: list[str] = []
+
+    def waiter() -> None:
+        with stoppable(scope):
+            try:
+                locks.acquire(lock)
+            except Stopped:
+                outcome.append("stopped")
+
+    with locks.held(lock):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        scope.stop()
+        thread.join(60)
+    assert outcome == ["stopped"]
