@@ -9,6 +9,8 @@ xdist's own reordering (by how many tests a file has, not how long they take) is
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 # Integration files by how long they take on two CI cores, longest first (measured with
@@ -42,6 +44,11 @@ def file_rank(nodeid: str) -> int:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background of a non-interactive shell (`cmd &` in a script)
+    # inherits SIGINT ignored (POSIX, Shell Command Language 2.11), and so would every build
+    # and boot it starts: the tests that interrupt them with SIGINT need Ctrl-C's default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's --no-loadscope-reorder
         config.option.loadscopereorder = False
 
