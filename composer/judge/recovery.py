@@ -29,6 +29,7 @@ from typing import Any
 from composer.core import tools
 from composer.core.errors import ComposerError, ToolError
 from composer.image.formats import blockdev
+from composer.judge.sealed import luks_tokens
 
 ANNOUNCE = "dps-composer-recovery:"
 REDACTED = "[recovery key redacted]"
@@ -93,19 +94,8 @@ class Disk:
 
 def recovery_slots(luks_json: str | None) -> list[str]:
     """The keyslots the systemd-recovery tokens of a LUKS2 header name."""
-    try:
-        meta = json.loads(luks_json or "{}")
-    except ValueError:
-        return []
-    tokens = meta.get("tokens") if isinstance(meta, dict) else None
-    if not isinstance(tokens, dict):
-        return []
-    return [
-        str(slot)
-        for t in tokens.values()
-        if isinstance(t, dict) and t.get("type") == TOKEN_TYPE
-        for slot in t.get("keyslots") or []
-    ]
+    tokens = luks_tokens(luks_json, TOKEN_TYPE)
+    return [str(slot) for t in tokens for slot in t.get("keyslots") or []]
 
 
 def header_size(luks_json: str | None) -> int | None:

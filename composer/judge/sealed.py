@@ -66,7 +66,9 @@ def token_fingerprint(token: dict[str, Any]) -> str | None:
     return _pem_fingerprint(data.decode("ascii", "replace"))
 
 
-def tpm2_tokens(luks_json: str | None) -> list[dict[str, Any]]:
+def luks_tokens(luks_json: str | None, token_type: str) -> list[dict[str, Any]]:
+    """The tokens of one type in a LUKS2 header's JSON metadata (cryptsetup luksDump
+    --dump-json-metadata); none when it is not that."""
     try:
         meta = json.loads(luks_json or "{}")
     except ValueError:
@@ -74,7 +76,11 @@ def tpm2_tokens(luks_json: str | None) -> list[dict[str, Any]]:
     tokens = meta.get("tokens") if isinstance(meta, dict) else None
     if not isinstance(tokens, dict):
         return []
-    return [t for t in tokens.values() if isinstance(t, dict) and t.get("type") == TOKEN_TYPE]
+    return [t for t in tokens.values() if isinstance(t, dict) and t.get("type") == token_type]
+
+
+def tpm2_tokens(luks_json: str | None) -> list[dict[str, Any]]:
+    return luks_tokens(luks_json, TOKEN_TYPE)
 
 
 def policy_check(guest: dict[str, Any], want: str) -> CheckTuple:
