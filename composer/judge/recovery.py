@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from composer.core import tools
 from composer.core.errors import ComposerError, ToolError
+from composer.core.workdir import scratch_dir, work_parent
 from composer.image.formats import blockdev
 from composer.judge.sealed import luks_tokens
 
@@ -113,8 +113,8 @@ def key_opens(disk: Disk, volume: Mapping[str, Any], key: str, slot: str) -> tup
     size, start = header_size(volume.get("luks")), volume.get("start")
     if size is None or not isinstance(start, int) or start < 0 or not 0 < size <= 1 << 30:
         return False, "the guest did not report where its LUKS2 header is"
-    with tempfile.TemporaryDirectory(prefix="dps-composer-recovery-") as tmp:
-        header = Path(tmp) / "header"
+    with scratch_dir("recovery", work_parent()) as tmp:  # swept by the next run after a kill
+        header = tmp / "header"
         try:
             # the header and a little data: cryptsetup wants a device larger than its header
             window = disk.slice_name(start * SECTOR, size + (1 << 20))
