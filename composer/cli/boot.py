@@ -29,6 +29,7 @@ from composer.cli.progress import (
     resolve_mode,
     verbose_log,
 )
+from composer.core import paths
 from composer.core.errors import ComposerError, UsageError
 from composer.core.files import atomic_write, check_dir_target
 from composer.image.formats import ImageFileError, detect_format
@@ -36,6 +37,8 @@ from composer.judge.report import junit_xml, result_dict, verdicts_document
 from composer.judge.report_html import ImageReport, write_reports
 from composer.judge.run import BootOptions, BootResult, boot_many, exit_code
 from composer.manifest.load import DEFAULT_TIMEOUT, load
+
+MAX_VCPUS = 64
 
 
 def boot(
@@ -49,6 +52,18 @@ def boot(
         typer.Option("--junit", help="Write a JUnit XML report to FILE (one testcase per check)"),
     ] = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", help="Boot up to N images at once")] = 1,
+    vcpus: Annotated[
+        int | None,
+        typer.Option(
+            "--vcpus",
+            envvar=paths.VCPUS_ENV,
+            min=1,
+            max=MAX_VCPUS,
+            help="vCPUs per VM (default: 2; under TCG with the host's QEMU 7.2, 1; with "
+            "--jobs above 1, 1 each). One where boots run side by side on few cores: "
+            "multi-threaded TCG's vCPU threads then only queue for the same cores",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Seconds before giving up (default: manifest, else 600)")
     ] = None,
@@ -145,6 +160,7 @@ def boot(
         manifest=manifest,
         tpm_state=tpm_state,
         writable=writable,
+        smp=vcpus,
     )
     several = len(images) > 1
 

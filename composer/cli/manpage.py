@@ -50,6 +50,7 @@ ENVIRONMENT = (
         " host's), tree or host",
     ),
     ("DPS_COMPOSER_ACCEL", "what boot --accel auto means: kvm or tcg (no probe)"),
+    ("DPS_COMPOSER_VCPUS", "vCPUs per VM when boot has no --vcpus"),
     ("DPS_COMPOSER_KICKSTART_DIR", "kickstart templates other than the packaged ones"),
     (
         "DPS_COMPOSER_FIXUP_EOF",

@@ -11,6 +11,8 @@ one place, so that each has one meaning and one default.
 - ``DPS_COMPOSER_ACCEL``: the accelerator ``boot --accel auto`` means (kvm or tcg).
 - ``DPS_COMPOSER_BOOT_TOOLS``: where ``boot`` takes QEMU, OVMF and swtpm from: ``tree`` (the
   cached trixie boot tools tree), ``host``, or ``auto`` (the default: the tree, else the host).
+- ``DPS_COMPOSER_VCPUS``: vCPUs per VM for ``boot`` (its ``--vcpus``): one where boots run
+  side by side on a host with few cores.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ WORK_DIR_ENV = "DPS_COMPOSER_WORK_DIR"
 KICKSTART_DIR_ENV = "DPS_COMPOSER_KICKSTART_DIR"
 ACCEL_ENV = "DPS_COMPOSER_ACCEL"
 BOOT_TOOLS_ENV = "DPS_COMPOSER_BOOT_TOOLS"
+VCPUS_ENV = "DPS_COMPOSER_VCPUS"
 TEMPLATES = DATA / "templates"
 
 

@@ -33,7 +33,15 @@ from composer.judge.credentials import boot_credentials
 from composer.judge.emulator import choose_boot_tools
 from composer.judge.firmware_pcrs import for_firmware
 from composer.judge.kvm import Accel, resolve_accel
-from composer.judge.monitor import Console, Helper, Outcome, Watch, monitor
+from composer.judge.monitor import (
+    POWEROFF_GRACE,
+    THROWAWAY_GRACE,
+    Console,
+    Helper,
+    Outcome,
+    Watch,
+    monitor,
+)
 from composer.judge.qemu import QemuConfig, QemuProcess, build_command, qemu_command
 from composer.judge.serial import SerialEvent, SerialScanner, last_milestone, milestone_times
 from composer.judge.tpm import log_tail, swtpm
@@ -67,6 +75,7 @@ class _Run:
     watch: Watch
     scanner: SerialScanner
     tpm_state: Path | None = None
+    poweroff_grace: float = POWEROFF_GRACE
 
 
 def _explain(out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float) -> None:
@@ -137,6 +146,7 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
             w.login_grace,
             w.stop,
             helpers,
+            run.poweroff_grace,
         )
     qemu_log = (work / "qemu.log").read_text(errors="replace")
     _explain(out, run.scanner, qemu_log, run.timeout)
@@ -317,7 +327,11 @@ def _boot_in(
 ) -> Verdict:
     cfg, chosen, tools_note = _configure(work, image, exp, st, say)
     exp, pcr_note = for_firmware(exp, cfg.firmware, cfg.tools)
-    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state)
+    # A throw-away boot (overlay disk, fresh TPM, no recovery key to test against the disk the
+    # VM leaves) ends once the check record is whole: its power-off is neither judged nor kept.
+    throwaway = not st.writable and st.tpm_state is None and exp.recovery == "none"
+    grace = THROWAWAY_GRACE if throwaway else POWEROFF_GRACE
+    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state, grace)
     out, facts = _run_vm(run)
     opened = {}
     if scanner.recovery.keys:  # the disk as the VM left it: the image, or the overlay over it

@@ -27,6 +27,9 @@ from composer.judge.verdict import Expectations, Verdict, parse_check_payload
 Console = Callable[[str], None]
 POLL_INTERVAL = 0.25
 POWEROFF_GRACE = 20.0  # after the check line: time for the guest to power off by itself
+# after the check line of a throw-away boot (overlay disk, fresh TPM): time for the console
+# summary that follows it; what the guest does while powering off is neither judged nor kept
+THROWAWAY_GRACE = 2.0
 FATAL_GRACE = 3.0  # after a fatal sign: keep reading, the next lines usually explain it
 STRETCH = 3.0  # the deadline grows with the VM's CPU waits, up to this many times the timeout
 CHECK_MARK = CHECK_PREFIX + "(result received)"  # scanned instead of the JSON itself
@@ -172,6 +175,7 @@ def monitor(
     login_grace: float | None = None,
     stop: threading.Event | None = None,
     helpers: Sequence[Helper] = (),
+    poweroff_grace: float = POWEROFF_GRACE,
 ) -> Outcome:
     """Tail both serial logs until the watch ends (module docstring). ``stop`` set: unwind as
     the signal it names would (KeyboardInterrupt for a plain Event)."""
@@ -205,7 +209,7 @@ def monitor(
         elif out.record is not None and out.record.payload is None:
             out.reason = "record"
         elif check_at is not None:
-            out.reason = "check" if now - check_at > POWEROFF_GRACE else ""
+            out.reason = "check" if now - check_at > poweroff_grace else ""
         elif helper := _dead_helper(helpers, out.elapsed):
             out.reason, out.helper_died = "helper", helper
         elif fatal_at is not None and now - fatal_at > FATAL_GRACE:

@@ -125,17 +125,29 @@ def load(image: Path, explicit: Path | None = None) -> ImageManifest | None:
     """The manifest to judge ``image`` against: ``explicit`` (``--manifest``), else the one
     beside it by name (None: the image is foreign). Raises ManifestError when the manifest
     found by name does not list the image with its sha256."""
-    with _publishing_paused(image.parent):
-        path = explicit if explicit is not None else find_manifest(image)
-        if path is None:
-            return None
+    with _publishing_paused(image.parent) as held:
         try:
-            st = image.stat()
-            mst = path.stat()
-        except OSError as err:
-            raise ManifestError(f"{err.filename}: {err.strerror}") from None
-        version = (st.st_ino, st.st_size, st.st_mtime_ns, mst.st_ino, mst.st_mtime_ns)
-        return _load(image, path, explicit is not None, version)
+            return _locate(image, explicit)
+        except ManifestError:
+            # Read without the lock (no build had published here yet), and now there is one:
+            # a build began publishing meanwhile. Read again, holding it.
+            if held or not (image.parent / OUTPUT_LOCK).exists():
+                raise
+    with _publishing_paused(image.parent):
+        return _locate(image, explicit)
+
+
+def _locate(image: Path, explicit: Path | None) -> ImageManifest | None:
+    path = explicit if explicit is not None else find_manifest(image)
+    if path is None:
+        return None
+    try:
+        st = image.stat()
+        mst = path.stat()
+    except OSError as err:
+        raise ManifestError(f"{err.filename}: {err.strerror}") from None
+    version = (st.st_ino, st.st_size, st.st_mtime_ns, mst.st_ino, mst.st_mtime_ns)
+    return _load(image, path, explicit is not None, version)
 
 
 @functools.lru_cache(maxsize=16)
@@ -172,15 +184,16 @@ def _load(image: Path, path: Path, explicit: bool, _version: tuple[int, ...]) ->
 
 
 @contextlib.contextmanager
-def _publishing_paused(directory: Path) -> Iterator[None]:
+def _publishing_paused(directory: Path) -> Iterator[bool]:
     """A shared hold on the directory's output lock: no build publishes into it meanwhile
-    (nothing to hold where no build ever published, or the directory is read-only)."""
+    (nothing to hold where no build ever published, or the directory is read-only); whether
+    it is held."""
     try:
         fd = locks.acquire(directory / OUTPUT_LOCK, shared=True, create=False)
     except OSError:
         fd = None
     try:
-        yield
+        yield fd is not None
     finally:
         if fd is not None:
             locks.release(fd)

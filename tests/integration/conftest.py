@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # The suite builds about twenty distinct images; a smaller stage cache than the 10 GiB default
 # keeps its disk use within a CI machine's (builds that need an evicted entry rebuild it).
 os.environ.setdefault("DPS_COMPOSER_CACHE_MAX", "6 GiB")
+# Two test workers on two cores boot side by side: one vCPU per VM. Two each would only queue
+# for the same cores, and a guest's vCPU spinning on a lock its descheduled twin holds wastes
+# them (two default-image boots side by side: 137 and 142 s with two vCPUs each, 107 and
+# 115 s with one; bench/results/vcpus-side-by-side.json).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) * 2 > (os.cpu_count() or 1):
+    os.environ.setdefault("DPS_COMPOSER_VCPUS", "1")
 
 
 def composer(

@@ -127,3 +127,25 @@ def test_stop_flag_interrupts_the_watch(tmp_path: Path) -> None:
     with proc as qemu, pytest.raises(KeyboardInterrupt):
         monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None, stop=stop)
     assert proc.poll() is not None  # leaving the context stopped the "VM"
+
+
+@pytest.mark.parametrize(
+    ("grace", "reason", "ended_by_itself"), [(0.5, "check", False), (30.0, "check", True)]
+)
+def test_after_the_check_record_the_guest_has_the_grace_to_power_off(
+    tmp_path: Path, grace: float, reason: str, ended_by_itself: bool
+) -> None:
+    """A throw-away boot's short grace ends the watch while the guest still runs; the full
+    grace waits for the guest to end by itself."""
+    line = frame('{"version":1}')
+    proc, console, check = guest(
+        tmp_path, f"printf '%s\\n' '{line}' >> @CHECKLOG@; sleep 3; exit 0"
+    )
+    with proc as qemu:
+        out = monitor(
+            qemu, console, check, SerialScanner(), 30.0, lambda _: None, poweroff_grace=grace
+        )
+        running = qemu.poll() is None
+    assert out.reason == reason and out.check == {"version": 1}
+    assert running is not ended_by_itself
+    assert (out.exit_status is not None) is ended_by_itself
