@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from composer.judge.run import has_manifest
-from composer.manifest.load import ManifestError, find_manifest, image_stem, load
+from composer.manifest import load as load_module
+from composer.manifest.load import (
+    OUTPUT_LOCK,
+    ManifestError,
+    find_manifest,
+    image_stem,
+    load,
+)
 
 from .. import manifests
 
@@ -67,6 +74,47 @@ def test_an_image_is_matched_to_its_own_manifest(tmp_path: Path) -> None:
     assert found.timeout == 77.0
     assert "matches" in found.note
     assert has_manifest(image)
+
+
+def test_a_build_that_began_publishing_during_an_unlocked_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No build had published into the directory (no lock to hold) when the read began; one
+    did while it ran, so the read saw one build's manifest beside another's image. The read
+    is done again, holding the lock the build made, and finds its pair."""
+    image = tmp_path / "a.qcow2"
+    image.write_bytes(DISK)
+    _manifest(tmp_path, "a", "a.qcow2")
+    real = load_module._locate
+    calls: list[bool] = []
+
+    def locate(image: Path, explicit: Path | None) -> object:
+        calls.append((tmp_path / OUTPUT_LOCK).exists())
+        if len(calls) == 1:
+            (tmp_path / OUTPUT_LOCK).touch()  # the build, publishing meanwhile
+            raise ManifestError("one build's manifest beside another's image")
+        return real(image, explicit)
+
+    monkeypatch.setattr(load_module, "_locate", locate)
+    found = load(image)
+    assert found is not None and "matches" in found.note
+    assert calls == [False, True]
+
+
+def test_a_mismatch_read_under_the_lock_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / OUTPUT_LOCK).touch()
+    calls: list[Path] = []
+
+    def locate(image: Path, explicit: Path | None) -> object:
+        calls.append(image)
+        raise ManifestError("changed")
+
+    monkeypatch.setattr(load_module, "_locate", locate)
+    with pytest.raises(ManifestError):
+        load(tmp_path / "a.qcow2")
+    assert len(calls) == 1
 
 
 def test_an_image_without_its_manifest_is_foreign(tmp_path: Path) -> None:
