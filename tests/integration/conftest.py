@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # keeps its disk use within a CI machine's (builds that need an evicted entry rebuild it).
 os.environ.setdefault("DPS_COMPOSER_CACHE_MAX", "6 GiB")
 # Two test workers on two cores boot side by side: one vCPU per VM. Two each would only queue
-# for the same cores, and a guest's vCPU spinning on a lock its descheduled twin holds wastes
-# them (two default-image boots side by side, median of 4: 118 s with two vCPUs each, 103 s
+# for the same cores (and a vCPU spinning on a lock its descheduled twin holds can waste
+# them) (two default-image boots side by side, median of 4: 118 s with two vCPUs each, 103 s
 # with one; bench/results/vcpus-side-by-side.json, from bench/side_by_side.py).
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) * 2 > (os.cpu_count() or 1):
     os.environ.setdefault("DPS_COMPOSER_VCPUS", "1")
