@@ -146,6 +146,24 @@ def test_after_the_check_record_the_guest_has_the_grace_to_power_off(
             qemu, console, check, SerialScanner(), 30.0, lambda _: None, poweroff_grace=grace
         )
         running = qemu.poll() is None
+        group = qemu.pid
     assert out.reason == reason and out.check == {"version": 1}
     assert running is not ended_by_itself
     assert (out.exit_status is not None) is ended_by_itself
+    # a guest the watch left running is stopped with its whole process group on leaving
+    assert group is not None and proc.poll() is not None
+    assert live_in_group(group) == []
+
+
+def live_in_group(group: int) -> list[int]:
+    """Processes of the group that still run (not zombies: an orphan's is reaped by PID 1,
+    which in a container may never do it)."""
+    live = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            live.append(int(stat_file.parent.name))
+    return live
