@@ -34,7 +34,7 @@ from composer.build.stages.stage import Stage
 from composer.core import paths
 from composer.core.files import atomic_write
 from composer.core.log import log_file, prefixed
-from composer.core.workdir import owned_dir, scratch_dir, sweep, work_parent
+from composer.core.workdir import build_parent, owned_dir, scratch_dir, sweep
 from composer.manifest.load import manifest_name
 from composer.manifest.model import Manifest
 from composer.plan.plan import Plan
@@ -64,7 +64,7 @@ def build(
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    scratch = work_parent(work_root)
+    scratch, where = build_parent(_scratch_estimate(plan), work_root)
     sweep(output_dir, STAGING.format(name="*") + "*")  # what killed builds left behind
     sweep_temporaries(cache)
     with (
@@ -75,6 +75,7 @@ def build(
         places = space.Places(scratch, cache, output_dir)
         ctx = Context(plan, work, staging, cache, log, places, use_cache)
         with log_file(log):
+            ctx.note(f"scratch directory {work} ({where})")
             try:
                 with space.disk_full_errors(places, lambda: ctx.needs):
                     manifest_path = _run_stages(ctx, stage)
@@ -92,6 +93,14 @@ def build(
         except OSError as exc:  # the image is published; a cache that cannot shrink is a note
             published.warnings.append(f"stage cache not trimmed: {exc}")
     return published
+
+
+def _scratch_estimate(plan: Plan) -> int:
+    """The scratch a build of ``plan`` needs with nothing cached (composer/build/space.py)."""
+    fresh = space.estimate(
+        len(plan.packages), plan.formats, plan.qcow2_compression, cached_tree=None, store=False
+    )
+    return fresh.scratch
 
 
 def _run_stages(ctx: Context, hook: StageHook) -> Path:

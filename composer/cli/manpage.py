@@ -39,7 +39,11 @@ ENVIRONMENT = (
         "DPS_COMPOSER_CACHE_MAX",
         "how big the stage cache may grow ('20 GiB'; 'unlimited'); default 10 GiB",
     ),  # fmt: skip
-    ("DPS_COMPOSER_WORK_DIR", "where scratch directories go; default /var/tmp"),
+    (
+        "DPS_COMPOSER_WORK_DIR",
+        "where scratch directories go; default /var/tmp, but a build's goes to /dev/shm when "
+        "the machine can spare the memory",
+    ),
     (
         "DPS_COMPOSER_CACHE_URL",
         "a stage cache store shared by hosts or workers (an fsspec URL; matrix run --cache-url)",

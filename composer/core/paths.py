@@ -6,7 +6,8 @@ one place, so that each has one meaning and one default.
   options read it too (typer's ``envvar``).
 - ``DPS_COMPOSER_CACHE_MAX``: how big the stage cache may grow after a build (build/cache.py).
 - ``DPS_COMPOSER_WORK_DIR``: where scratch directories go; default /var/tmp (a build needs
-  about 1 GB there; /tmp is often a small tmpfs).
+  about 1 GB there; /tmp is often a small tmpfs), but a build's goes to /dev/shm when the
+  machine can spare the memory (composer/core/workdir.py ``build_parent``).
 - ``DPS_COMPOSER_KICKSTART_DIR``: kickstart templates other than the packaged ones.
 - ``DPS_COMPOSER_ACCEL``: the accelerator ``boot --accel auto`` means (kvm or tcg).
 - ``DPS_COMPOSER_BOOT_TOOLS``: where ``boot`` takes QEMU, OVMF and swtpm from: ``tree`` (the

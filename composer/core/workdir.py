@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from composer.core import locks, paths
+from composer.core import locks, memory, paths
 from composer.core.files import fsync_dir
 
 PREFIX = "dps-composer-"
@@ -35,6 +35,22 @@ def work_parent(override: Path | None = None) -> Path:
     """Where scratch directories go: ``override``, $DPS_COMPOSER_WORK_DIR or /var/tmp
     (composer/core/paths.py)."""
     return paths.work_dir(override)
+
+
+def build_parent(need: int, override: Path | None = None) -> tuple[Path, str]:
+    """Where a build's scratch directory goes, and why: ``override`` or
+    $DPS_COMPOSER_WORK_DIR when given; else memory (/dev/shm) when the machine can spare
+    twice the build's estimated scratch ``need`` (composer/core/memory.py); else /var/tmp.
+    The scratch that killed builds left in memory is removed here whatever is chosen: it
+    holds memory until then."""
+    if override is not None or os.environ.get(paths.WORK_DIR_ENV):
+        return paths.work_dir(override), f"set by {paths.WORK_DIR_ENV}"
+    if memory.MEMORY_DIR.is_dir():
+        remove_stale(memory.MEMORY_DIR)
+    refused = memory.why_not_in_memory(need, memory.MEMORY_DIR)
+    if not refused:
+        return memory.MEMORY_DIR, "in memory"
+    return paths.work_dir(), f"not in memory: {refused}"
 
 
 def _lock_of(directory: Path) -> Path:
