@@ -7,7 +7,10 @@ a locked temporary directory (composer/core/workdir.py), synced to disk, recorde
 into place, so a killed build or a lost power supply leaves no half-written entry, only a
 temporary that the next build or ``cache prune`` removes. An entry whose content does not
 match its record (truncated, emptied, changed, missing files, an empty or invalid record) is
-a miss: it is removed and the stage built again. One build at a time makes an entry (a lock
+a miss: it is removed and the stage built again. An entry every file of which is hashed
+whenever it is used (the whole image's: composer/build/publish.py ``reuse_image``) is not
+synced first: after a lost power supply a torn one is such a miss; forcing its gigabytes to disk
+would only make the build wait for the disk. One build at a time makes an entry (a lock
 per key): a second build of the same key waits and then takes the first one's result.
 """
 
@@ -147,15 +150,19 @@ class StageCache:
         make: Callable[[Path], object],
         inputs: Any = None,
         known: Mapping[str, str] | None = None,
+        *,
+        sync: bool = True,
     ) -> Path:
         """Run ``make(dir)`` into a fresh temporary directory and publish it as the entry.
-        ``known``: sha256 of files ``make`` wrote that the caller has already hashed."""
+        ``known``: sha256 of files ``make`` wrote that the caller has already hashed;
+        ``sync=False`` only for an entry whose files are hashed whenever it is used."""
         final = self._dir(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         with owned_dir(final.parent, f"{TEMPORARY}{key}-") as tmp:
             make(tmp)
             content = cache_record.describe(tmp, known)
-            sync_tree(tmp)  # every byte on disk before the record says it is there
+            if sync:
+                sync_tree(tmp)  # every byte on disk before the record says it is there
             meta = {
                 "version": RECORD_VERSION,
                 "stage": stage,

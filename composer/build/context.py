@@ -159,12 +159,18 @@ class Context:
         return StageCache(self.cache).building(stage, key)
 
     def store(
-        self, stage: str, make: Callable[[Path], object], known: dict[str, str] | None = None
+        self,
+        stage: str,
+        make: Callable[[Path], object],
+        known: dict[str, str] | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         key = self.key(stage)
         if key is not None:
             self.note(f"stage cache {stage} {key}: storing")
-            entry = StageCache(self.cache).put(stage, key, make, {"plan": self.plan.name}, known)
+            inputs = {"plan": self.plan.name}
+            entry = StageCache(self.cache).put(stage, key, make, inputs, known, sync=sync)
             if self.shared is not None:
                 self._push(stage, key, entry)
 

@@ -157,6 +157,7 @@ def _describe_and_store(ctx: Context) -> Path:
             WHOLE_IMAGE,
             lambda d: store_image(ctx.made.files, manifest, d),
             known_digests(ctx.made.outputs),
+            sync=False,  # every file is hashed when the entry is reused (reuse_image)
         )
         return manifest()
 

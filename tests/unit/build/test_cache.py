@@ -344,3 +344,24 @@ def test_a_cache_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["cache", "prune", "--cache-dir", str(tmp_path / "file")])
     assert result.exit_code == 2 and "not a directory" in result.output
     assert "Traceback" not in result.output
+
+
+def test_only_an_entry_hashed_on_every_use_skips_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync=False (the whole image's entry, hashed whenever reused) publishes without forcing
+    its files to disk; every other entry is synced before its record says it is whole."""
+    from composer.build import cache as cache_module
+
+    synced: list[Path] = []
+    monkeypatch.setattr(cache_module, "sync_tree", synced.append)
+    cache = StageCache(tmp_path)
+
+    def make(d: Path) -> None:
+        (d / "disk.raw").write_bytes(b"x" * 10)
+
+    cache.put("root", "k1", make)
+    assert len(synced) == 1 and synced[0].name.startswith(".tmp-k1-")
+    image = cache.put("image", "k2", make, sync=False)
+    assert len(synced) == 1
+    assert cache.get("image", "k2", hash_files=True) == image  # whole, and recorded
