@@ -5,17 +5,24 @@ package file never changes)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import itertools
 import json
+import lzma
+import os
 import re
 import shlex
 import tarfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
 from composer.core import tools
+from composer.core.errors import HostError
 from composer.core.files import atomic_write
 
 UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system",
@@ -25,7 +32,8 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer", ".target", ".path", ".mount", 
 SYSUSERS_DIRS = ("usr/lib/sysusers.d", "lib/sysusers.d")
 _CREATORS = ("adduser", "addgroup", "useradd", "groupadd")
 _OPERATOR = re.compile(r"^[;&|<>()]+$|^\d?>")
-FACTS_VERSION = 1  # bump when what is read changes: older remembered facts are read again
+FACTS_VERSION = 2  # bump when what is read changes: older remembered facts are read again
+# (2: hard links listed by their own names; 1 listed them as "NAME link to TARGET")
 
 
 @dataclass(frozen=True)
@@ -131,10 +139,75 @@ def _account(tool: str, command: list[str], users: set[str], groups: set[str]) -
             groups.add(name)
 
 
-def _members(deb: Path, ctrl: bool) -> tarfile.TarFile:
+AR_MAGIC = b"!<arch>\n"
+AR_HEADER = 60  # name 16, mtime 12, uid 6, gid 6, mode 8, size 10, magic "`\n" (ar(5))
+# tar members Python reads itself (zlib, bz2, lzma); another compression (zstd): dpkg-deb
+TarMode = Literal["r|", "r|gz", "r|bz2", "r|xz"]
+TAR_MODES: dict[str, TarMode] = {"": "r|", ".gz": "r|gz", ".bz2": "r|bz2", ".xz": "r|xz"}
+
+
+class PackageReadError(HostError):
+    """A downloaded package file that cannot be read (damaged in the package cache)."""
+
+
+class _Member(io.RawIOBase):
+    """One member of an ar archive, read in place (a kernel package's data is 100 MB)."""
+
+    def __init__(self, fh: io.BufferedReader, offset: int, size: int) -> None:
+        fh.seek(offset)
+        self._fh, self._left = fh, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        got = self._fh.readinto(view)
+        if not got and self._left:
+            raise EOFError("ar member cut short")
+        self._left -= got or 0
+        return got or 0
+
+
+def _ar_members(fh: io.BufferedReader) -> dict[str, tuple[int, int]]:
+    """Each member of an ar archive (a .deb: deb(5)): name -> (offset, size)."""
+    if fh.read(len(AR_MAGIC)) != AR_MAGIC:
+        raise ValueError("not an ar archive")
+    members = {}
+    while header := fh.read(AR_HEADER):
+        if len(header) < AR_HEADER or header[58:60] != b"`\n":
+            raise ValueError("damaged ar member header")
+        name = header[:16].decode("ascii", "replace").strip().removesuffix("/")
+        size = int(header[48:58].decode("ascii"))
+        members[name] = (fh.tell(), size)
+        fh.seek(size + (size & 1), os.SEEK_CUR)  # members start on even offsets
+    return members
+
+
+@contextlib.contextmanager
+def _members(deb: Path, ctrl: bool) -> Iterator[tarfile.TarFile]:
+    """The control or the data tar archive of a .deb, read as a stream: in this process when
+    Python decompresses it (no dpkg-deb and reaper per package: a cold build reads about
+    170), else from dpkg-deb."""
+    prefix = "control.tar" if ctrl else "data.tar"
+    with open(deb, "rb") as fh:
+        try:
+            members = _ar_members(fh)
+        except (ValueError, OSError):
+            members = {}
+        found = [(n, at) for n, at in members.items() if n.startswith(prefix)]
+        mode = TAR_MODES.get(found[0][0][len(prefix) :]) if len(found) == 1 else None
+        if mode is not None:
+            try:
+                with tarfile.open(fileobj=_Member(fh, *found[0][1]), mode=mode) as tar:
+                    yield tar
+            except (tarfile.TarError, lzma.LZMAError, zlib.error, OSError, EOFError) as err:
+                raise PackageReadError(f"{deb}: cannot read its {prefix}: {err}") from None
+            return
     flag = "--ctrl-tarfile" if ctrl else "--fsys-tarfile"
     data = tools.run(["dpkg-deb", flag, "--", deb], capture=True).stdout
-    return tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        yield tar
 
 
 def _text(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
@@ -142,46 +215,47 @@ def _text(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
     return fh.read().decode(errors="replace") if fh is not None else ""
 
 
+def _installed(member: tarfile.TarInfo) -> str:
+    """The path a data tar member installs (./usr/bin/x -> /usr/bin/x)."""
+    return "/" + member.name.removeprefix("./").lstrip("/")
+
+
 def deb_paths(deb: Path) -> list[str]:
     """Every file a .deb installs (symbolic links too, directories not), as /usr/share/..."""
-    out = []
-    for line in tools.output(["dpkg-deb", "-c", "--", deb]).splitlines():
-        if line.startswith("d"):
-            continue
-        # mode owner size date time path [-> target]
-        out.append(line.split(None, 5)[-1].split(" -> ")[0].removeprefix("."))
-    return out
+    with _members(deb, ctrl=False) as tar:
+        return [_installed(m) for m in tar if not m.isdir()]
 
 
 def deb_text(deb: Path, path: str) -> str:
     """The text of one file a .deb installs ("" when it has none)."""
-    want = "." + path
     with _members(deb, ctrl=False) as tar:
         for m in tar:
-            if m.name == want and m.isfile():
+            if _installed(m) == path and m.isfile():
                 return _text(tar, m)
     return ""
 
 
 def read_deb(deb: Path) -> PackageFacts:
-    """The facts of one .deb (its file list, and the few files that matter, read in full)."""
-    names = deb_paths(deb)
+    """The facts of one .deb: its file list and the few files that matter, read in one pass
+    over its data, then its maintainer scripts."""
+    names: list[str] = []
     units: set[str] = set()
     users: set[str] = set()
     groups: set[str] = set()
-    wanted = any(unit_file(n) or _is_sysusers(n) for n in names)
-    if wanted:
-        with _members(deb, ctrl=False) as tar:
-            for m in tar:
-                name = unit_file(m.name)
-                if name:
-                    units.add(name)
-                    if m.isfile():
-                        units.update(unit_aliases(_text(tar, m)))
-                elif _is_sysusers(m.name) and m.isfile():
-                    u, g = sysusers(_text(tar, m))
-                    users |= u
-                    groups |= g
+    with _members(deb, ctrl=False) as tar:
+        for m in tar:
+            if m.isdir():
+                continue
+            names.append(_installed(m))
+            name = unit_file(m.name)
+            if name:
+                units.add(name)
+                if m.isfile():
+                    units.update(unit_aliases(_text(tar, m)))
+            elif _is_sysusers(m.name) and m.isfile():
+                u, g = sysusers(_text(tar, m))
+                users |= u
+                groups |= g
     with _members(deb, ctrl=True) as tar:
         for m in tar:
             if PurePosixPath(m.name).name in ("preinst", "postinst") and m.isfile():

@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from composer.blueprint.customizations import Customizations
 from composer.core.errors import KeyedProblems, Problem
 from composer.core.files import atomic_write
+from composer.core.lifetime import stop_scope, stoppable
 from composer.plan.judgement import from_packages
 from composer.plan.plan import Plan
 from composer.rootfs import pkgset, versions
@@ -74,7 +76,7 @@ def check(
         state = pkgset.state_dir(cache, plan.suite, plan.arch)
         archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
         debs = pkgset.download(packages, state=state, arch=plan.arch, archives=archives)  # fmt: skip
-        found = _union([facts(d, cache / "package-facts") for d in debs], len(debs))
+        found = _union(_read_facts(debs, cache / "package-facts"), len(debs))
         problems += [*_service_problems(plan.customizations, found),
                      *_account_problems(plan, found), *_sshd_problems(plan.customizations, found)]  # fmt: skip
     if problems:
@@ -120,6 +122,30 @@ def _simulate(
             break
         names = [n for n in names if n not in bad]
     return (), problems
+
+
+def _read_facts(debs: list[Path], memo: Path) -> list[PackageFacts]:
+    """The facts of every package, two read at a time (decompression releases the GIL:
+    the 309 packages of the test suite's cache in 7.8 s, 12.8 s one at a time), stopped
+    with the stage that asked (a package started is read to its end)."""
+    scope = stop_scope()
+
+    def one(deb: Path) -> PackageFacts:
+        if scope is None:
+            return facts(deb, memo)
+        scope.check()
+        with stoppable(scope):  # a dpkg-deb this starts is the stage's child
+            return facts(deb, memo)
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pkgfacts")
+    try:
+        return list(pool.map(one, sorted(debs, key=_size, reverse=True)))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
 
 
 def _union(all_facts: list[PackageFacts], count: int) -> Resolved:

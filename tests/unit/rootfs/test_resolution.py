@@ -11,7 +11,14 @@ from composer.plan.load import parse
 from composer.plan.plan import make_plan
 from composer.rootfs.customize import real_unit
 from composer.rootfs.intree import Tree
-from composer.rootfs.pkgfacts import script_accounts, sysusers, unit_aliases, unit_file, unit_name
+from composer.rootfs.pkgfacts import (
+    FACTS_VERSION,
+    script_accounts,
+    sysusers,
+    unit_aliases,
+    unit_file,
+    unit_name,
+)
 from composer.rootfs.pkgset import deb_file_name, parse_simulation
 from composer.rootfs.resolution import (
     Resolved,
@@ -162,7 +169,7 @@ def test_a_resolved_set_is_remembered_per_root_key(tmp_path: Path) -> None:
     for name, version, arch in packages:
         deb = deb_file_name(name, version, arch)
         (archives / deb).write_bytes(b"")
-        (tmp_path / "package-facts" / f"{deb}.v1.json").write_text(
+        (tmp_path / "package-facts" / f"{deb}.v{FACTS_VERSION}.json").write_text(
             json.dumps({"units": units[name], "users": [], "groups": [], "files": []})
         )
     plan = make_plan(parse('name = "x"\n[customizations.services]\nenabled = ["sshd", "httpd"]\n'))
