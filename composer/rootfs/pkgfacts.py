@@ -179,6 +179,8 @@ def _ar_members(fh: io.BufferedReader) -> dict[str, tuple[int, int]]:
             raise ValueError("damaged ar member header")
         name = header[:16].decode("ascii", "replace").strip().removesuffix("/")
         size = int(header[48:58].decode("ascii"))
+        if size < 0:  # a seek back would read the same header for ever
+            raise ValueError("negative ar member size")
         members[name] = (fh.tell(), size)
         fh.seek(size + (size & 1), os.SEEK_CUR)  # members start on even offsets
     return members

@@ -92,6 +92,16 @@ def test_python_reads_what_it_can_and_dpkg_deb_the_rest(
     ]
 
 
+def test_a_negative_member_size_is_refused_not_looped_on(tmp_path: Path) -> None:
+    deb = make_deb(tmp_path, "xz")
+    data = bytearray(deb.read_bytes())
+    data[8 + 48 : 8 + 58] = b"-60".ljust(10)  # debian-binary's size: back to its own header
+    deb.write_bytes(data)
+    with pytest.raises(ComposerError) as err:
+        read_deb(deb)
+    assert str(deb) in str(err.value)
+
+
 @pytest.mark.parametrize("damage", ["cut in its header", "cut in half", "bytes changed"])
 def test_a_damaged_package_is_one_error_naming_it(tmp_path: Path, damage: str) -> None:
     deb = make_deb(tmp_path, "xz")
