@@ -124,15 +124,11 @@ def _run_stages(ctx: Context, hook: StageHook) -> Path:
             reused.append(manifest)
             return FINISHED
 
-        tasks = [
-            Task(s.name, stage_needs(s, applying), _stage_task(ctx, hook, s, lambda: schedule))
-            for s in applying
-        ]
-        before = [s.name for s in applying if NAMES.index(s.name) < KEYS_KNOWN]
-        early = sum(1 for s in applying if s.early or NAMES.index(s.name) < KEYS_KNOWN)
-        tasks.insert(early, Task(LOOKUP, frozenset(before), lookup))
-        last_reader = [t.name for t in tasks].index(TREE_READ_LAST) + 1
-        tasks.insert(last_reader, Task(DROP_TREE, frozenset({TREE_READ_LAST}), _drop_tree(ctx)))
+        runs: dict[str, Callable[[], str | None]] = {
+            s.name: _stage_task(ctx, hook, s, lambda: schedule) for s in applying
+        }
+        runs |= {LOOKUP: lookup, DROP_TREE: _drop_tree(ctx)}
+        tasks = [Task(name, needs, runs[name]) for name, needs in task_order(applying)]
         schedule = Schedule(tasks)
         schedule.run()
         ctx.timings = {n: ctx.timings[n] for n in NAMES if n in ctx.timings}  # listed order
@@ -162,17 +158,33 @@ def _describe_and_store(ctx: Context) -> Path:
         return manifest()
 
 
+def task_order(applying: Sequence[Stage]) -> list[tuple[str, frozenset[str]]]:
+    """The schedule's tasks (composer/build/schedule.py) in their listed order, each with what
+    it waits for: the stages that apply, the whole-image lookup once every key can be known
+    (after the stages that find facts out and the early ones), the root tree's removal after
+    the last stage that reads it."""
+    tasks = [(s.name, stage_needs(s, applying)) for s in applying]
+    before = [s.name for s in applying if NAMES.index(s.name) < KEYS_KNOWN and not s.early]
+    early = sum(1 for s in applying if s.early or NAMES.index(s.name) < KEYS_KNOWN)
+    tasks.insert(early, (LOOKUP, frozenset(before)))
+    last_reader = [name for name, _ in tasks].index(TREE_READ_LAST) + 1
+    tasks.insert(last_reader, (DROP_TREE, frozenset({TREE_READ_LAST})))
+    return tasks
+
+
 def stage_needs(stage: Stage, applying: Sequence[Stage]) -> frozenset[str]:
     """What a stage waits for: the stages it comes ``after`` and those that find the facts
     it reads (composer/build/facts.py); from the whole-image lookup on (KEYS_KNOWN), also the
-    lookup (but for an ``early`` stage, which may start before it) and the stage listed
-    before it: those stages run one at a time, in their order, as the uki stage and
-    customization both work on the root tree."""
+    lookup (but for an ``early`` stage, which may start before it), every early stage (the
+    root tree installs what package-check downloaded, and a blueprint the archive cannot
+    satisfy fails before the long stages) and the stage listed before it: those stages run one
+    at a time, in their order, as the uki stage and customization both work on the root tree."""
     names = [s.name for s in applying]
     needs = set(stage.after) | {FACTS[i][0] for i in stage.inputs if i in FACTS and FACTS[i][0]}
     index = NAMES.index(stage.name)
     if index >= KEYS_KNOWN and not stage.early:
         needs.add(LOOKUP)
+        needs |= {s.name for s in applying if s.early}
         earlier = [n for n in names if NAMES.index(n) < index]
         if earlier:
             needs.add(earlier[-1])

@@ -29,5 +29,5 @@ STAGE = Stage(
     "blueprint asks for), so that a blueprint the archive cannot satisfy fails in seconds",
     inputs=(*ARCHIVE_REQUEST, "pins", "index"),
     run=run,
-    early=True,  # alongside uki-virt: a blueprint the archive cannot satisfy fails first
+    early=True,  # beside the tools tree and uki-virt: an unsatisfiable blueprint fails first
 )

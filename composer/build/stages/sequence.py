@@ -21,9 +21,9 @@ from composer.build.stages.stage import Stage
 
 STAGES: tuple[Stage, ...] = (
     tools_tree.STAGE,
-    uki_virt.STAGE,
     resolve.STAGE,
-    package_check.STAGE,
+    package_check.STAGE,  # beside the tools tree: it needs only the archive (resolve's facts)
+    uki_virt.STAGE,
     root.STAGE,
     uki.STAGE,
     customize.STAGE,

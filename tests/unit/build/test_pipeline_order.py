@@ -4,9 +4,11 @@ the facts they read), the whole-image lookup, and the one-at-a-time order after 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
-from composer.build.pipeline import LOOKUP, stage_needs
+from composer.build.pipeline import LOOKUP, stage_needs, task_order
+from composer.build.schedule import Schedule, Task
 from composer.build.stages.sequence import STAGES, stage
 from composer.core.log import log_file, prefixed
 
@@ -22,6 +24,28 @@ def test_the_front_stages_overlap_by_their_declarations() -> None:
     assert needs("uki-virt") == {"tools-tree"}
     # the package set is judged while uki-virt builds: it reads resolve's facts only
     assert needs("package-check") == {"resolve"}
+
+
+def test_the_package_check_downloads_while_the_tools_tree_is_made() -> None:
+    """A cold build's two long front stages overlap in the schedule the build runs: the tools
+    tree's task ends only once package-check has started (it would wait in vain, for 10 s, if
+    package-check were held back until the tools tree ended)."""
+    checking = threading.Event()
+    seen: list[bool] = []
+
+    def run(name: str, waits_for: frozenset[str]) -> Task:
+        def work() -> None:
+            if name == "tools-tree":
+                seen.append(checking.wait(10))
+            elif name == "package-check":
+                checking.set()
+
+        return Task(name, waits_for, work)
+
+    schedule = Schedule([run(name, waits_for) for name, waits_for in task_order(STAGES)])
+    schedule.run()
+    assert seen == [True]
+    assert schedule.finished.index("tools-tree") < schedule.finished.index(LOOKUP)
 
 
 def test_the_root_tree_waits_for_the_lookup_uki_virt_and_the_package_check() -> None:
