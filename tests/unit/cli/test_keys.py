@@ -20,23 +20,25 @@ from cryptography.hazmat.primitives import serialization
 # be written (os.open, open, os.fdopen all raise the "open" audit event).
 KILLED_AT = """
 import os, runpy, signal, sys
-target, n = sys.argv[1], int(sys.argv[2])
+target, n, watched = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 seen = 0
 def hook(event, args):
     global seen
-    if event == "open" and (isinstance(args[0], int) or str(args[0]).startswith(target)):
+    if event == "open" and (isinstance(args[0], int) or str(args[0]).startswith(watched)):
         seen += 1
         if seen == n:
             os.kill(os.getpid(), signal.SIGKILL)
 sys.addaudithook(hook)
-sys.argv = ["dps-composer", "keys", "generate", *sys.argv[3:], target]
+sys.argv = ["dps-composer", "keys", "generate", *sys.argv[4:], target]
 runpy.run_module("composer", run_name="__main__")
 """
 
 
-def _generate_killed_at(directory: Path, n: int, *args: str) -> int:
+def _generate_killed_at(directory: Path, n: int, *args: str, watched: Path | None = None) -> int:
+    """Killed at the N-th file opened under ``watched`` (the key directory when not given)."""
+    watched = watched or directory
     proc = subprocess.run(
-        [sys.executable, "-c", KILLED_AT, str(directory), str(n), *args],
+        [sys.executable, "-c", KILLED_AT, str(directory), str(n), str(watched), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,7 +74,9 @@ def _check_whole(directory: Path) -> list[str]:
 # the fsync after the link); the first eight cover the private key and the public key.
 @pytest.mark.parametrize("n", range(1, 9))
 def test_a_killed_keys_generate_leaves_no_half_key(tmp_path: Path, n: int) -> None:
+    """Into an existing private directory (a new one appears whole: below)."""
     directory = tmp_path / "k"
+    directory.mkdir(0o700)
     assert _generate_killed_at(directory, n, "--pcr-only") == -9
     whole = _check_whole(directory)
     assert set(whole) <= {"tpm2-pcr-private-key.pem", "tpm2-pcr-public-key.pem"}
@@ -88,3 +92,19 @@ def test_keys_generate_writes_into_a_private_directory_with_private_modes(
     assert modes.pop("tpm2-pcr-public-key.pem") == 0o644
     assert set(modes.values()) == {0o600} and len(modes) == 8
     assert not [n for n in os.listdir(directory) if n.startswith(".")]
+
+
+# Nine files, each opened four times (above), in a directory made beside the new one.
+@pytest.mark.parametrize("n", range(1, 40, 3))
+def test_a_new_key_directory_appears_whole_or_not_at_all(tmp_path: Path, n: int) -> None:
+    """Killed anywhere, a new key directory is absent or holds every key (a later build never
+    finds a Secure Boot key set without its PCR key, or a PK without db); the next run sweeps
+    the killed run's temporary and makes the directory whole."""
+    directory = tmp_path / "k"
+    assert _generate_killed_at(directory, n, watched=tmp_path) == -9
+    if directory.exists():
+        assert len(_check_whole(directory)) == 9
+    else:
+        assert _generate_killed_at(directory, 10**6) == 0
+        assert len(_check_whole(directory)) == 9
+        assert os.listdir(tmp_path) == ["k"], "the killed run's temporary was left"
