@@ -60,6 +60,16 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def exposed_private_file(path: Path) -> str | None:
+    """Why ``path`` is no private key file (a regular file of ours that nobody else may read
+    or write), as "mode 0644, owner uid 1000"; None when it is one."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode) and not st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        return None
+    kind = "" if stat.S_ISREG(st.st_mode) else f"{file_kind(st.st_mode)}, "
+    return f"{kind}mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}"
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

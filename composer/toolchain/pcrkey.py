@@ -12,7 +12,6 @@ only its path reaches the chrooted ukify.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from composer.core.errors import ComposerError
+from composer.core.files import exposed_private_file
 from composer.core.workdir import made_once
 from composer.measure.pcrsig import fingerprint_of
 from composer.toolchain.secureboot import write_key_file
@@ -93,12 +93,11 @@ def load_pcr_key(directory: Path, key_name: str = "measured.keys") -> PcrKey:
         raise PcrKeyError(
             f"{key_name}: {directory}: no PCR signing key pair, missing {', '.join(missing)} {how}"
         )
-    st = os.lstat(key.private)
-    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or st.st_uid != os.geteuid():
+    exposed = exposed_private_file(key.private)
+    if exposed:
         raise PcrKeyError(
-            f"{key_name}: {key.private}: mode {stat.S_IMODE(st.st_mode):04o}, owner uid "
-            f"{st.st_uid}: a private key must be a regular file only you can read "
-            f"(chmod 600 {key.private})"
+            f"{key_name}: {key.private}: {exposed}: a private key must be a regular file only "
+            f"you can read (chmod 600 {key.private})"
         )
     _check_pair(key, key_name)
     return key

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from composer.core import tools
 from composer.core.errors import ComposerError
-from composer.core.files import atomic_path, atomic_write, fsync_dir
+from composer.core.files import atomic_path, atomic_write, exposed_private_file, fsync_dir
 from composer.core.workdir import made_once
 from composer.image.varstore import KEY_NAMES
 
@@ -156,6 +156,15 @@ def load_keys(directory: Path) -> KeySet:
             f"{directory}: {', '.join(linked)}: symbolic links; the keys must be regular files "
             "in the key directory itself (a link could lead to somebody else's key): copy them "
             "there"
+        )
+    exposed = [
+        (p, why) for n in KEY_NAMES if (why := exposed_private_file(p := directory / f"{n}.key"))
+    ]
+    if exposed:
+        raise SecureBootKeyError(
+            f"{directory}: {'; '.join(f'{p.name}: {why}' for p, why in exposed)}: a private key "
+            "must be a regular file only you can read "
+            f"(chmod 600 {' '.join(str(p) for p, _ in exposed)})"
         )
     try:
         owner = str(uuid.UUID((directory / OWNER_FILE).read_text().strip()))

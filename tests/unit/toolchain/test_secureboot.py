@@ -72,6 +72,21 @@ def test_a_linked_key_file_is_refused(keys: Path, tmp_path: Path) -> None:
         load_keys(mine)
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_key_others_may_read_or_write_is_refused(keys: Path, tmp_path: Path, mode: int) -> None:
+    """As for the PCR signing key: a private key that group or others may read is a leak on a
+    shared build host, and one they may write could be swapped for theirs."""
+    mine = tmp_path / "mine"
+    shutil.copytree(keys, mine)
+    load_keys(mine)  # copied as generated: 0600
+    (mine / "KEK.key").chmod(mode)
+    with pytest.raises(SecureBootKeyError) as info:
+        load_keys(mine)
+    message = str(info.value)
+    assert f"KEK.key: mode {mode:04o}" in message and f"chmod 600 {mine / 'KEK.key'}" in message
+    assert "PK.key" not in message and "db.key" not in message
+
+
 def test_ensure_generates_only_when_absent(tmp_path: Path) -> None:
     first, made = ensure_keys(tmp_path / "new")
     assert made
