@@ -45,7 +45,7 @@ from composer.judge.qemu import QemuConfig, QemuProcess, build_command, qemu_com
 from composer.rootfs.apt import mmdebstrap
 from composer.spec.arch import ARCHES
 from composer.toolchain.boottools import BootTools, ensure_boot_tools, installed_versions
-from composer.toolchain.toolstree import TOOLS_MIRROR, TOOLS_SUITE, tools_key
+from composer.toolchain.toolstree import TOOLS_MIRROR, TOOLS_SUITE, ensure_tools_tree
 
 PEER_CONF = ROOT / "bench/mkosi-peer"
 RESULTS = ROOT / "bench/results"
@@ -491,7 +491,7 @@ def main() -> None:
     peer = Mkosi(ensure_mkosi_tree(args.base), work / "mkosi.log")
     ours = [("ours", Ours(work / "out", work / "cache", work / "ours.log"))]
     if not args.no_tools_kept:
-        kept = cache_dir() / "trees" / f"tools-{TOOLS_SUITE}-{ARCH.debian}-{tools_key(ARCH)}"
+        kept = ensure_tools_tree(cache_dir(), ARCH)  # made here (untimed) when missing
         cached = Ours(work / "out", work / "cache", work / "ours.log", kept)
         ours.append(("ours (tools tree kept)", cached))
     table = Table()
