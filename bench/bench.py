@@ -81,7 +81,7 @@ def boot_with_smp(image: Path, smp: int, keep: Path) -> float:
     from composer.judge.boot import boot_image
 
     start = time.monotonic()
-    verdict = boot_image(image, smp=smp, keep_dir=keep)
+    verdict = boot_image(image, smp=smp, keep_dir=keep, profile=True)
     seconds = time.monotonic() - start
     oops = "Oops" in (keep / "serial.log").read_text(errors="replace")
     print(f"  {smp} vCPU: {verdict.outcome} oops={oops}", flush=True)
@@ -166,7 +166,7 @@ def boot_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[str
     def timed_boot(label: str, *argv: str) -> Any:
         def boot(i: int) -> float:
             verdict = work / f"verdict-{len(profiles)}-{i}.json"
-            seconds, proc = composer("boot", *argv, "--json", str(verdict))
+            seconds, proc = composer("boot", *argv, "--profile", "--json-file", str(verdict))
             if proc.returncode not in (0, 1) or not verdict.exists():
                 print(proc.stdout[-2000:])
             else:

@@ -275,6 +275,7 @@ class Settings:
     attach: Attach | None = None
     boot_tools: str = ""  # auto | tree | host; "" = DPS_COMPOSER_BOOT_TOOLS, else auto
     tpm_state: Path | None = None  # kept across boots; None: a fresh TPM in the work directory
+    profile: bool = False  # the check also reports systemd-analyze blame (slower)
 
 
 def default_smp(accel: str, tools: BootTools) -> int:
@@ -315,7 +316,7 @@ def _configure(
         snapshot=not st.writable,
         memory=st.memory,
         smp=smp,
-        credentials=boot_credentials(st.firstboot),
+        credentials=boot_credentials(st.firstboot, st.profile),
         extra=tuple(extra),
         tools=tools,
     )
@@ -372,6 +373,7 @@ def boot_image(
     attach: Attach | None = None,
     boot_tools: str = "",
     tpm_state: Path | None = None,
+    profile: bool = False,
 ) -> Verdict:
     """Boot ``image`` under OVMF (+ swtpm), watch the serial ports and judge the result.
 
@@ -383,6 +385,7 @@ def boot_image(
     (``keep_dir`` may also be a function of the verdict that says where, or None).
     ``tpm_state``: the swtpm state directory to use and keep (set up when empty), so that a
     sequence of boots sees one TPM (what a first boot sealed, the next can unseal).
+    ``profile``: the check also reports the units that took longest (``guest["blame"]``).
     """
     st = Settings(
         accel,
@@ -399,6 +402,7 @@ def boot_image(
         attach,
         boot_tools,
         tpm_state,
+        profile,
     )
     say = console or _quiet
     image = image.resolve()

@@ -26,9 +26,10 @@ FIRSTBOOT: Mapping[str, str] = {
 }
 
 
-def boot_credentials(firstboot: bool = True) -> dict[str, str]:
-    """The credentials a boot test passes: the check's, and the first-boot answers."""
-    creds = {CHECK_CREDENTIAL: "1"}
+def boot_credentials(firstboot: bool = True, profile: bool = False) -> dict[str, str]:
+    """The credentials a boot test passes: the check's ("profile": its record also says which
+    units took longest), and the first-boot answers."""
+    creds = {CHECK_CREDENTIAL: "profile" if profile else "1"}
     if firstboot:
         creds.update(FIRSTBOOT)
     return creds

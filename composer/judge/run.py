@@ -49,6 +49,7 @@ class BootOptions:
     smp: int | None = None  # vCPUs; None: boot.default_smp, one when boots run side by side
     tpm_state: Path | None = None  # the TPM's state, kept across boots (boot --tpm-state)
     writable: bool = False  # boot the image itself, keeping what the boot changed
+    profile: bool = False  # the check also reports the units that took longest (blame)
 
 
 @dataclass
@@ -152,6 +153,7 @@ def boot_one(
         smp=opts.smp,
         tpm_state=opts.tpm_state,
         writable=opts.writable,
+        profile=opts.profile,
     )
     found = load.load(image, opts.manifest)
     if found is not None:

@@ -7,7 +7,10 @@ altered after the manifest was written, at the same time, each with its own swtp
   and it passes;
 - the altered image fails on PCR 11, naming both values and the .cmdline event;
 - neither TPM saw the other's measurements (each image's PCR 11 equals its own UKI's prediction);
-- the JSON and JUnit reports cover both images; JUnit validates against tests/data/junit.xsd.
+- the JSON (`--json=short` on stdout, `--json-file`), JUnit and HTML reports cover both images
+  and validate against their schemas (tests/data/cli-json-schemas.json, tests/data/junit.xsd).
+
+It is the suite's one boot of the default image as built: every check of its PASS is asserted here.
 """
 
 from __future__ import annotations
@@ -21,17 +24,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pefile
 import pytest
 import xmlschema
+from unit.judge import browser  # tests/ is on sys.path (pytest)
 
 from composer.image.read import MTOOLS_ENV, read_vfat_file
 from composer.judge import firmware_pcrs
+from composer.judge.report_html import page_name
 from composer.measure.pcr11 import PHASES, predict_uki
 from composer.measure.pcrdiff import first_difference
 from composer.spec import eventlog
 
-from .conftest import ROOT, ModuleTmp, composer, manifest, manifest_path
+from .conftest import ROOT, ModuleTmp, cli_json_schema, composer, manifest, manifest_path
 
 pytestmark = pytest.mark.integration
 NAME = "debian-uki-sdboot"
@@ -76,8 +82,11 @@ def pair(default_image: Path, module_tmp: ModuleTmp) -> dict[str, Any]:
         "2",
         str(default_image / f"{NAME}.qcow2"),
         str(altered),
+        "--json=short",
         "--json-file",
         str(work / "verdicts.json"),
+        "--report",
+        str(work / "report"),
         "--junit",
         str(work / "report.xml"),
         "--keep",
@@ -167,7 +176,7 @@ def test_altered_cmdline_fails_on_pcr11(pair: dict[str, Any]) -> None:
     live = live_pcrs(verdict)["11"]
     assert live in pcr11["detail"] and m["expect"]["pcrs"]["11"] in pcr11["detail"]
     assert ".cmdline" in pcr11["detail"], pcr11["detail"]
-    assert "pcr-11" in pair["proc"].stdout
+    assert "FAIL [altered.raw] pcr-11: " in pair["proc"].stderr  # human lines: stderr
     # PCR 4 changes too (the UKI's Authenticode hash); the detail names the UKI event
     assert not got["pcr-4"]["passed"] and "UKI" in got["pcr-4"]["detail"]
     # everything else about the boot is fine
@@ -205,3 +214,42 @@ def test_junit_report_and_timings(pair: dict[str, Any]) -> None:
     for phase in ("guest-kernel", "guest-initrd", "guest-userspace"):
         assert timings[phase] > 0, timings
     assert 'name="timing.guest-userspace"' in xml
+
+
+def test_json_and_html_reports(pair: dict[str, Any]) -> None:
+    """`--json=short` prints the `--json-file` document alone on stdout; both documents follow
+    the published schema; the same checks ran on both images, each saying how long its VM
+    waited for a host CPU, from a framed check record."""
+    doc = pair["doc"]
+    assert doc["exit_code"] == 1
+    assert json.loads(pair["proc"].stdout) == doc
+    jsonschema.validate(doc, cli_json_schema("boot-many"))
+    for one in doc["images"]:
+        jsonschema.validate(one, cli_json_schema("boot-one"))
+    default, altered = pair["default"], pair["altered"]
+    assert [c["name"] for c in default["checks"]] == [c["name"] for c in altered["checks"]]
+    assert default["outcome"] == "pass" and altered["outcome"] == "fail"
+    got = checks(default)
+    for name in ("root-discovered", "no-failed-units", "tpm", "pcr-11"):
+        assert got[name]["passed"], got[name]
+    for verdict in (default, altered):
+        assert "cpu-wait" in verdict["timings"]
+        assert not any("older check script" in n for n in verdict["notes"])  # a framed record
+    check_html_report(pair["work"] / "report", {f"{NAME}.qcow2": "PASS", "altered.raw": "FAIL"})
+
+
+def check_html_report(directory: Path, outcomes: dict[str, str]) -> None:
+    """`boot --report`: an index and a page per image, each with its outcome, checks, timeline,
+    partition map and serial log; the index loads in chromium without console errors."""
+    pages = sorted(p for p in directory.glob("*.html") if p.name != "index.html")
+    assert [p.name for p in pages] == sorted(page_name(name) for name in outcomes)
+    index = (directory / "index.html").read_text()
+    for name, outcome in outcomes.items():
+        text = (directory / page_name(name)).read_text()
+        assert f'href="{page_name(name)}"' in index
+        assert f"<title>{outcome} {name}: " in text, (name, outcome)
+        assert 'class="timeline"' in text and 'class="partition-map"' in text
+        assert 'id="m-kernel"' in text and "\x1b" not in text
+    if browser.CHROMIUM is not None:
+        for page in (directory / "index.html", pages[0]):
+            assert browser.load(page, (800, 800)).console == [], page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
     # the guest with two vCPUs under TCG); the host's where the composer would take those
     tools, _ = choose_boot_tools("", ARCHES["x86_64"], print)
     tools_root = [] if tools.root is None else ["--tools-root", str(tools.root)]
+    # as many vCPUs as `boot` gives a VM here (conftest: one when the workers fill the cores)
+    vcpus = os.environ.get("DPS_COMPOSER_VCPUS")
+    smp = ["--smp", vcpus] if vcpus else []
     proc = subprocess.run(
         [
             "sh",
@@ -38,6 +42,7 @@ def test_boot_uefi_script_sees_the_check_line(default_image: Path, tmp_path: Pat
             "--serial-log",
             str(log),
             *tools_root,
+            *smp,
         ],
         text=True,
         capture_output=True,

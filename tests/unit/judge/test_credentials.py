@@ -21,6 +21,7 @@ def test_firstboot_answers_every_question_systemd_firstboot_asks() -> None:
     # "no root password" is a locked account, not an empty (password-less) one
     assert FIRSTBOOT["passwd.hashed-password.root"].startswith("!")
     assert boot_credentials(False) == {"dps-composer.check": "1"}
+    assert boot_credentials(False, profile=True) == {"dps-composer.check": "profile"}
 
 
 def test_smbios_strings_double_commas() -> None:

@@ -276,6 +276,32 @@ def test_emit_json_on_this_host_is_valid(tmp_path: Path) -> None:
     judge(data, [], EXP)  # whatever this host is, the judge takes it
 
 
+@needs_sh
+@pytest.mark.parametrize(("credential", "blamed"), [(None, False), ("1", False), ("profile", True)])
+def test_blame_only_when_the_boot_asks_for_a_profile(
+    tmp_path: Path, credential: str | None, blamed: bool
+) -> None:
+    """`systemd-analyze blame` (8 s of a TCG boot) runs only with dps-composer.check=profile."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    called = tmp_path / "called"
+    fake = bin_dir / "systemd-analyze"
+    fake.write_text(
+        f'#!/bin/sh\necho "$1" >>{called}\n'
+        'if [ "$1" = blame ]; then printf "4.7s a.service\\n1s dev-vda.device\\n"; fi\n'
+    )
+    fake.chmod(0o755)
+    cred = tmp_path / "dps-composer.check"
+    if credential is not None:
+        cred.write_text(credential)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CHECK_CREDENTIAL": str(cred)}
+    data = json.loads(run_lib("emit_json", env))
+    assert ("blame" in data) is blamed
+    assert ("blame" in called.read_text().split()) is blamed
+    if blamed:
+        assert data["blame"] == ["4.7s a.service"]  # devices left out
+
+
 def test_failed_units_name_their_last_journal_line() -> None:
     guest = with_(failed_units=["foo.service loaded failed failed Foo"])
     guest["failed_logs"] = ["foo.service: starting", "foo.service: Failed to frob: EIO"]
