@@ -3,6 +3,7 @@ listing, the placed-UKI hand-over, local repository hooks, dnf configuration."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,8 @@ def test_deb_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
         debs.append(build_deb(tree, fields, packages.deb_scripts(KVER), out, epoch=1_700_000_000))
     assert debs[0].name == "p_1.0-1_amd64.deb"
     assert debs[0].read_bytes() == debs[1].read_bytes()
+    members = subprocess.run(["ar", "t", debs[0]], capture_output=True, text=True, check=True)
+    assert "data.tar" in members.stdout.split()  # stored: the UKI is compressed already
 
 
 def test_rpm_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
@@ -270,6 +273,9 @@ def test_rpm_is_reproducible_whatever_the_tree_mtimes(tmp_path: Path) -> None:
         )
     assert rpms[0].name == "kernel-uki-virt-6.12.43-1.dps.x86_64.rpm"
     assert rpms[0].read_bytes() == rpms[1].read_bytes()
+    query = ["rpm", "-qp", "--qf", "%{PAYLOADCOMPRESSOR}", str(rpms[0])]
+    compressor = subprocess.run(query, capture_output=True, text=True, check=True).stdout
+    assert compressor == "zstd"  # fast: the UKI is compressed already
 
 
 def test_repository_indexes_list_every_package(tmp_path: Path) -> None:
