@@ -10,7 +10,8 @@ altered after the manifest was written, at the same time, each with its own swtp
 - the JSON (`--json=short` on stdout, `--json-file`), JUnit and HTML reports cover both images
   and validate against their schemas (tests/data/cli-json-schemas.json, tests/data/junit.xsd).
 
-It is the suite's one boot of the default image as built: every check of its PASS is asserted here.
+It is the suite's one `dps-composer boot` of the default image, as built, that runs to its PASS:
+every check of that PASS is asserted here.
 """
 
 from __future__ import annotations
