@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from composer.build.cache_shared import SharedStore, from_env
 from composer.build.facts import Facts
 from composer.build.publish import keep_log
 from composer.core.errors import ComposerError
-from composer.core.lifetime import Interrupted
+from composer.core.lifetime import Interrupted, stop_scope
 from composer.core.log import note
 from composer.manifest.model import Manifest, Output
 from composer.plan.plan import Plan
@@ -101,6 +102,10 @@ class Context:
     needs: space.Needs = field(default_factory=space.Needs)
     warnings: list[str] = field(default_factory=list)
     shared: SharedStore | None = field(default_factory=from_env)  # DPS_COMPOSER_CACHE_URL
+    # set when the whole image was looked up and is not cached (composer/build/pipeline.py)
+    image_missed: threading.Event = field(default_factory=threading.Event)
+    # set when package-check has the package set in the package cache (before it judges it)
+    packages_downloaded: threading.Event = field(default_factory=threading.Event)
 
     def note(self, text: str) -> None:
         note(LOG, text)
@@ -108,6 +113,15 @@ class Context:
     def warn(self, text: str) -> None:
         self.note(text)
         self.warnings.append(text)
+
+    def wait_until(self, event: threading.Event) -> None:
+        """Return once another stage has set ``event`` (:attr:`image_missed`,
+        :attr:`packages_downloaded`). When the build ends or fails meanwhile, it stops this
+        thread (:class:`~composer.core.lifetime.Stopped`). Outside a build's schedule nothing
+        runs beside, so nothing is waited for."""
+        scope = stop_scope()
+        while scope is not None and not event.wait(0.1):
+            scope.check()
 
     def key(self, stage: str) -> str | None:
         """The stage's cache key; None when nothing is cached."""

@@ -120,6 +120,7 @@ def _run_stages(ctx: Context, hook: StageHook) -> Path:
             held.enter_context(ctx.building(WHOLE_IMAGE))
             manifest = _reuse_image(ctx, hook)
             if manifest is None:
+                ctx.image_missed.set()
                 return None
             reused.append(manifest)
             return FINISHED
@@ -133,7 +134,10 @@ def _run_stages(ctx: Context, hook: StageHook) -> Path:
         schedule.run()
         ctx.timings = {n: ctx.timings[n] for n in NAMES if n in ctx.timings}  # listed order
         if reused:
-            return _write_manifest(ctx, reused[0])
+            # the image came whole: what an early stage looked up meanwhile was not used
+            early = {s.name for s in applying if s.early}
+            ctx.status = {n: v for n, v in ctx.status.items() if n not in early}
+            return _write_manifest(ctx, reused[0].model_copy(update={"cache": dict(ctx.status)}))
         return _describe_and_store(ctx)
 
 
@@ -175,10 +179,11 @@ def task_order(applying: Sequence[Stage]) -> list[tuple[str, frozenset[str]]]:
 def stage_needs(stage: Stage, applying: Sequence[Stage]) -> frozenset[str]:
     """What a stage waits for: the stages it comes ``after`` and those that find the facts
     it reads (composer/build/facts.py); from the whole-image lookup on (KEYS_KNOWN), also the
-    lookup (but for an ``early`` stage, which may start before it), every early stage (the
-    root tree installs what package-check downloaded, and a blueprint the archive cannot
-    satisfy fails before the long stages) and the stage listed before it: those stages run one
-    at a time, in their order, as the uki stage and customization both work on the root tree."""
+    lookup (but for an ``early`` stage, which may start before it: package-check, the root
+    tree), every early stage (a blueprint the archive cannot satisfy fails before the long
+    stages; the stages after the root work on its tree) and the stage listed before it: those
+    stages run one at a time, in their order, as the uki stage and customization both work on
+    the root tree."""
     names = [s.name for s in applying]
     needs = set(stage.after) | {FACTS[i][0] for i in stage.inputs if i in FACTS and FACTS[i][0]}
     index = NAMES.index(stage.name)
@@ -260,9 +265,8 @@ def _copy_cached_image(ctx: Context, entry: Path) -> Manifest | None:
     for stage in STAGES:
         if stage.cached and stage.name != WHOLE_IMAGE:
             ctx.touch(stage.name)
-    # the manifest of this build: its own stage cache use, timings and composer
+    # the manifest of this build: its own timings and composer (its stage cache use: after)
     this_build = {
-        "cache": dict(ctx.status),
         "timings": {n: ctx.timings[n] for n in NAMES if n in ctx.timings},
         "composer": describe.composer_record(),
     }

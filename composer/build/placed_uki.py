@@ -1,11 +1,16 @@
-"""uki-virt in an image build: the local repository the root tree installs ``uki-virt``
-from, and afterwards the UKI its install scripts put on the (staged) ESP of the tree."""
+"""uki-virt in an image build: the local repository ``uki-virt`` is installed from into the
+root tree (beside the tree's own packages, so that the root tree need not wait for the
+uki-virt build), and afterwards the UKI its install scripts put on the (staged) ESP."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from composer.core import tools
 from composer.core.errors import ComposerError
 from composer.plan.plan import Plan
 from composer.rootfs.intree import Tree
@@ -32,6 +37,45 @@ def lists_uki_virt(plan: Plan) -> bool:
     return UKI_VIRT in plan.packages or KERNEL_UKI_VIRT in plan.packages
 
 
+def built_here(plan: Plan) -> bool:
+    """Does the composer build this plan's uki-virt (apt), rather than the distribution ship
+    it (dnf: kernel-uki-virt)?"""
+    return UKI_VIRT in plan.packages and plan.distribution.family == "apt"
+
+
+def archive_packages(plan: Plan) -> list[str]:
+    """The plan's packages that its root tree installs from the archive: all but uki-virt when
+    the composer builds it (:func:`install_from_repos` adds that to the tree)."""
+    return [p for p in plan.packages if not (p == UKI_VIRT and built_here(plan))]
+
+
+def install_from_repos(root: Path, repos: Sequence[Path]) -> None:
+    """Install every .deb of the local ``repos`` (uki-virt and the uki-virt-<kver> it depends
+    on) into the root tree with the tree's own dpkg, chrooted, as mmdebstrap installs the
+    tree's packages: their scripts put the UKI on the tree's ESP directory (/efi, made here as
+    mmdebstrap's tree has none). No log with the time in it; dpkg's backups removed, as
+    mmdebstrap removes them."""
+    debs = sorted(d for r in repos for d in r.glob("*.deb"))
+    if not debs:
+        return
+    (root / "efi").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root / "tmp", prefix="uki-virt-") as held:
+        inside = PurePosixPath("/tmp") / Path(held).name
+        for deb in debs:
+            shutil.copyfile(deb, Path(held) / deb.name)
+        tools.run(
+            ["chroot", str(root), "dpkg", "--log=/dev/null", "--install", "--"]
+            + [str(inside / d.name) for d in debs],
+            env={
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "LC_ALL": "C.UTF-8",
+                "DEBIAN_FRONTEND": "noninteractive",
+            },
+        )
+    for old in (root / "var/lib/dpkg").glob("*-old"):
+        old.unlink()
+
+
 def _kernel_package(plan: Plan) -> str | None:
     """The linux-image-* (meta)package the image installs, if any."""
     return next((p for p in plan.packages if p.startswith("linux-image-")), None)
@@ -40,7 +84,7 @@ def _kernel_package(plan: Plan) -> str | None:
 def prepare_repo(plan: Plan, cache: Path) -> UkiVirtBuild | None:
     """The cached uki-virt repository for this plan's distribution, kernel and command line;
     None when the blueprint does not list uki-virt or the distribution ships it (dnf)."""
-    if UKI_VIRT not in plan.packages or plan.distribution.family != "apt":
+    if not built_here(plan):
         return None
     config = UkiVirtConfig.for_arch(plan.arch, plan.cmdline)
     return ensure_uki_virt(

@@ -20,21 +20,19 @@ def mmdebstrap(
     packages: Sequence[str],
     archive_cache: Path,
     variant: str = "minbase",
-    local_repos: Sequence[Path] = (),
     epoch: int | None = None,
 ) -> None:
     """Create ``target`` (must not exist yet) as a root tree with ``packages`` installed.
 
     The kernel's own initrd is skipped (INITRD=No): the image boots a UKI whose initrd is
-    built separately, generic and not host-only. ``local_repos`` (flat repositories such as
-    uki-virt's) are extra sources while packages install, gone again from the final tree.
+    built separately, generic and not host-only.
     """
     archive_cache.mkdir(parents=True, exist_ok=True)
     with owned_dir(archive_cache, ".tmp-sync-") as sync:
-        argv = _mmdebstrap_argv(variant, arch, local_repos, archive_cache, sync)
+        argv = _mmdebstrap_argv(variant, arch, archive_cache, sync)
         if packages:
             argv.append("--include=" + ",".join(packages))
-        argv += [suite, str(target), mirror, *(apt_source(r) for r in local_repos)]
+        argv += [suite, str(target), mirror]
         env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
         if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
             env["SOURCE_DATE_EPOCH"] = str(epoch)
@@ -54,9 +52,7 @@ def _archive_sync_out(cache: Path, sync: Path) -> str:
     )
 
 
-def _mmdebstrap_argv(
-    variant: str, arch: Arch, local_repos: Sequence[Path], archive_cache: Path, sync: Path
-) -> list[str]:
+def _mmdebstrap_argv(variant: str, arch: Arch, archive_cache: Path, sync: Path) -> list[str]:
     cache = str(archive_cache.resolve())
     argv = [
         # its own mount namespace: the /proc, /sys and /dev mounts mmdebstrap makes in the
@@ -76,7 +72,6 @@ def _mmdebstrap_argv(
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         "--skip=download/empty",
-        *_local_repo_hooks(local_repos),
         f'--setup-hook=mkdir -p "$1/var/cache/apt/archives" && '
         f"find {cache} -maxdepth 1 -name '*.deb' -exec cp -t \"$1/var/cache/apt/archives/\" {{}} +",
         f"--customize-hook={_archive_sync_out(archive_cache.resolve(), sync.resolve())}",
@@ -84,24 +79,6 @@ def _mmdebstrap_argv(
         '"$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old',
     ]
     return argv
-
-
-def _local_repo_hooks(repos: Sequence[Path]) -> list[str]:
-    """Customize hooks (run before the archive cache is saved) that take the local
-    repositories out of the tree again: their sources lines and their copied .debs."""
-    # the ESP's mount point exists before any package's scripts look for an ESP
-    hooks = ['--setup-hook=mkdir -p "$1"/efi'] if repos else []
-    for repo in repos:
-        path = str(repo.resolve())
-        hooks.append(
-            f"--customize-hook=sed -i '\\|{path}/|d' \"$1\"/etc/apt/sources.list "
-            '"$1"/etc/apt/sources.list.d/*.list 2>/dev/null; true'
-        )
-        names = sorted(shlex.quote(p.name) for p in repo.glob("*.deb"))
-        debs = " ".join(f'"$1"/var/cache/apt/archives/{n}' for n in names)
-        if debs:
-            hooks.append(f"--customize-hook=rm -f {debs}")
-    return hooks
 
 
 def installed_packages(tree: Path) -> dict[str, str]:
@@ -129,9 +106,3 @@ def kernel_version(tree: Path) -> str:
     if not versions:
         raise FileNotFoundError(f"no kernel modules in {moddir}: is a linux-image package listed?")
     return versions[-1]
-
-
-def apt_source(repo: Path) -> str:
-    """The sources.list line for the flat repository at ``repo``. apt's copy method copies
-    each .deb into the archive cache, as it does from a mirror."""
-    return f"deb [trusted=yes] copy:{repo.resolve()}/ ./"

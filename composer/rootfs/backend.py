@@ -27,14 +27,13 @@ def resolve_pins(plan: Plan, *, cache: Path) -> dict[str, str]:
 def make_root(
     plan: Plan,
     root: Path,
+    packages: Sequence[str],
     pins: dict[str, str],
     *,
     cache: Path,
-    local_repos: Sequence[Path] = (),
     epoch: int | None = None,
 ) -> None:
-    """Create ``root`` with the plan's packages at the ``pins`` resolved before.
-    ``local_repos``: extra repositories (apt flat + RPM repodata) to install from."""
+    """Create ``root`` with ``packages`` (of the plan's) at the ``pins`` resolved before."""
     arch = plan.arch
     distro = plan.distribution
     if distro.family == "dnf":
@@ -42,12 +41,9 @@ def make_root(
             root,
             distro=distro,
             arch=arch,
-            packages=[f"{n}-{pins[n]}" if n in pins else n for n in plan.packages],
+            packages=[f"{n}-{pins[n]}" if n in pins else n for n in packages],
             repositories=plan.customizations.repositories,
             cache=cache,
-            local_repos=[
-                dnf.dnf_repo(r, f"dps-composer-local-{i}") for i, r in enumerate(local_repos)
-            ],
             epoch=epoch,
         )
         return
@@ -56,9 +52,8 @@ def make_root(
         suite=plan.suite,
         mirror=plan.mirror,
         arch=arch,
-        packages=[f"{n}={pins[n]}" if n in pins else n for n in plan.packages],
+        packages=[f"{n}={pins[n]}" if n in pins else n for n in packages],
         archive_cache=cache / "archives" / f"{plan.suite}-{arch.debian}",
-        local_repos=local_repos,
         epoch=epoch,
     )
 

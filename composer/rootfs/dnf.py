@@ -1,8 +1,7 @@
 """RPM root trees with dnf --installroot (Debian's dnf 4): Fedora and CentOS Stream targets.
 
 The host's repository configuration is never read: a private dnf.conf names exactly the
-blueprint's ``[[customizations.repositories]]`` (or the distribution's default repositories)
-plus any local repository. Downloaded packages are kept in a cache between builds. The rpm
+blueprint's ``[[customizations.repositories]]`` (or the distribution's default repositories). Downloaded packages are kept in a cache between builds. The rpm
 database goes where the target distribution keeps it, through a private ~/.rpmmacros.
 """
 
@@ -105,7 +104,6 @@ def install_tree(
     packages: Sequence[str],
     repositories: Sequence[Repository],
     cache: Path,
-    local_repos: Sequence[Mapping[str, str]] = (),
     epoch: int | None = None,
 ) -> None:
     """Create ``target`` (must not exist yet) with ``packages`` and their dependencies
@@ -120,7 +118,7 @@ def install_tree(
     with scratch_dir("dnf-conf", work_parent()) as tmp:
         conf = tmp / "dnf.conf"
         inline = write_inline_keys(repos, tmp / "keys")
-        conf.write_text(dnf_conf(repos, cachedir.resolve(), local_repos, inline))
+        conf.write_text(dnf_conf(repos, cachedir.resolve(), (), inline))
         (tmp / ".rpmmacros").write_text(f"%_dbpath {dbpath(distro)}\n")
         tools.run(
             [
@@ -154,8 +152,3 @@ def installed_packages(tree: Path, distro: Distro) -> dict[str, str]:
     )
     pairs = (line.split("\t", 1) for line in text.splitlines() if "\t" in line)
     return dict(sorted((name, version) for name, version in pairs))
-
-
-def dnf_repo(repo: Path, repo_id: str = "dps-composer-local") -> dict[str, str]:
-    """A dnf repository definition for the RPM repository at ``repo``."""
-    return {"id": repo_id, "baseurl": f"file://{repo.resolve()}", "gpgcheck": "0"}

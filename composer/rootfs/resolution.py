@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,14 +54,23 @@ class Resolved:
 
 
 def check(
-    plan: Plan, pins: dict[str, str] | None, *, cache: Path, key: str | None = None
+    plan: Plan,
+    pins: dict[str, str] | None,
+    *,
+    cache: Path,
+    key: str | None = None,
+    downloaded: Callable[[], None] = lambda: None,
 ) -> Resolved | None:
     """Raise KeyedProblems naming every key the resolved package set cannot satisfy; None
     for targets whose archive this cannot read (dnf: checked by dnf when it installs).
     ``pins``: the version globs as resolved already (build), or None to resolve them here.
     ``key``: the root tree's cache key (package set, pins, the archive's index): a set resolved
-    for it before is taken as it was (a customization change costs no apt run)."""
+    for it before is taken as it was (a customization change costs no apt run).
+    ``downloaded``: called once the set's packages are in the package cache, before they are
+    read and judged (the root tree may be installed from them meanwhile), or at once when
+    nothing is downloaded here (dnf)."""
     if plan.distribution.family != "apt":
+        downloaded()
         return None
     memo = cache / "resolutions" / f"{key}.json" if key else None
     problems: list[Problem] = []
@@ -76,6 +86,7 @@ def check(
         state = pkgset.state_dir(cache, plan.suite, plan.arch)
         archives = cache / "archives" / f"{plan.suite}-{plan.arch.debian}"
         debs = pkgset.download(packages, state=state, arch=plan.arch, archives=archives)  # fmt: skip
+        downloaded()
         found = _union(_read_facts(debs, cache / "package-facts"), len(debs))
         problems += [*_service_problems(plan.customizations, found),
                      *_account_problems(plan, found), *_sshd_problems(plan.customizations, found)]  # fmt: skip

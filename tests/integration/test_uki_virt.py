@@ -166,6 +166,26 @@ def test_image_has_uki_virt_installed_and_its_esp_copy(default_image: Path) -> N
     ).stdout  # fmt: skip
     assert "deb.debian.org" in sources and "trusted=yes" not in sources
     assert "uki-virt" in m["timings"]
+    # installed into the tree by dpkg after the root's packages: nothing of that left behind
+    for directory, unwanted in (
+        ("/var/log", "dpkg.log"),
+        ("/var/lib/dpkg", "-old"),
+        ("/tmp", "uki-virt"),
+        ("/efi", "EFI"),  # the ESP's mount point stays empty: the UKI went onto the ESP image
+    ):
+        names = _ext4_names(raw, root, directory)
+        assert not [n for n in names if unwanted in n], (directory, names)
+
+
+def _ext4_names(raw: Path, offset: int, directory: str) -> list[str]:
+    listing = subprocess.run(
+        ["debugfs", "-R", f"ls -p {directory}", f"{raw}?offset={offset}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # ls -p: /inode/mode/uid/gid/name/size/ per entry
+    names = [line.split("/")[5] for line in listing.splitlines() if line.count("/") >= 6]
+    assert "." in names, listing  # the directory was there
+    return names
 
 
 def test_purge_removes_the_esp_copy_and_reinstall_puts_it_back(

@@ -40,6 +40,6 @@ STAGE = Stage(
         "secret",
         "epoch",
     ),
-    after=("root",),
+    after=("root", "uki"),  # the tree as the uki stage left it (uki-virt installed)
     run=run,
 )

@@ -20,7 +20,14 @@ ARCHIVE_REQUEST = (
 
 
 def run(ctx: Context) -> None:
-    resolution.check(ctx.plan, ctx.pins, cache=ctx.cache, key=ctx.key(STAGE.name))
+    resolution.check(
+        ctx.plan,
+        ctx.pins,
+        cache=ctx.cache,
+        key=ctx.key(STAGE.name),
+        downloaded=ctx.packages_downloaded.set,  # the root tree may be installed from here on
+    )
+    ctx.packages_downloaded.set()  # nothing to download: a set with problems raised above
 
 
 STAGE = Stage(

@@ -1,12 +1,18 @@
 """The root tree: the distribution's packages installed by its backend (apt: mmdebstrap, dnf:
 dnf --installroot), before any customization; cached. Before it, the disk space the rest of
-the build needs is checked (composer/build/space.py)."""
+the build needs is checked (composer/build/space.py).
+
+It starts before the whole image is looked up (``early``), beside the uki-virt build (the
+uki-virt package, when the composer builds it, is installed into the tree by the uki stage)
+and beside package-check: it installs the packages package-check has downloaded while they
+are judged, and is stopped when the judgement fails. A cached tree is copied out only once
+the image is known not to be cached whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from composer.build import space
+from composer.build import placed_uki, space
 from composer.build.cache import StageCache
 from composer.build.context import Context
 from composer.build.stages.package_check import ARCHIVE_REQUEST
@@ -22,14 +28,16 @@ def run(ctx: Context) -> None:
         ctx.needs = image_needs(ctx, entry)
         space.require(ctx.places, ctx.needs)
         if entry is not None:
+            ctx.wait_until(ctx.image_missed)  # copied out only when the image is not cached
             copy_tree(entry / "tree", root)
         else:
+            ctx.wait_until(ctx.packages_downloaded)  # installed from package-check's downloads
             backend.make_root(
                 ctx.plan,
                 root,
+                placed_uki.archive_packages(ctx.plan),
                 ctx.pins,
                 cache=ctx.cache,
-                local_repos=ctx.made.local_repos,
                 epoch=ctx.epoch,
             )
             ctx.store(STAGE.name, lambda d: copy_tree(root, d / "tree"))
@@ -68,9 +76,10 @@ STAGE = Stage(
         "pins",
         "index",
         "epoch",
-        "local_repos",
     ),
-    after=("tools-tree",),
     cached=True,
     run=run,
+    # beside uki-virt (the uki stage installs that into the tree) and package-check (its
+    # packages installed once downloaded, while package-check judges them)
+    early=True,
 )

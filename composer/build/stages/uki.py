@@ -1,5 +1,6 @@
 """The image's UKI in the work directory (it may be signed there later) and its path on the
-ESP: the one uki-virt's install scripts put on the tree's ESP, else built from the root tree
+ESP: the one uki-virt's install scripts put on the tree's ESP (the package installed into the
+tree here when the composer built it), else built from the root tree
 before customizations (the initrd is generic: nothing of the blueprint's customizations
 reaches it, so one UKI serves every image of one package set); cached."""
 
@@ -20,6 +21,7 @@ def run(ctx: Context) -> None:
     plan, work, root = ctx.plan, ctx.work, ctx.made.root
     assert root is not None and ctx.made.tools_tree is not None
     if placed_uki.lists_uki_virt(plan):  # the UKI the package's scripts placed
+        placed_uki.install_from_repos(root, ctx.made.local_repos)
         placed = placed_uki.take_placed_uki(root, work / "uki")
         ctx.made.uki, ctx.made.uki_rel = (
             Uki(placed.path, placed.kernel_version, plan.cmdline),
@@ -54,10 +56,18 @@ def _signing(ctx: Context) -> PcrSigning | None:
 
 STAGE = Stage(
     "uki",
-    "the generic UKI: the one uki-virt's scripts placed on the tree's ESP, else dracut (not "
+    "the generic UKI: the one uki-virt's scripts placed on the tree's ESP (the package, when "
+    "built here, installed into the tree by dpkg), else dracut (not "
     "host-only, the virt module set) and ukify in the tools tree, from the root tree before "
     "customizations; with [measured] sign_policy, a signed PCR 11 policy (.pcrsig, .pcrpkey)",
-    inputs=("plan.cmdline", "plan.architecture", "plan.os_id", "plan.pcr_policy", "pcr_key"),
+    inputs=(
+        "plan.cmdline",
+        "plan.architecture",
+        "plan.os_id",
+        "plan.pcr_policy",
+        "pcr_key",
+        "local_repos",
+    ),
     after=("root", "tools-tree"),
     cached=True,
     run=run,

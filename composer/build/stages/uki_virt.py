@@ -1,5 +1,5 @@
-"""uki-virt for an image whose blueprint lists it: the cached local repository its root tree
-installs the package from (composer/build/placed_uki.py, composer/uki_virt/)."""
+"""uki-virt for an image whose blueprint lists it: the cached local repository the uki stage
+installs the package from into the root tree (composer/build/placed_uki.py, composer/uki_virt/)."""
 
 from __future__ import annotations
 

@@ -123,11 +123,14 @@ def test_package_order_changes_nothing() -> None:
     assert derived(plan(two)) == derived(plan(swapped))
 
 
-def test_local_repository_content_is_in_the_root_key(tmp_path: Path) -> None:
+def test_local_repository_content_is_in_the_uki_key_not_the_root_key(tmp_path: Path) -> None:
+    """The root tree is installed without uki-virt (beside its build); the uki stage installs
+    it into the tree, so its key and the image's cover the repository's content."""
     (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"one")
     a = derived(plan(), local_repos=keys.repo_digests([tmp_path]))
     (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"two")
-    assert derived(plan(), local_repos=keys.repo_digests([tmp_path]))[0] != a[0]
+    b = derived(plan(), local_repos=keys.repo_digests([tmp_path]))
+    assert b[0] == a[0] and b[1] != a[1] and b[2] != a[2]
 
 
 def test_password_change_misses_the_image() -> None:
@@ -350,10 +353,11 @@ def test_clamp_mtimes_only_lowers(tmp_path: Path) -> None:
 
 
 def test_before_uki_virt_ends_only_the_keys_that_do_not_read_its_repository_are_known() -> None:
-    """resolve may end while uki-virt still runs: package-check's key is known then (it
-    starts alongside), root's and every key after it are not, and none changes later."""
+    """resolve may end while uki-virt still runs: package-check's and root's keys are known
+    then (they start alongside), the uki stage's and every key after it are not, and none
+    changes later."""
     early = keys.derive(plan(), facts(local_repos=None), STAGES)
     full = keys.derive(plan(), facts(), STAGES)
-    assert {"tools-tree", "uki-virt", "resolve", "package-check"} <= set(early)
-    assert not {"root", "uki", "customize", "image"} & set(early)
+    assert {"tools-tree", "uki-virt", "resolve", "package-check", "root"} <= set(early)
+    assert not {"uki", "customize", "image"} & set(early)
     assert all(full[name] == key for name, key in early.items())

@@ -7,10 +7,18 @@ import logging
 import threading
 from pathlib import Path
 
+import pytest
+
+from composer.build.context import Context
 from composer.build.pipeline import LOOKUP, stage_needs, task_order
 from composer.build.schedule import Schedule, Task
+from composer.build.space import Places
+from composer.build.stages import package_check
 from composer.build.stages.sequence import STAGES, stage
+from composer.core.lifetime import Stopped, StopScope, stoppable
 from composer.core.log import log_file, prefixed
+from composer.plan.load import parse
+from composer.plan.plan import make_plan
 
 
 def needs(name: str, applying: tuple[str, ...] = ()) -> set[str]:
@@ -26,31 +34,45 @@ def test_the_front_stages_overlap_by_their_declarations() -> None:
     assert needs("package-check") == {"resolve"}
 
 
-def test_the_package_check_downloads_while_the_tools_tree_is_made() -> None:
-    """A cold build's two long front stages overlap in the schedule the build runs: the tools
-    tree's task ends only once package-check has started (it would wait in vain, for 10 s, if
-    package-check were held back until the tools tree ended)."""
-    checking = threading.Event()
+@pytest.mark.parametrize(
+    ("long", "beside"),
+    [
+        ("tools-tree", "package-check"),  # package-check downloads while the tools tree is made
+        ("uki-virt", "root"),  # the root tree is installed while uki-virt is built
+        ("package-check", "root"),  # ... and while package-check judges what it downloaded
+    ],
+)
+def test_the_long_front_stages_overlap_in_the_schedule_the_build_runs(
+    long: str, beside: str
+) -> None:
+    """A cold build's long front stages overlap in the schedule the build runs: the task of
+    ``long`` ends only once ``beside``'s has started (it would wait in vain, for 10 s, if
+    ``beside`` were held back until ``long`` ended); both end before the uki stage."""
+    started = threading.Event()
     seen: list[bool] = []
 
     def run(name: str, waits_for: frozenset[str]) -> Task:
         def work() -> None:
-            if name == "tools-tree":
-                seen.append(checking.wait(10))
-            elif name == "package-check":
-                checking.set()
+            if name == long:
+                seen.append(started.wait(10))
+            elif name == beside:
+                started.set()
 
         return Task(name, waits_for, work)
 
     schedule = Schedule([run(name, waits_for) for name, waits_for in task_order(STAGES)])
     schedule.run()
     assert seen == [True]
-    assert schedule.finished.index("tools-tree") < schedule.finished.index(LOOKUP)
+    assert schedule.finished.index(long) < schedule.finished.index("uki")
+    assert schedule.finished.index(beside) < schedule.finished.index("uki")
 
 
-def test_the_root_tree_waits_for_the_lookup_uki_virt_and_the_package_check() -> None:
-    """Its key reads uki-virt's repository; it installs what package-check downloaded."""
-    assert needs("root") == {"tools-tree", "uki-virt", "resolve", "package-check", LOOKUP}
+def test_the_root_tree_is_installed_beside_uki_virt() -> None:
+    """It is installed before the image is looked up (its key does not read uki-virt's
+    repository) and beside package-check, whose downloads it waits for; the uki stage
+    installs uki-virt into it and waits for both."""
+    assert needs("root") == {"resolve"}  # package-check's downloads: an event (below)
+    assert {"root", "uki-virt", "package-check", "tools-tree", LOOKUP} <= needs("uki")
 
 
 def test_after_the_lookup_stages_run_one_at_a_time_in_their_order() -> None:
@@ -61,7 +83,7 @@ def test_after_the_lookup_stages_run_one_at_a_time_in_their_order() -> None:
 
 def test_a_stage_that_does_not_apply_is_not_waited_for() -> None:
     without = tuple(s.name for s in STAGES if s.name != "uki-virt")
-    assert "uki-virt" not in needs("root", without)
+    assert "uki-virt" not in needs("uki", without)
 
 
 def test_overlapping_lines_carry_their_stage(tmp_path: Path) -> None:
@@ -79,3 +101,51 @@ def test_overlapping_lines_carry_their_stage(tmp_path: Path) -> None:
         "[uki-virt] second line",
         "alone again",
     ]
+
+
+def _context(tmp_path: Path, extra: str = "") -> Context:
+    places = Places(tmp_path, tmp_path, tmp_path)
+    plan = make_plan(parse(f'name = "n"\n{extra}'))
+    return Context(plan, tmp_path, tmp_path, tmp_path, tmp_path / "log", places)
+
+
+def test_the_root_stage_waits_for_what_other_stages_signal(tmp_path: Path) -> None:
+    """The root stage waits (stoppable) for the whole image's lookup before it copies a
+    cached tree out, and for package-check's downloads before it installs packages: when the
+    image is found whole or the package set is refused, the build stops the wait."""
+    ctx = _context(tmp_path)
+    scope = StopScope()
+    waited: list[str] = []
+
+    def wait() -> None:
+        with stoppable(scope):
+            try:
+                ctx.wait_until(ctx.image_missed)
+                waited.append("missed")
+            except Stopped:
+                waited.append("stopped")
+
+    first = threading.Thread(target=wait)
+    first.start()
+    first.join(0.3)
+    assert first.is_alive()  # nothing looked up yet
+    ctx.image_missed.set()
+    first.join(5)
+    assert waited == ["missed"]
+
+    ctx = _context(tmp_path)
+    second = threading.Thread(target=wait)
+    second.start()
+    scope.stop()  # the image was found: the schedule stops what still runs
+    second.join(5)
+    assert waited == ["missed", "stopped"]
+    ctx.wait_until(ctx.packages_downloaded)  # outside a schedule nothing runs beside: no wait
+
+
+def test_package_check_signals_the_downloads_also_when_it_downloads_nothing(
+    tmp_path: Path,
+) -> None:
+    """dnf targets: dnf resolves and downloads while it installs, so the root may start."""
+    ctx = _context(tmp_path, 'distro = "fedora-41"\n')
+    package_check.STAGE.run(ctx)
+    assert ctx.packages_downloaded.is_set()

@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 
 from composer.blueprint.repositories import Repository
-from composer.build.placed_uki import PlacedUkiError, take_placed_uki
+from composer.build.placed_uki import (
+    PlacedUkiError,
+    archive_packages,
+    install_from_repos,
+    take_placed_uki,
+)
 from composer.core.errors import BlueprintError
 from composer.plan.load import parse
 from composer.plan.plan import make_plan
-from composer.rootfs.apt import _local_repo_hooks, apt_source
-from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf, dnf_repo
+from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
 from composer.rootfs.pkgset import deb_file_name
 from composer.spec.arch import get_arch
 from composer.target.distros import get_distro
@@ -187,15 +191,22 @@ def test_take_placed_uki_names_what_is_missing(tmp_path: Path) -> None:
         take_placed_uki(tmp_path / "root", tmp_path / "out")
 
 
-def test_local_repo_hooks_take_the_repository_out_again(tmp_path: Path) -> None:
-    (tmp_path / "uki-virt_1_amd64.deb").write_bytes(b"")
-    hooks = _local_repo_hooks([tmp_path])
-    assert hooks[0] == '--setup-hook=mkdir -p "$1"/efi'
-    assert any(str(tmp_path) in h and "sources.list" in h for h in hooks)
-    assert any('"$1"/var/cache/apt/archives/uki-virt_1_amd64.deb' in h for h in hooks)
-    assert _local_repo_hooks([]) == []
-    assert apt_source(tmp_path) == f"deb [trusted=yes] copy:{tmp_path}/ ./"
-    assert dnf_repo(tmp_path)["baseurl"] == f"file://{tmp_path}"
+def test_the_root_tree_installs_all_but_the_uki_virt_the_composer_builds() -> None:
+    debian = make_plan(parse('name = "d"\n[[packages]]\nname = "uki-virt"\n'))
+    assert "uki-virt" in debian.packages
+    assert "uki-virt" not in archive_packages(debian)
+    assert set(archive_packages(debian)) == set(debian.packages) - {"uki-virt"}
+    assert "linux-image-amd64" in archive_packages(debian)  # what uki-virt depends on
+    plain = make_plan(parse('name = "p"\n'))
+    assert archive_packages(plain) == list(plain.packages)
+    fedora = make_plan(parse('name = "f"\ndistro = "fedora-41"\n'))
+    assert "kernel-uki-virt" in archive_packages(fedora)  # the distribution's own
+
+
+def test_no_local_package_no_install(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    install_from_repos(tmp_path / "missing-root", [tmp_path / "repo"])  # runs nothing
+    assert not (tmp_path / "missing-root").exists()
 
 
 def test_dnf_conf_reads_only_the_given_repositories(tmp_path: Path) -> None:
