@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -55,11 +56,35 @@ def note(logger: logging.Logger, text: str) -> None:
     logger.info("# %s", text.replace("\n", "\n# "))
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A log file's handler that, when lines cannot be written (its disk is full: the command
+    then fails and says so itself), says so once on stderr, where ``logging`` would print a
+    traceback for every line and closing the file would raise."""
+
+    said = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self._lost(sys.exc_info()[1])
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:  # what could not be written is flushed once more, in vain
+            self._lost(exc)
+
+    def _lost(self, why: BaseException | None) -> None:
+        if not self.said:
+            self.said = True
+            sys.stderr.write(
+                f"log file {self.baseFilename}: some lines from here on are missing: {why}\n"
+            )
+
+
 @contextlib.contextmanager
 def log_file(path: Path) -> Iterator[Path]:
     """Everything the composer logs while the block runs, appended to ``path`` (each line
     written through at once: a killed command's log shows how far it got)."""
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8", errors="replace")
+    handler = _LogFileHandler(path, mode="a", encoding="utf-8", errors="replace")
     handler.setFormatter(LineFormatter())
     logger = logging.getLogger(ROOT)
     level, propagate = logger.level, logger.propagate

@@ -193,26 +193,28 @@ def _running_stages(err: str) -> set[str]:
     return {n for n in started if not re.search(rf"stage {n}: (built|cached|FAILED)", err)}
 
 
-def test_a_kill_while_two_stages_overlap_stops_both(env: Env, fleet: dict[str, Any]) -> None:
+def test_a_kill_while_three_stages_overlap_stops_them_all(env: Env, fleet: dict[str, Any]) -> None:
     """A new kernel command line and new packages: uki-virt builds (dracut) while
-    package-check resolves, downloads and reads packages, side by side in two threads of the
-    build. SIGTERM reaches the main thread, which stops both stages' tools, lets each remove
-    its temporaries, and exits 143 with nothing left."""
+    package-check resolves, downloads and reads packages and the root tree waits for those
+    downloads (or installs them), side by side in three threads of the build. SIGTERM reaches
+    the main thread, which stops every stage's tools (or wait), lets each remove its
+    temporaries, and exits 143 with nothing left."""
     out = env.base / "overlap"
     bp = variant(env, "overlap", "overlap", ("strace", "gdb"))
     bp.write_text(bp.read_text().replace('append = "audit=0"', 'append = "audit=0 panic=5"'))
     build = Build(env, bp, out)
-    with timed("kill while uki-virt and package-check overlap"):
+    overlapping = {"uki-virt", "package-check", "root"}
+    with timed("kill while uki-virt, package-check and root overlap"):
         build.wait_for("# stage: package-check")
         end = time.monotonic() + 600
-        while _running_stages(build.output()[1]) != {"uki-virt", "package-check"}:
+        while _running_stages(build.output()[1]) != overlapping:
             assert time.monotonic() < end and build.proc.poll() is None, build.output()
             time.sleep(0.02)
-        kill = build.kill("uki-virt and package-check", signal.SIGTERM)
+        kill = build.kill("uki-virt, package-check and root", signal.SIGTERM)
         _after_kill(env, kill, out, bp.stem)
-    # both were stopped by the main thread, neither failed on its own
-    assert re.search(r"stage uki-virt: stopped after", kill.stderr), kill.stderr
-    assert re.search(r"stage package-check: stopped after", kill.stderr), kill.stderr
+    # all were stopped by the main thread, none failed on its own
+    for name in overlapping:
+        assert re.search(rf"stage {name}: stopped after", kill.stderr), kill.stderr
     assert "FAILED" not in kill.stderr
 
 
@@ -367,8 +369,14 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
         ]
         for role, directory in (("scratch", work), ("output", out), ("cache", cache)):
             build = Build(full, bp, out)
-            # the root stage checks the space first, then copies the cached tree: fill now
+            # the root stage checks the space first, then copies the cached tree: fill now,
+            # once package-check beside it has logged its (long) output: the build log on a
+            # full output disk keeps the few KiB left for the failure's last lines
             build.wait_for("$ cp -a --reflink=auto")
+            end = time.monotonic() + 600
+            while not re.search(r"stage package-check: (built|cached)", build.output()[1]):
+                assert time.monotonic() < end and build.proc.poll() is None, build.output()
+                time.sleep(0.02)
             filler = _fill(directory)
             code, _, err = build.finish()
             assert code == 3, err

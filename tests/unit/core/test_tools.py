@@ -205,3 +205,16 @@ def test_a_signal_while_a_tool_starts_stops_the_tool(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert marker.read_text().splitlines() == ["interrupted"]
+
+
+def test_a_log_file_that_cannot_be_written_is_said_once_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A full disk under the build log (/dev/full: every write fails with ENOSPC): one line
+    on stderr names the file and why, where logging would print a traceback per line."""
+    with log_file(Path("/dev/full")):
+        tools.run([sys.executable, "-c", "print('one'); print('two')"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "log file /dev/full: some lines from here on are missing" in err
+    assert "No space left on device" in err and "Traceback" not in err
