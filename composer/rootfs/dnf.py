@@ -1,8 +1,8 @@
 """RPM root trees with dnf --installroot (Debian's dnf 4): Fedora and CentOS Stream targets.
 
 The host's repository configuration is never read: a private dnf.conf names exactly the
-blueprint's ``[[customizations.repositories]]`` (or the distribution's default repositories). Downloaded packages are kept in a cache between builds. The rpm
-database goes where the target distribution keeps it, through a private ~/.rpmmacros.
+blueprint's ``[[customizations.repositories]]`` (or the distribution's default repositories).
+Downloaded packages are kept in a cache between builds. The rpm database goes where the target distribution keeps it, through a private ~/.rpmmacros.
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ def dbpath(distro: Distro) -> str:
 def dnf_conf(
     repos: Sequence[Repository],
     cachedir: Path,
-    extra: Sequence[Mapping[str, str]] = (),
     inline_keys: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """A dnf.conf that reads no repository but these (``extra``: raw sections with an id;
-    ``inline_keys``: repository id -> file:// URLs of its armored keys, written out)."""
+    """A dnf.conf that reads no repository but these (``inline_keys``: repository id ->
+    file:// URLs of its armored keys, written out)."""
     lines = [
         "[main]",
         "reposdir=",
@@ -73,7 +72,6 @@ def dnf_conf(
     ]
     keys = inline_keys or {}
     sections = [(r.id, r.dnf_options(keys.get(r.id, ()))) for r in repos if r.enabled]
-    sections += [(s["id"], {k: v for k, v in s.items() if k != "id"}) for s in extra]
     for repo_id, opts in sections:
         lines.append(f"[{repo_id}]")
         lines += [f"{k}={v}" for k, v in opts.items()]
@@ -118,7 +116,7 @@ def install_tree(
     with scratch_dir("dnf-conf", work_parent()) as tmp:
         conf = tmp / "dnf.conf"
         inline = write_inline_keys(repos, tmp / "keys")
-        conf.write_text(dnf_conf(repos, cachedir.resolve(), (), inline))
+        conf.write_text(dnf_conf(repos, cachedir.resolve(), inline))
         (tmp / ".rpmmacros").write_text(f"%_dbpath {dbpath(distro)}\n")
         tools.run(
             [

@@ -27,7 +27,7 @@ def run(ctx: Context) -> None:
         key=ctx.key(STAGE.name),
         downloaded=ctx.packages_downloaded.set,  # the root tree may be installed from here on
     )
-    ctx.packages_downloaded.set()  # nothing to download: a set with problems raised above
+    ctx.packages_downloaded.set()  # also when nothing was downloaded (an empty set)
 
 
 STAGE = Stage(

@@ -50,7 +50,7 @@ def test_inline_keys_are_written_and_named(tmp_path: Path) -> None:
     repo = plan.customizations.repositories[0]
     assert repo.inline_keys == (KEY,)
     inline = write_inline_keys([repo], tmp_path / "keys")
-    conf = dnf_conf([repo], tmp_path, (), inline)
+    conf = dnf_conf([repo], tmp_path, inline)
     written = tmp_path / "keys/extra-0.asc"
     assert written.read_text() == KEY
     assert f"gpgkey=https://example.org/key.asc file://{written}\n" in conf
