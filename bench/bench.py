@@ -2,8 +2,9 @@
 """Benchmark dps-composer on this machine: builds (cold, warm after a customization change,
 no change), image sizes, boot to verdict (TPM; Secure Boot + TPM), the FAIL verdict for an
 image whose root is not discoverable, and the guest's boot profile (systemd-analyze and blame,
-from the check's report of one more boot of each kind with ``--profile``, timed apart). Reports medians of several runs with the machine load at each run. Reports
-only: nothing here asserts a time.
+from the check's report of one more boot of each kind with ``--profile``, timed apart).
+Reports medians of several runs with the machine load at each run. Reports only: nothing here
+asserts a time.
 
     .venv/bin/python bench/bench.py [--runs 3] [--boot-runs 2] [--out bench/results.json]
         [--phases build,boot,fail,vcpus] [--boot-tools tree|host] [--keep-tools]

@@ -4,8 +4,7 @@ uki-virt build), and afterwards the UKI its install scripts put on the (staged) 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,6 +18,7 @@ from composer.uki_virt.virt import UkiVirtBuild, UkiVirtConfig, ensure_uki_virt
 
 ESP_DIRS = ("efi", "boot/efi", "boot")  # where the install scripts look, in that order
 STATE_DIR = "/var/lib/uki-virt"
+DPKG_DIR = "/var/lib/dpkg"
 
 
 class PlacedUkiError(ComposerError):
@@ -54,26 +54,37 @@ def install_from_repos(root: Path, repos: Sequence[Path]) -> None:
     on) into the root tree with the tree's own dpkg, chrooted, as mmdebstrap installs the
     tree's packages: their scripts put the UKI on the tree's ESP directory (/efi, made here as
     mmdebstrap's tree has none). No log with the time in it; dpkg's backups removed, as
-    mmdebstrap removes them."""
+    mmdebstrap removes them. The tree's packages may have made any of these paths a link:
+    every path is resolved inside the tree (composer/rootfs/intree.py)."""
     debs = sorted(d for r in repos for d in r.glob("*.deb"))
     if not debs:
         return
-    (root / "efi").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root / "tmp", prefix="uki-virt-") as held:
-        inside = PurePosixPath("/tmp") / Path(held).name
-        for deb in debs:
-            shutil.copyfile(deb, Path(held) / deb.name)
-        tools.run(
-            ["chroot", str(root), "dpkg", "--log=/dev/null", "--install", "--"]
-            + [str(inside / d.name) for d in debs],
-            env={
-                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                "LC_ALL": "C.UTF-8",
-                "DEBIAN_FRONTEND": "noninteractive",
-            },
-        )
-    for old in (root / "var/lib/dpkg").glob("*-old"):
-        old.unlink()
+    staging = f"/tmp/dps-composer-uki-virt-{secrets.token_hex(8)}"
+    with Tree(root) as t:
+        t.makedirs("/efi")
+        t.makedirs(staging, mode=0o700)
+        try:
+            for deb in debs:
+                t.write(f"{staging}/{deb.name}", deb.read_bytes())
+            tools.run(
+                ["chroot", str(root), "dpkg", "--log=/dev/null", "--install", "--"]
+                + [f"{staging}/{d.name}" for d in debs],
+                env={
+                    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                    "LC_ALL": "C.UTF-8",
+                    "DEBIAN_FRONTEND": "noninteractive",
+                },
+            )
+        finally:
+            t.rmtree(staging)
+        drop_dpkg_backups(t)
+
+
+def drop_dpkg_backups(t: Tree) -> None:
+    """dpkg's ``*-old`` copies of its database files, which mmdebstrap removes too."""
+    for name in t.listdir(DPKG_DIR):
+        if name.endswith("-old"):
+            t.unlink(f"{DPKG_DIR}/{name}")
 
 
 def _kernel_package(plan: Plan) -> str | None:

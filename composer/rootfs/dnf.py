@@ -2,7 +2,8 @@
 
 The host's repository configuration is never read: a private dnf.conf names exactly the
 blueprint's ``[[customizations.repositories]]`` (or the distribution's default repositories).
-Downloaded packages are kept in a cache between builds. The rpm database goes where the target distribution keeps it, through a private ~/.rpmmacros.
+Downloaded packages are kept in a cache between builds. The rpm database goes where the target
+distribution keeps it, through a private ~/.rpmmacros.
 """
 
 from __future__ import annotations

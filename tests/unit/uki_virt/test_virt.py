@@ -12,13 +12,15 @@ from composer.blueprint.repositories import Repository
 from composer.build.placed_uki import (
     PlacedUkiError,
     archive_packages,
+    drop_dpkg_backups,
     install_from_repos,
     take_placed_uki,
 )
-from composer.core.errors import BlueprintError
+from composer.core.errors import BlueprintError, ToolError
 from composer.plan.load import parse
 from composer.plan.plan import make_plan
 from composer.rootfs.dnf import dbpath, default_repositories, dnf_conf
+from composer.rootfs.intree import InTreeError, Tree
 from composer.rootfs.pkgset import deb_file_name
 from composer.spec.arch import get_arch
 from composer.target.distros import get_distro
@@ -207,6 +209,41 @@ def test_no_local_package_no_install(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     install_from_repos(tmp_path / "missing-root", [tmp_path / "repo"])  # runs nothing
     assert not (tmp_path / "missing-root").exists()
+
+
+def test_installing_uki_virt_stays_inside_a_tree_whose_links_point_out(tmp_path: Path) -> None:
+    """The tree's packages may have made /tmp, /efi or /var/lib/dpkg links to host paths: the
+    .debs are staged, and dpkg's backups removed, where the links lead inside the tree (as
+    chrooted dpkg sees them), never on the host; a link that leads nowhere in the tree is
+    refused."""
+    host = tmp_path / "host"
+    (host / "dpkg").mkdir(parents=True)
+    (host / "dpkg/status-old").write_text("the host's\n")
+    root = tmp_path / "root"
+    inside = root / "host"  # where ../ links out of the tree lead in it (as in a chroot)
+    (inside / "dpkg").mkdir(parents=True)
+    (inside / "dpkg/status-old").write_text("the tree's\n")
+    (inside / "dpkg/status").write_text("kept\n")
+    (root / "var/lib").mkdir(parents=True)
+    (root / "tmp").symlink_to("../host")  # on the host: tmp_path/host
+    (root / "var/lib/dpkg").symlink_to("../../../host/dpkg")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "uki-virt_1_amd64.deb").write_bytes(b"not a package")
+    with pytest.raises(ToolError):  # this tree has no dpkg to chroot into
+        install_from_repos(root, [repo])
+    assert sorted(p.name for p in host.iterdir()) == ["dpkg"]  # nothing staged on the host
+    assert sorted(p.name for p in inside.iterdir()) == ["dpkg"]  # staged inside, removed
+    assert (root / "efi").is_dir()
+    with Tree(root) as t:
+        drop_dpkg_backups(t)
+    assert sorted(p.name for p in (inside / "dpkg").iterdir()) == ["status"]
+    assert (host / "dpkg/status-old").read_text() == "the host's\n"
+    (root / "efi").rmdir()
+    (root / "efi").symlink_to("../host/efi")  # to nothing in the tree: refused, not made
+    with pytest.raises(InTreeError, match="/efi"):
+        install_from_repos(root, [repo])
+    assert not (host / "efi").exists()
 
 
 def test_dnf_conf_reads_only_the_given_repositories(tmp_path: Path) -> None:
