@@ -187,6 +187,14 @@ def test_kills_while_packages_are_built_and_installed(env: Env, fleet: dict[str,
         )
 
 
+def _until(build: Build, shown: Callable[[str], bool], timeout: float = 600) -> None:
+    """Until the build's progress lines (stderr) so far show what ``shown`` looks for."""
+    end = time.monotonic() + timeout
+    while not shown(build.output()[1]):
+        assert time.monotonic() < end and build.proc.poll() is None, build.output()
+        time.sleep(0.02)
+
+
 def _running_stages(err: str) -> set[str]:
     """The stages the progress lines (stderr) show started and not ended."""
     started = set(re.findall(r"stage ([\w-]+): started", err))
@@ -206,10 +214,7 @@ def test_a_kill_while_three_stages_overlap_stops_them_all(env: Env, fleet: dict[
     overlapping = {"uki-virt", "package-check", "root"}
     with timed("kill while uki-virt, package-check and root overlap"):
         build.wait_for("# stage: package-check")
-        end = time.monotonic() + 600
-        while _running_stages(build.output()[1]) != overlapping:
-            assert time.monotonic() < end and build.proc.poll() is None, build.output()
-            time.sleep(0.02)
+        _until(build, lambda err: _running_stages(err) == overlapping)
         kill = build.kill("uki-virt, package-check and root", signal.SIGTERM)
         _after_kill(env, kill, out, bp.stem)
     # all were stopped by the main thread, none failed on its own
@@ -373,10 +378,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
             # once package-check beside it has logged its (long) output: the build log on a
             # full output disk keeps the few KiB left for the failure's last lines
             build.wait_for("$ cp -a --reflink=auto")
-            end = time.monotonic() + 600
-            while not re.search(r"stage package-check: (built|cached)", build.output()[1]):
-                assert time.monotonic() < end and build.proc.poll() is None, build.output()
-                time.sleep(0.02)
+            _until(build, lambda err: bool(re.search(r"stage package-check: (built|cached)", err)))
             filler = _fill(directory)
             code, _, err = build.finish()
             assert code == 3, err
