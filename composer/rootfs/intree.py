@@ -47,12 +47,16 @@ def _parts(path: str) -> list[str]:
 
 @contextlib.contextmanager
 def _explained(path: str, what: str = "") -> Iterator[None]:
-    """OSError -> InTreeError naming the path inside the image."""
+    """OSError -> InTreeError naming the path inside the image. A full disk (ENOSPC,
+    EDQUOT) is the host's condition, not the image's: it stays an OSError, which the build
+    turns into its disk-full error naming the directory that ran out."""
     try:
         yield
     except InTreeError:
         raise
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
         why = {
             errno.ELOOP: "too many or forbidden symbolic links",
             errno.ENOTDIR: "a component is not a directory",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from composer.build.fs.fs import HOST, Reproducible
 from composer.build.fs.mkfs import make_filesystem
+from composer.build.space import is_disk_full
 from composer.core.errors import ComposerError
 from composer.manifest.model import Partition
 from composer.plan.layout import PartitionPlan
@@ -60,6 +61,8 @@ def _open_mount_point(t: Tree, p: PartitionPlan) -> int:
             t.makedirs(p.mountpoint, no_symlinks=True)
             return t.open(p.mountpoint, flags, no_symlinks=True)
     except (OSError, InTreeError) as exc:
+        if is_disk_full(exc):
+            raise  # the host's condition: the build names the directory that ran out
         link = t.first_link(p.mountpoint)
         why = f"it crosses the symbolic link {link}" if link else f"not a directory ({exc})"
         raise ComposerError(

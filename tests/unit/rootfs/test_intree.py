@@ -209,3 +209,34 @@ def test_relative_resolv_conf_link_is_kept(tmp_path: Path, resolution: str) -> N
     (tree / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")  # the host's, copied in
     customize.prepare_system(tree)
     assert (tree / "etc/resolv.conf").read_text() == ""
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_is_the_hosts_error_not_the_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Writing into the tree on a full disk stays an OSError (the build names the directory
+    that ran out, exit 3), never an InTreeError blaming a path in the image (exit 2)."""
+    from composer.build import space
+    from composer.build.space import DiskFullError, Needs, Places
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("composer.rootfs.intree.replace_at", full)
+    places = Places(tmp_path, tmp_path, tmp_path)
+    with (
+        pytest.raises(DiskFullError, match="no space left on device in the scratch") as err,
+        space.disk_full_errors(places, Needs),
+        Tree(tmp_path) as t,
+    ):
+        t.write("/usr/libexec/check", "#!/bin/sh\n", 0o755)
+    assert err.value.exit_code == 3
+    # any other error of a path in the tree still names the path
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("")
+    with (
+        pytest.raises(InTreeError, match="/file in the image: a component is not a directory"),
+        Tree(tmp_path) as t,
+    ):
+        t.write("/file/x/y", "z")
