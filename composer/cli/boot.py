@@ -131,8 +131,9 @@ def boot(
         bool,
         typer.Option(
             "--profile",
-            help="Also report the units that took longest to start (systemd-analyze blame in "
-            "the guest; it asks systemd about every unit, about 8 s more per boot under TCG)",
+            help="Also report the units that took longest to start and those the boot waited "
+            "for (systemd-analyze blame and critical-chain in the guest; blame asks systemd "
+            "about every unit, about 8 s more per boot under TCG)",
         ),
     ] = False,
     progress: ProgressOption = ProgressMode.auto,

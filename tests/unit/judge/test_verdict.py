@@ -281,7 +281,8 @@ def test_emit_json_on_this_host_is_valid(tmp_path: Path) -> None:
 def test_blame_only_when_the_boot_asks_for_a_profile(
     tmp_path: Path, credential: str | None, blamed: bool
 ) -> None:
-    """`systemd-analyze blame` (8 s of a TCG boot) runs only with dps-composer.check=profile."""
+    """`systemd-analyze blame` (8 s of a TCG boot) and critical-chain run only with
+    dps-composer.check=profile."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     called = tmp_path / "called"
@@ -289,6 +290,8 @@ def test_blame_only_when_the_boot_asks_for_a_profile(
     fake.write_text(
         f'#!/bin/sh\necho "$1" >>{called}\n'
         'if [ "$1" = blame ]; then printf "4.7s a.service\\n1s dev-vda.device\\n"; fi\n'
+        'if [ "$1" = critical-chain ]; then '
+        'printf "multi-user.target @9s\\n\\342\\224\\224\\342\\224\\200a.service @4s +4.7s\\n"; fi\n'
     )
     fake.chmod(0o755)
     cred = tmp_path / "dps-composer.check"
@@ -296,10 +299,13 @@ def test_blame_only_when_the_boot_asks_for_a_profile(
         cred.write_text(credential)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CHECK_CREDENTIAL": str(cred)}
     data = json.loads(run_lib("emit_json", env))
-    assert ("blame" in data) is blamed
+    assert ("blame" in data) is blamed and ("critical_chain" in data) is blamed
     assert ("blame" in called.read_text().split()) is blamed
+    assert ("critical-chain" in called.read_text().split()) is blamed
     if blamed:
         assert data["blame"] == ["4.7s a.service"]  # devices left out
+        chain = ["multi-user.target @9s", "\u2514\u2500a.service @4s +4.7s"]
+        assert data["critical_chain"] == chain  # the tree's UTF-8 drawing kept
 
 
 def test_failed_units_name_their_last_journal_line() -> None:
