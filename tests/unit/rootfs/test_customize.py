@@ -158,3 +158,39 @@ def test_chown_never_reaches_the_sentinel(tmp_path: Path, resolution: str) -> No
     assert before == fingerprint(hostile.root, hostile.tree)
     assert inside.is_dir() and inside.stat().st_uid == nobody
     assert (inside / "keep").read_text() == "x" and (inside / "keep").stat().st_uid == nobody
+
+
+def test_ssh_host_keys_are_dropped_and_made_early_at_first_boot(tmp_path: Path) -> None:
+    """No host key of the build stays in the image; each machine makes its own in a unit that
+    starts once / is writable (After=local-fs.target, no default dependencies), which sshd
+    waits for, instead of in ssh.service at the end of the boot."""
+    import configparser
+
+    tree = tmp_path / "tree"
+    (tree / "etc/ssh").mkdir(parents=True)
+    (tree / "etc/ssh/sshd_config").write_text("")
+    for key in ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key"):
+        (tree / "etc/ssh" / key).write_text("built here")
+    customize.prepare_system(tree)
+    assert sorted(p.name for p in (tree / "etc/ssh").iterdir()) == ["sshd_config"]
+
+    def unit(path: str) -> configparser.ConfigParser:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string((tree / path).read_text())
+        return parser
+
+    keys = unit(f"etc/systemd/system/{customize.SSH_KEYS_UNIT}")
+    assert keys["Unit"]["DefaultDependencies"] == "no"
+    assert keys["Unit"]["After"] == "local-fs.target"
+    assert keys["Service"]["ExecStart"] == "/usr/bin/ssh-keygen -A"
+    dropin = unit("etc/systemd/system/ssh.service.d/10-dps-composer-host-keys.conf")
+    assert dropin["Unit"]["Wants"] == dropin["Unit"]["After"] == customize.SSH_KEYS_UNIT
+    assert not dropin.has_section("Service")  # sshd's own `sshd -t` runs with the keys made
+
+
+def test_no_ssh_server_no_host_key_unit(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    customize.prepare_system(tree)
+    assert not (tree / "etc/systemd/system" / customize.SSH_KEYS_UNIT).exists()
