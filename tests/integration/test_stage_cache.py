@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from pathlib import Path
 
 import pytest
 
-from composer.build.stages.sequence import NAMES
+from composer.build.pipeline import stage_needs
+from composer.build.stages.sequence import STAGES, stage
 from composer.core.hashing import sha256_file
 from composer.image.read import read_ext4_file
 
@@ -44,17 +46,23 @@ STAGE_LINE = re.compile(r"^\d\d:\d\d:\d\d stage ([\w-]+): (started|built in|cach
 
 def check_stage_lines(lines: list[tuple[bool, str]]) -> None:
     """Stderr a pipe (CI): each stage that ran has a start line and an end line (cached or
-    built), in the order of composer/build/stages/sequence.py, and every start line was read
-    from the pipe while the build was still running: progress as it happens, not at the end."""
+    built), starts only after the stages it needs (composer/build/pipeline.py's stage_needs)
+    have ended (stages that need nothing of each other, as the root tree and uki-virt, start
+    in either order), and every start line was read from the pipe while the build was still
+    running: progress as it happens, not at the end."""
     events = [(running, m.groups()) for running, line in lines if (m := STAGE_LINE.match(line))]
     assert events and all(running for running, (_, what) in events if what == "started"), lines
     names = [name for _, (name, what) in events if what == "started"]
-    assert names == sorted(names, key=NAMES.index) and len(names) >= 2, names
+    assert len(names) >= 2 and len(set(names)) == len(names), names
+    at = {(name, what): i for i, (_, (name, what)) in enumerate(events)}
     for name in names:
         assert [w for _, (n, w) in events if n == name] in (
             ["started", "built in"],
             ["started", "cached in"],
         ), name
+        for need in stage_needs(stage(name), STAGES) & set(names):
+            ended = at.get((need, "built in"), at.get((need, "cached in")))
+            assert ended is not None and ended < at[(name, "started")], (need, name, lines)
 
 
 def test_no_change_rebuild_reuses_every_output(default_image: Path, tmp_path: Path) -> None:
@@ -75,7 +83,8 @@ def test_no_change_rebuild_reuses_every_output(default_image: Path, tmp_path: Pa
 
 def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_path: Path) -> None:
     composer("build", str(DEFAULT), "-o", str(tmp_path / "default"))  # its root tree is cached
-    bp = variant(tmp_path / "host.toml", "renamed")
+    renamed = f"renamed-{secrets.token_hex(4)}"  # a miss even where an earlier run cached one
+    bp = variant(tmp_path / "host.toml", renamed)
     start = time.monotonic()
     code, lines = composer_streamed("build", str(bp), "-o", str(tmp_path / "a"))
     print(f"rebuild after a hostname change: {time.monotonic() - start:.1f} s")
@@ -87,7 +96,7 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
     assert ended["customize"] == ended["image"] == "built in", ended
     m = manifest(tmp_path / "a")
     assert m["cache"] == {"root": "hit", "image": "miss"}, m["cache"]
-    assert hostname(tmp_path / "a") == b"renamed\n"
+    assert hostname(tmp_path / "a") == f"{renamed}\n".encode()
     assert hostname(default_image) == b"dps-debian\n"
     assert m["uki"]["sha256"] == manifest(default_image)["uki"]["sha256"]
     composer("build", str(bp), "-o", str(tmp_path / "b"))
