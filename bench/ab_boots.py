@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ab-boots.json")
     args = ap.parse_args()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="dps-ab-boots-", dir="/var/tmp"))
     sides = {"a": args.a.resolve(), "b": args.b.resolve()}
     images: dict[str, Path] = {}
@@ -77,7 +78,7 @@ def main() -> None:
         for side, kinds in samples.items()
     }
     result = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": started,
         "a": str(sides["a"]),
         "b": str(sides["b"]),
         "medians": medians,
