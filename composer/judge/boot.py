@@ -76,6 +76,7 @@ class _Run:
     scanner: SerialScanner
     tpm_state: Path | None = None
     poweroff_grace: float = POWEROFF_GRACE
+    until_summary: bool = False  # a throw-away boot: the watch ends with the check's summary
 
 
 def _explain(out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float) -> None:
@@ -147,6 +148,7 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
             w.stop,
             helpers,
             run.poweroff_grace,
+            run.until_summary,
         )
     qemu_log = (work / "qemu.log").read_text(errors="replace")
     _explain(out, run.scanner, qemu_log, run.timeout)
@@ -329,10 +331,13 @@ def _boot_in(
     cfg, chosen, tools_note = _configure(work, image, exp, st, say)
     exp, pcr_note = for_firmware(exp, cfg.firmware, cfg.tools)
     # A throw-away boot (overlay disk, fresh TPM, no recovery key to test against the disk the
-    # VM leaves) ends once the check record is whole: its power-off is neither judged nor kept.
+    # VM leaves) ends once the check record is whole and the console summary after it is out
+    # (or THROWAWAY_GRACE has passed): its power-off is neither judged nor kept.
     throwaway = not st.writable and st.tpm_state is None and exp.recovery == "none"
     grace = THROWAWAY_GRACE if throwaway else POWEROFF_GRACE
-    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state, grace)
+    run = _Run(
+        work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state, grace, throwaway
+    )
     out, facts = _run_vm(run)
     opened = {}
     if scanner.recovery.keys:  # the disk as the VM left it: the image, or the overlay over it

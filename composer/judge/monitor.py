@@ -1,7 +1,7 @@
 """Watching a running VM: both serial channels, QEMU, its helpers (swtpm) and the deadline.
 
 The watch ends at the first of: a whole check record (plus a grace for the guest to power
-off), a fatal sign or a console prompt (plus a short grace: the next lines usually explain it),
+off; a throw-away boot's ends with the console summary that follows the record), a fatal sign or a console prompt (plus a short grace: the next lines usually explain it),
 QEMU's exit, a helper's death, a damaged check record, a login prompt without a check (images
 that cannot run it), or the deadline. The deadline counts only the time the VM could run: the
 seconds its vCPU waited for a host CPU are added to it (composer/judge/hostload.py), up to
@@ -28,7 +28,8 @@ Console = Callable[[str], None]
 POLL_INTERVAL = 0.25
 POWEROFF_GRACE = 20.0  # after the check line: time for the guest to power off by itself
 # after the check line of a throw-away boot (overlay disk, fresh TPM): time for the console
-# summary that follows it; what the guest does while powering off is neither judged nor kept
+# summary that follows it; what the guest does while powering off is neither judged nor kept.
+# The summary's last line ends it sooner (images whose check prints it: "summary" milestone).
 THROWAWAY_GRACE = 2.0
 FATAL_GRACE = 3.0  # after a fatal sign: keep reading, the next lines usually explain it
 STRETCH = 3.0  # the deadline grows with the VM's CPU waits, up to this many times the timeout
@@ -176,14 +177,17 @@ def monitor(
     stop: threading.Event | None = None,
     helpers: Sequence[Helper] = (),
     poweroff_grace: float = POWEROFF_GRACE,
+    until_summary: bool = False,
 ) -> Outcome:
     """Tail both serial logs until the watch ends (module docstring). ``stop`` set: unwind as
-    the signal it names would (KeyboardInterrupt for a plain Event)."""
+    the signal it names would (KeyboardInterrupt for a plain Event). ``until_summary``: the
+    grace after the record also ends with the console summary's last line (a throw-away
+    boot, which judges nothing after it)."""
     start = time.monotonic()
     channels = _Channels(console_log, check_log, start)
     cpu = CpuWait(qemu.pid) if qemu.pid else None
     out = Outcome()
-    check_at = fatal_at = login_at = None
+    check_at = fatal_at = login_at = summary_at = None
     while True:
         if stop is not None and stop.is_set():
             _stop(stop)
@@ -204,12 +208,15 @@ def monitor(
             fatal_at = now
         if login_at is None and any(e.name == "login" for e in events):
             login_at = now
+        if summary_at is None and any(e.name == "summary" for e in events):
+            summary_at = now
         if exited:
             out.reason, out.exit_status = ("check" if out.check else "exited"), qemu.poll()
         elif out.record is not None and out.record.payload is None:
             out.reason = "record"
         elif check_at is not None:
-            out.reason = "check" if now - check_at > poweroff_grace else ""
+            summarized = until_summary and summary_at is not None
+            out.reason = "check" if summarized or now - check_at > poweroff_grace else ""
         elif helper := _dead_helper(helpers, out.elapsed):
             out.reason, out.helper_died = "helper", helper
         elif fatal_at is not None and now - fatal_at > FATAL_GRACE:

@@ -34,6 +34,8 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("root-mounted", r"Mounted sysroot\.mount|Reached target initrd-root-fs"),
         ("multi-user", r"Reached target multi-user\.target|Startup finished in"),
         ("check", r"DPS-COMPOSER-CHECK |dps-composer-check: "),
+        # the last line of the check's console summary (composer/data/check/dps-composer-check)
+        ("summary", r"dps-composer-check: summary ends"),
         ("power-off", r"reboot: Power down"),
         ("login", r"(^|\s)login: *$"),  # a getty's prompt (the line may still be unfinished)
     )

@@ -158,6 +158,39 @@ def test_after_the_check_record_the_guest_has_the_grace_to_power_off(
     assert gone_in_time(group) == []
 
 
+@pytest.mark.parametrize(("summary_ends", "grace"), [(True, 30.0), (False, 0.5)])
+def test_a_throwaway_watch_ends_with_the_console_summary(
+    tmp_path: Path, summary_ends: bool, grace: float
+) -> None:
+    """until_summary: the console summary's last line ends the watch before the grace (30 s)
+    while the guest still runs (it would power off by itself after 5 s, far beyond the poll);
+    an older image's check prints no such line, and the (short) grace ends it."""
+    line = frame('{"version":1}')
+    end = "\\ndps-composer-check: summary ends" if summary_ends else ""
+    proc, console, check = guest(
+        tmp_path,
+        f"printf '%s\\n' '{line}' >> @CHECKLOG@;"
+        f" printf 'dps-composer-check: state=running{end}\\n' >> @CONSOLE@; sleep 5; exit 0",
+    )
+    scanner = SerialScanner()
+    with proc as qemu:
+        out = monitor(
+            qemu,
+            console,
+            check,
+            scanner,
+            10.0,
+            lambda _: None,
+            poweroff_grace=grace,
+            until_summary=True,
+        )
+        running = qemu.poll() is None
+    assert out.reason == "check" and out.check == {"version": 1}
+    assert running and out.exit_status is None  # the watch ended it, not the guest
+    names = [e.name for e in scanner.events if e.kind == "milestone"]
+    assert names == (["check", "summary"] if summary_ends else ["check"])
+
+
 def gone_in_time(group: int, seconds: float = 10.0) -> list[int]:
     """The group's live processes once they are gone or ``seconds`` have passed: a signalled
     process of the group (the fake guest's sleep) dies asynchronously, on a loaded host

@@ -27,6 +27,7 @@ LINUX = (
     "[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System.\r\n"
     "\x1b[6n\x1b[32766;32766H\x1b[6n\r\r\n"
     "dps-debian login: \ndps-composer-check: state=running root=/dev/vda2\r\n"
+    "dps-composer-check: summary ends\r\n"
     "[   82.760185] reboot: Power down\r\n"
 )
 
@@ -57,6 +58,7 @@ def test_milestones_in_order() -> None:
         "multi-user",
         "login",
         "check",
+        "summary",
         "power-off",
     ]
     assert not [e for e in events if e.kind == "fatal"]

@@ -324,3 +324,18 @@ def test_firmware_and_loader_times_from_loader_variables() -> None:
     assert "guest-loader" not in analyze_timings(
         with_(loader_times={"init_usec": 5, "exec_usec": 0})
     )
+
+
+@needs_sh
+def test_the_summary_ends_with_the_line_that_ends_a_throwaway_watch(tmp_path: Path) -> None:
+    """The console summary's last line is the "summary" milestone (composer/judge/monitor.py
+    ends a throw-away boot's watch there), after the summary's first, "check", line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text('#!/bin/sh\n[ "$1" = is-system-running ] && echo running\nexit 0\n')
+    fake.chmod(0o755)
+    out = run_lib("summary", {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert out.splitlines()[-1] == "dps-composer-check: summary ends", out
+    events = scan_text(out)
+    assert [e.name for e in events if e.kind == "milestone"] == ["check", "summary"], out
