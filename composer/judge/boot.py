@@ -75,8 +75,9 @@ class _Run:
     watch: Watch
     scanner: SerialScanner
     tpm_state: Path | None = None
-    poweroff_grace: float = POWEROFF_GRACE
-    until_summary: bool = False  # a throw-away boot: the watch ends with the check's summary
+    # a throw-away boot: the watch ends with the check's console summary (or THROWAWAY_GRACE
+    # after the record), not with the guest's power-off (POWEROFF_GRACE)
+    throwaway: bool = False
 
 
 def _explain(out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float) -> None:
@@ -147,8 +148,8 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
             w.login_grace,
             w.stop,
             helpers,
-            run.poweroff_grace,
-            run.until_summary,
+            THROWAWAY_GRACE if run.throwaway else POWEROFF_GRACE,
+            run.throwaway,
         )
     qemu_log = (work / "qemu.log").read_text(errors="replace")
     _explain(out, run.scanner, qemu_log, run.timeout)
@@ -334,10 +335,7 @@ def _boot_in(
     # VM leaves) ends once the check record is whole and the console summary after it is out
     # (or THROWAWAY_GRACE has passed): its power-off is neither judged nor kept.
     throwaway = not st.writable and st.tpm_state is None and exp.recovery == "none"
-    grace = THROWAWAY_GRACE if throwaway else POWEROFF_GRACE
-    run = _Run(
-        work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state, grace, throwaway
-    )
+    run = _Run(work, cfg, st.tpm, st.timeout, say, st.watch, scanner, st.tpm_state, throwaway)
     out, facts = _run_vm(run)
     opened = {}
     if scanner.recovery.keys:  # the disk as the VM left it: the image, or the overlay over it

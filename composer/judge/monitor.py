@@ -1,9 +1,10 @@
 """Watching a running VM: both serial channels, QEMU, its helpers (swtpm) and the deadline.
 
 The watch ends at the first of: a whole check record (plus a grace for the guest to power
-off; a throw-away boot's ends with the console summary that follows the record), a fatal sign or a console prompt (plus a short grace: the next lines usually explain it),
-QEMU's exit, a helper's death, a damaged check record, a login prompt without a check (images
-that cannot run it), or the deadline. The deadline counts only the time the VM could run: the
+off; a throw-away boot's ends with the console summary that follows the record), a fatal sign
+or a console prompt (plus a short grace: the next lines usually explain it), QEMU's exit, a
+helper's death, a damaged check record, a login prompt without a check (images that cannot run
+it), or the deadline. The deadline counts only the time the VM could run: the
 seconds its vCPU waited for a host CPU are added to it (composer/judge/hostload.py), up to
 ``STRETCH`` times the timeout, after which the host, not the image, is said to be too slow.
 """

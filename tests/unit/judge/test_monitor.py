@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,15 +44,26 @@ def test_login_prompt_ends_the_watch_after_the_grace(tmp_path: Path) -> None:
     assert {e.name for e in scanner.events} >= {"kernel", "root-mounted", "login"}
 
 
-def test_without_grace_a_login_prompt_does_not_end_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("early", "kwargs"),
+    [
+        ("host login: ", {}),  # without a login grace
+        # the summary's end line counts only once the record is whole
+        ("dps-composer-check: summary ends\\n", {"poweroff_grace": 20.0, "until_summary": True}),
+    ],
+)
+def test_a_console_line_before_the_record_does_not_end_it(
+    tmp_path: Path, early: str, kwargs: dict[str, Any]
+) -> None:
+    """The guest prints the line first and its record 1 s later: it is watched until the
+    record has come, and judged by it."""
     line = frame('{"version":1}')
     proc, console, check = guest(
         tmp_path,
-        "printf 'host login: ' >> @CONSOLE@; sleep 1;"
-        f" printf '%s\\n' '{line}' >> @CHECKLOG@; exit 0",
+        f"printf '{early}' >> @CONSOLE@; sleep 1; printf '%s\\n' '{line}' >> @CHECKLOG@; exit 0",
     )
     with proc as qemu:
-        out = monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None)
+        out = monitor(qemu, console, check, SerialScanner(), 30.0, lambda _: None, **kwargs)
     assert out.reason == "check" and out.check == {"version": 1}
 
 
