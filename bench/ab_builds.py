@@ -4,7 +4,8 @@ machine load: a cold build (a fresh cache holding only a copy of the tools tree)
 after a hostname change, each version in its own cache. Every sample keeps its time, the load
 before it and the manifest's stage timings. Reports only: nothing here asserts a time.
 
-    .venv/bin/python bench/ab_builds.py --a /var/tmp/before --b . [--runs 2] [--out F.json]
+    .venv/bin/python bench/ab_builds.py --a /var/tmp/before --b . [--runs 2] [--rebuilds 1]
+        [--out F.json]
 
 ``--a`` and ``--b`` are source trees (a `git archive` of a commit, or this one); each is run as
 ``python -m composer`` from its own directory.
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--a", type=Path, required=True)
     ap.add_argument("--b", type=Path, default=ROOT)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--rebuilds", type=int, default=1, help="hostname rebuilds per run and side")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ab-builds.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dps-ab-", dir="/var/tmp"))
@@ -76,12 +78,17 @@ def main() -> None:
                 sample = build(src, src / BLUEPRINT, out, cache)
                 samples[side].setdefault("cold build, tools tree kept", []).append(sample)
                 print(f"{side} cold #{i + 1}: {sample['seconds']} s (load {sample['load1']})")
-            for side, src in sides.items():
-                cache, out = work / side / "cache", work / side / "out"
-                bp = with_hostname(src, work / f"{side}-host.toml", f"ab-{i}-{time.time_ns()}")
-                sample = build(src, bp, out, cache)
-                samples[side].setdefault("rebuild after hostname change", []).append(sample)
-                print(f"{side} hostname #{i + 1}: {sample['seconds']} s (load {sample['load1']})")
+            for j in range(args.rebuilds):
+                for side, src in sides.items():
+                    cache, out = work / side / "cache", work / side / "out"
+                    name = f"ab-{i}-{j}-{time.time_ns()}"
+                    bp = with_hostname(src, work / f"{side}-host.toml", name)
+                    sample = build(src, bp, out, cache)
+                    samples[side].setdefault("rebuild after hostname change", []).append(sample)
+                    print(
+                        f"{side} hostname #{i + 1}.{j + 1}: {sample['seconds']} s "
+                        f"(load {sample['load1']})"
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     medians = {

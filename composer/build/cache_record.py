@@ -14,7 +14,9 @@ Each top-level file of an entry is recorded with its size and sha256; each top-l
   misses.
 
 A hit's files are checked by size (cheap) and, where the caller asks, by sha256: the UKI on
-every hit, image outputs after they were copied out (the copy is what gets published).
+every hit, image outputs after they were copied out (the copy is what gets published). An
+image entry's outputs are hard links to the files its build published (composer/build/publish.py),
+so an output changed in place later shows here as a changed entry, and is named as such.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from composer.core.hashing import sha256_file, tree_digest, walk
 
 ENTRY = "entry.json"
 RECORD_VERSION = 3  # 3: the content digest covers permissions
+SHARED_HINT = (  # an image entry's outputs are hard links to the published files
+    " (the entry shares this file with a published output, which was changed in place"
+    " since: a --writable boot, fixup without -o)"
+)
 
 
 def _stat_line(top: Path, rel: str, st: os.stat_result) -> str:
@@ -144,7 +150,8 @@ def _check_one(
         return None
     if not stat.S_ISREG(st.st_mode):
         return f"{name} is not a regular file"
-    return check_file(path, name, want, hash_file=hash_files)
+    wrong = check_file(path, name, want, hash_file=hash_files)
+    return wrong + SHARED_HINT if wrong and st.st_nlink > 1 else wrong
 
 
 def check_file(path: Path, name: str, want: Mapping[str, Any], *, hash_file: bool) -> str | None:

@@ -110,9 +110,12 @@ def estimate(
     *,
     cached_tree: int | None,
     store: bool,
+    store_links: bool = False,
 ) -> Needs:
     """What building the image stages needs (the image is not cached). ``cached_tree``: the
-    root tree's recorded size when the cache has it; ``store``: results go into the cache."""
+    root tree's recorded size when the cache has it; ``store``: results go into the cache;
+    ``store_links``: the cache and the output directory share a file system, so the outputs
+    are stored as hard links (composer/build/publish.py) and take no room there."""
     tree = cached_tree if cached_tree is not None else tree_estimate(packages)
     outputs = outputs_estimate(tree, formats, qcow2_compression)
     needs = Needs(
@@ -126,8 +129,12 @@ def estimate(
         ],
     )
     if store:
-        needs.cache = outputs + (0 if cached_tree is not None else tree)
+        needs.cache = (0 if store_links else outputs) + (0 if cached_tree is not None else tree)
     return needs
+
+
+def same_file_system(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
 
 
 def free_bytes(path: Path) -> int:

@@ -80,22 +80,26 @@ def _partitions(g: GuestFS, disk: str) -> tuple[Partition, ...]:
     return tuple(parts)
 
 
-def mount_system(g: GuestFS) -> tuple[str, dict[str, str]]:
-    """Mount the guest's / and its fstab mounts (as the guest would); returns the root device
-    and the mounts (mount point -> device)."""
+def mount_system(g: GuestFS, *, readonly: bool = False) -> tuple[str, dict[str, str]]:
+    """Mount the guest's / and its fstab mounts (as the guest would; ``readonly``: read-only,
+    which writes nothing, not even a file system's mount count); returns the root device and
+    the mounts (mount point -> device)."""
     roots = g.inspect_os()
     if not roots:
         raise GuestError("no operating system found in the image (libguestfs inspect_os)")
     root = str(roots[0])
     mounts = {str(k): str(v) for k, v in g.inspect_get_mountpoints(root).items()}
     mounts["/"] = root
+    mount = g.mount_ro if readonly else g.mount
     for mp in sorted(mounts, key=len):
         with contextlib.suppress(RuntimeError):  # swap, missing devices
-            g.mount(mounts[mp], mp)
+            mount(mounts[mp], mp)
     return root, mounts
 
 
-def _esp(g: GuestFS, parts: tuple[Partition, ...], mounts: dict[str, str]) -> str | None:
+def _esp(
+    g: GuestFS, parts: tuple[Partition, ...], mounts: dict[str, str], *, readonly: bool
+) -> str | None:
     esp = next((p for p in parts if p.type_uuid == str(dps.by_designator("esp").uuid)), None)
     if esp is None:
         return None
@@ -105,7 +109,7 @@ def _esp(g: GuestFS, parts: tuple[Partition, ...], mounts: dict[str, str]) -> st
     place = next((p for p in ESP_PLACES if g.is_dir(p) and not g.ls(p)), None)
     if place is None:
         return None
-    g.mount(esp.node, place)  # DPS: the ESP is found by its type, not by fstab
+    (g.mount_ro if readonly else g.mount)(esp.node, place)  # DPS: found by its type
     mounts[place] = esp.node
     return place
 
@@ -135,13 +139,15 @@ def _cmdline_files(g: GuestFS, esp: str | None) -> dict[str, str]:
     return out
 
 
-def gather(g: GuestFS) -> tuple[Facts, dict[str, str]]:
-    root, mounts = mount_system(g)
+def gather(g: GuestFS, *, readonly: bool = False) -> tuple[Facts, dict[str, str]]:
+    """The facts the plan is made from, with the guest's file systems mounted (read-only if
+    ``readonly``); (the facts, the mounts)."""
+    root, mounts = mount_system(g, readonly=readonly)
     disk = str(g.part_to_dev(root)) if root in g.list_partitions() else ""
     label = str(g.part_get_parttype(disk)) if disk else ""
     parts = _partitions(g, disk) if label == "gpt" else ()
     arch = dps.resolve_arch(str(g.inspect_get_arch(root)))
-    esp = _esp(g, parts, mounts)
+    esp = _esp(g, parts, mounts, readonly=readonly)
     ukis: dict[str, str] = {}
     for pattern in ("/usr/lib/modules/*/*.efi", "/lib/modules/*/*.efi"):
         for u in g.glob_expand(pattern):

@@ -1,8 +1,8 @@
 """A "legacy" image (root typed linux-generic, an fstab line for /, root= on the command line)
 made from the default image (once; each test works on a copy), then made DPS-ready by
-`fixup --running` inside the booted image and by `fixup IMAGE` offline. Three boots: legacy
-(runs the shell twin), then the disk the running fixup changed and the offline fixup's copy,
-side by side (one vCPU each, as `boot -j 2` boots them)."""
+`fixup --running` inside the booted image and by `fixup IMAGE -o COPY` offline. Three boots:
+legacy (runs the shell twin), then the disk the running fixup changed and the offline fixup's
+copy, side by side (one vCPU each, as `boot -j 2` boots them)."""
 
 from __future__ import annotations
 
@@ -146,6 +146,11 @@ def offline(legacy: tuple[Path, dict[str, str]], module_tmp: ModuleTmp) -> dict[
     done["again"] = composer("fixup", str(fixed))
     done["stamp after"] = sha256_file(fixed), fixed.stat().st_mtime_ns
     done["report"] = composer("inspect", str(fixed), "--json=pretty")
+    # a copy with nothing to do (-o): decided with its file systems mounted read-only
+    copy = work / "copy" / f"{NAME}.raw"
+    copy.parent.mkdir()
+    done["copy"] = composer("fixup", str(fixed), "-o", str(copy))
+    done["copy sha256"] = sha256_file(copy)
     done["fixed"] = fixed
     return done
 
@@ -229,11 +234,16 @@ def test_offline_fixup_of_the_legacy_image(
     assert "change: /etc/fstab: drop the lines for /" in first.stdout
     assert "change: /efi/loader/entries/legacy.conf: drop root=PARTUUID=" in first.stdout
     assert GENERIC.upper() in offline["gpt"], "the original must stay as it was"
+    # the run's own copy is opened once, read-write (no read-only launch to decide first)
+    assert "read-only" not in first.stderr and first.stderr.count("libguestfs") == 1, first.stderr
     # nothing left to do: decided read-only, the image's bytes (and mtime) stay as they were
     again = offline["again"]
     assert "change:" not in again.stdout, again.stdout
     assert "read-only" in again.stderr and "read-write" not in again.stderr, again.stderr
     assert offline["stamp after"] == offline["stamp"]
+    copy = offline["copy"]  # nothing to do in a copy: byte for byte the image it copied
+    assert "change:" not in copy.stdout and copy.stderr.count("libguestfs") == 1, copy.stderr
+    assert offline["copy sha256"] == offline["stamp"][0]
     assert json.loads(offline["report"].stdout)["discovery"]["ok"] is True
     verdict = fixed_boots["offline"]
     assert verdict["passed"], verdict

@@ -99,9 +99,21 @@ def test_hostname_change_misses_only_the_image_stage(default_image: Path, tmp_pa
     assert hostname(tmp_path / "a") == f"{renamed}\n".encode()
     assert hostname(default_image) == b"dps-debian\n"
     assert m["uki"]["sha256"] == manifest(default_image)["uki"]["sha256"]
+    # the miss stored its outputs as links (no copy); the hit copies them out: its own files
+    assert raw_of(tmp_path / "a").stat().st_nlink == 2
     composer("build", str(bp), "-o", str(tmp_path / "b"))
     assert manifest(tmp_path / "b")["cache"]["image"] == "hit"
+    assert raw_of(tmp_path / "b").stat().st_nlink == 1
     assert sha256_file(raw_of(tmp_path / "b")) == sha256_file(raw_of(tmp_path / "a"))
+    # "a"'s disk changed in place (as a --writable boot changes it) changes the entry it shares
+    # a file with: the next build finds it, says why, and makes the image again
+    with raw_of(tmp_path / "a").open("r+b") as fh:
+        fh.seek(440)  # the protective MBR's disk signature
+        fh.write(b"USED")
+    again = composer("build", str(bp), "-o", str(tmp_path / "c"))
+    assert "damaged entry removed" in again.stderr and "changed in place" in again.stderr
+    assert manifest(tmp_path / "c")["cache"]["image"] == "miss"
+    assert sha256_file(raw_of(tmp_path / "c")) == sha256_file(raw_of(tmp_path / "b"))
 
 
 def test_shadow_dates_are_the_builds_epoch_not_the_day_of_the_build(default_image: Path) -> None:

@@ -56,6 +56,7 @@ def image_needs(ctx: Context, root_entry: Path | None) -> space.Needs:
         plan.qcow2_compression,
         cached_tree=cached_tree,
         store=ctx.facts is not None,
+        store_links=space.same_file_system(ctx.places.cache, ctx.places.output),
     )
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from composer.build.publish import keep_log, publish
+from composer.build import cache_record
+from composer.build.cache import StageCache
+from composer.build.publish import ENTRY_MANIFEST, keep_log, publish, reuse_image, store_image
 from composer.core.files import OutputPathError
 
 from .. import manifests
@@ -144,3 +147,61 @@ def test_two_builds_publishing_into_one_directory_never_mix(tmp_path: Path) -> N
         "img.raw",
         "img.vars.fd",
     ]
+
+
+def _stored(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An image built into a staging directory, stored in a stage cache and published as a
+    build does it: (output directory, cache entry, a second staging directory)."""
+    out = tmp_path / "out"
+    files = _staging(out, "img", {"img.raw": b"disk" * 1000}, ["img.raw"])
+    manifest = files[0].parent / "img.manifest.json"
+    entry = StageCache(tmp_path / "cache").put(
+        "image", "k", lambda d: store_image(files, lambda: manifest, d)
+    )
+    publish("img", files, manifest, out)
+    again = out / ".img.partial-y"
+    again.mkdir()
+    return out, entry, again
+
+
+def test_outputs_are_stored_as_links_and_reused_as_copies(tmp_path: Path) -> None:
+    """Storing costs no copy: the entry's output is the published file. Reusing copies it, so
+    two builds never share an output (a --writable boot of one leaves the other alone)."""
+    out, entry, again = _stored(tmp_path)
+    assert (entry / "img.raw").samefile(out / "img.raw")
+    assert not (entry / ENTRY_MANIFEST).samefile(out / "img.manifest.json")
+    reused = reuse_image(entry, again)
+    assert not isinstance(reused, str), reused
+    (copy,) = reused[0]
+    assert copy.read_bytes() == (out / "img.raw").read_bytes()
+    assert not copy.samefile(out / "img.raw") and copy.stat().st_nlink == 1
+
+
+def test_an_output_changed_in_place_is_found_when_the_entry_is_reused(tmp_path: Path) -> None:
+    out, entry, again = _stored(tmp_path)
+    with (out / "img.raw").open("r+b") as fh:  # what a --writable boot does
+        fh.write(b"DATA")
+    wrong = reuse_image(entry, again)
+    assert isinstance(wrong, str)
+    assert "img.raw: sha256" in wrong and "changed in place" in wrong, wrong
+
+
+def test_outputs_are_copied_where_they_cannot_be_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(src: Path, dest: Path) -> None:
+        raise OSError(18, "Invalid cross-device link")  # EXDEV: another file system
+
+    monkeypatch.setattr(os, "link", cross_device)
+    out, entry, again = _stored(tmp_path)
+    assert (entry / "img.raw").read_bytes() == (out / "img.raw").read_bytes()
+    assert not (entry / "img.raw").samefile(out / "img.raw")
+    assert not isinstance(reuse_image(entry, again), str)
+
+
+def test_cache_check_names_an_output_changed_in_place(tmp_path: Path) -> None:
+    out, entry, _ = _stored(tmp_path)
+    assert cache_record.check(entry, hash_files=True) is None
+    with (out / "img.raw").open("r+b") as fh:
+        fh.write(b"DATA")
+    assert "changed in place" in (cache_record.check(entry, hash_files=True) or "")

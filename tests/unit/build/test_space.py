@@ -79,3 +79,14 @@ def test_other_errors_pass_through(tmp_path: Path) -> None:
         raise ToolError("mke2fs", ["mke2fs"], 1, "Could not allocate block in ext2 filesystem")
     with pytest.raises(PermissionError), space.disk_full_errors(places, Needs):
         raise PermissionError(errno.EACCES, "denied")
+
+
+def test_outputs_linked_into_the_cache_take_no_room_there() -> None:
+    linked = space.estimate(
+        10, ("raw", "qcow2"), "zstd", cached_tree=None, store=True, store_links=True
+    )
+    assert linked.cache == space.tree_estimate(10)
+    assert (
+        linked.output
+        == space.estimate(10, ("raw", "qcow2"), "zstd", cached_tree=None, store=True).output
+    )
