@@ -91,7 +91,8 @@ def _fix(
     ``copy``: ``image`` is this run's own fresh copy (``-o``), which nothing else has open: it
     is opened read-write at once, one libguestfs launch instead of two (about 20 s under TCG),
     and decided with its file systems mounted read-only, so that a copy with nothing to do
-    stays byte for byte the image it was copied from."""
+    stays byte for byte the image it was copied from (unless a file system's journal needs
+    recovery: the kernel replays it even for a read-only mount of a writable disk)."""
     if install is None and not copy:
         say(f"opening {image} read-only with libguestfs (TCG: about 20 s)")
         with guest.open_image(image, readonly=True) as g:

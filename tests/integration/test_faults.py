@@ -229,8 +229,11 @@ IMAGE_STAGE_KILLS = [  # (point, signal, stage-log marker, tools one of which mu
     # mke2fs of the tools tree, started through the tree's dynamic loader
     ("filesystems: mke2fs", signal.SIGKILL, "# stage: filesystems", "ld-linux-x86-64"),
     ("image: qemu-img convert", signal.SIGTERM, "# stage: image", "qemu-img"),
-    ("storing the image in the cache: cp", signal.SIGKILL, ": storing", "cp"),
-    ("storing the image in the cache: cp", signal.SIGTERM, ": storing", "cp"),
+    # the outputs are hard links into the entry (no cp to wait for): killed from the moment
+    # the entry's temporary is made, while the manifest is made and copied in, the entry
+    # published and the outputs synced and published
+    ("storing the image in the cache", signal.SIGKILL, ": storing", ""),
+    ("storing the image in the cache", signal.SIGTERM, ": storing", ""),
 ]
 
 
