@@ -21,15 +21,22 @@ def mmdebstrap(
     archive_cache: Path,
     variant: str = "minbase",
     epoch: int | None = None,
+    index: Path | None = None,
 ) -> None:
     """Create ``target`` (must not exist yet) as a root tree with ``packages`` installed.
 
     The kernel's own initrd is skipped (INITRD=No): the image boots a UKI whose initrd is
-    built separately, generic and not host-only.
+    built separately, generic and not host-only. ``index``: apt's list files of the same
+    sources, fetched and verified by the composer's own `apt-get update` (package-check):
+    put into the tree before mmdebstrap's update, which then sees an index already there and
+    skips (mmdebstrap's ``run_update``), so the tree is installed from the very index its
+    packages were resolved with, and the archive is not asked twice.
     """
     archive_cache.mkdir(parents=True, exist_ok=True)
     with owned_dir(archive_cache, ".tmp-sync-") as sync:
         argv = _mmdebstrap_argv(variant, arch, archive_cache, sync)
+        if index is not None:
+            argv.append(f"--setup-hook={_index_in(index.resolve())}")
         if packages:
             argv.append("--include=" + ",".join(packages))
         argv += [suite, str(target), mirror]
@@ -37,6 +44,19 @@ def mmdebstrap(
         if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
             env["SOURCE_DATE_EPOCH"] = str(epoch)
         tools.run(argv, env=env, on_line=progress.phase_lines("I: ", "..."))
+
+
+def _index_in(index: Path) -> str:
+    """A setup hook: the list files in ``index`` copied into the tree's apt lists, and apt's
+    caches made from them (with mmdebstrap's own apt configuration)."""
+    i = shlex.quote(str(index))
+    return (
+        'mkdir -p "$1/var/lib/apt/lists/partial" "$1/var/lib/apt/lists/auxfiles" '
+        '"$1/var/cache/apt" && '
+        f'find {i} -maxdepth 1 -type f -exec cp -t "$1/var/lib/apt/lists/" {{}} + && '
+        'touch "$1/var/lib/apt/lists/lock" && '
+        'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-cache gencaches'
+    )
 
 
 def _archive_sync_out(cache: Path, sync: Path) -> str:

@@ -32,8 +32,11 @@ def make_root(
     *,
     cache: Path,
     epoch: int | None = None,
+    index: Path | None = None,
 ) -> None:
-    """Create ``root`` with ``packages`` (of the plan's) at the ``pins`` resolved before."""
+    """Create ``root`` with ``packages`` (of the plan's) at the ``pins`` resolved before;
+    ``index``: apt's list files the pins were resolved with (apt: installed from them, no
+    second `apt-get update`)."""
     arch = plan.arch
     distro = plan.distribution
     if distro.family == "dnf":
@@ -55,6 +58,7 @@ def make_root(
         packages=[f"{n}={pins[n]}" if n in pins else n for n in packages],
         archive_cache=cache / "archives" / f"{plan.suite}-{arch.debian}",
         epoch=epoch,
+        index=index,
     )
 
 

@@ -60,6 +60,7 @@ def check(
     cache: Path,
     key: str | None = None,
     downloaded: Callable[[], None] = lambda: None,
+    lists_to: Path | None = None,
 ) -> Resolved | None:
     """Raise KeyedProblems naming every key the resolved package set cannot satisfy; None
     for targets whose archive this cannot read (dnf: checked by dnf when it installs).
@@ -68,7 +69,10 @@ def check(
     for it before is taken as it was (a customization change costs no apt run).
     ``downloaded``: called once the set's packages are in the package cache, before they are
     read and judged (the root tree may be installed from them meanwhile), or at once when
-    nothing is downloaded here (dnf)."""
+    nothing is downloaded here (dnf).
+    ``lists_to``: where the archive's index goes when it is fetched here (a set resolved
+    before is not: then nothing is put there), for the root tree to install from the very
+    index the set was resolved with."""
     if plan.distribution.family != "apt":
         downloaded()
         return None
@@ -77,7 +81,7 @@ def check(
     if memo is not None and memo.is_file():
         packages = tuple(pkgset.ResolvedPackage(*p) for p in json.loads(memo.read_text()))
     else:
-        packages, problems = _resolve(plan, pins, cache)
+        packages, problems = _resolve(plan, pins, cache, lists_to)
         if memo is not None and packages and not problems:
             memo.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(memo, json.dumps([dataclasses.astuple(p) for p in packages]) + "\n")
@@ -96,7 +100,7 @@ def check(
 
 
 def _resolve(
-    plan: Plan, pins: dict[str, str] | None, cache: Path
+    plan: Plan, pins: dict[str, str] | None, cache: Path, lists_to: Path | None = None
 ) -> tuple[tuple[pkgset.ResolvedPackage, ...], list[Problem]]:
     """The package set as apt resolves it against the archive's index now."""
     state = pkgset.state_dir(cache, plan.suite, plan.arch)
@@ -104,7 +108,7 @@ def _resolve(
     names = [n for n in plan.packages if n not in local]
     available = versions.archive_versions(
         [n for n, _ in plan.package_pins] or names[:1], suite=plan.suite, mirror=plan.mirror,
-        arch=plan.arch, state=state,
+        arch=plan.arch, state=state, lists_to=lists_to,
     )  # fmt: skip
     problems: list[Problem] = []
     if pins is None:

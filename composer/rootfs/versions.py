@@ -14,6 +14,7 @@ import email.utils
 import fnmatch
 import functools
 import hashlib
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -112,9 +113,17 @@ def index_locked(state: Path) -> Iterator[None]:
 
 
 def archive_versions(
-    names: Sequence[str], *, suite: str, mirror: str, arch: Arch, state: Path
+    names: Sequence[str],
+    *,
+    suite: str,
+    mirror: str,
+    arch: Arch,
+    state: Path,
+    lists_to: Path | None = None,
 ) -> dict[str, list[str]]:
-    """The versions of ``names`` the archive's suite has (fetches its index into ``state``)."""
+    """The versions of ``names`` the archive's suite has (fetches its index into ``state``).
+    ``lists_to``: a directory that gets a copy of the index just fetched (apt's list files,
+    taken under the lock: no other build's update can change them meanwhile)."""
     with index_locked(state):
         for sub in ("lists/partial", "lists-state", "cache/archives/partial"):
             (state / sub).mkdir(parents=True, exist_ok=True)
@@ -123,6 +132,11 @@ def archive_versions(
         (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
         opts = _apt_options(state, arch)
         tools.run(["apt-get", *opts, "-q", "update"])
+        if lists_to is not None:
+            lists_to.mkdir(parents=True, exist_ok=True)
+            for path in (state / "lists").iterdir():
+                if path.is_file() and not path.is_symlink() and path.name != "lock":
+                    shutil.copyfile(path, lists_to / path.name)
         return parse_madison(tools.output(["apt-cache", *opts, "madison", *names]))
 
 

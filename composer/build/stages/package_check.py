@@ -4,6 +4,8 @@ name, version, unit, user and group the blueprint asks for checked
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from composer.build.context import Context
 from composer.build.stages.stage import Stage
 from composer.rootfs import resolution
@@ -19,6 +21,12 @@ ARCHIVE_REQUEST = (
 )
 
 
+def index_copy(ctx: Context) -> Path:
+    """Where package-check puts the archive's index it resolved with, when it fetched one; the
+    root tree's mmdebstrap installs from it (composer/rootfs/apt.py)."""
+    return ctx.work / "apt-lists"
+
+
 def run(ctx: Context) -> None:
     resolution.check(
         ctx.plan,
@@ -26,6 +34,7 @@ def run(ctx: Context) -> None:
         cache=ctx.cache,
         key=ctx.key(STAGE.name),
         downloaded=ctx.packages_downloaded.set,  # the root tree may be installed from here on
+        lists_to=index_copy(ctx),
     )
     ctx.packages_downloaded.set()  # also when nothing was downloaded (an empty set)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from composer.build import placed_uki, space
 from composer.build.cache import StageCache
 from composer.build.context import Context
-from composer.build.stages.package_check import ARCHIVE_REQUEST
+from composer.build.stages.package_check import ARCHIVE_REQUEST, index_copy
 from composer.build.stages.stage import Stage
 from composer.core import tools
 from composer.rootfs import backend
@@ -39,6 +39,7 @@ def run(ctx: Context) -> None:
                 ctx.pins,
                 cache=ctx.cache,
                 epoch=ctx.epoch,
+                index=index_copy(ctx) if index_copy(ctx).is_dir() else None,
             )
             ctx.store(STAGE.name, lambda d: copy_tree(root, d / "tree"))
     ctx.made.root = root

@@ -1,12 +1,13 @@
-"""The mmdebstrap hook that saves downloaded .debs into the shared archive cache: every .deb is
-copied aside and renamed in, so a build reading the cache never takes half of one."""
+"""mmdebstrap's hooks: the one that saves downloaded .debs into the shared archive cache (every
+.deb is copied aside and renamed in, so a build reading the cache never takes half of one), and
+the one that puts package-check's index into the tree, so that mmdebstrap skips its update."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from composer.rootfs.apt import _archive_sync_out
+from composer.rootfs.apt import _archive_sync_out, _index_in
 
 
 def _run_hook(root: Path, cache: Path, sync: Path) -> None:
@@ -34,3 +35,34 @@ def test_no_debs_is_fine(tmp_path: Path) -> None:
     (tmp_path / "root/var/cache/apt/archives").mkdir(parents=True)
     (tmp_path / "sync").mkdir()
     _run_hook(tmp_path / "root", tmp_path, tmp_path / "sync")
+
+
+def test_the_index_goes_into_the_tree_with_apts_caches_made_by_mmdebstraps_config(
+    tmp_path: Path,
+) -> None:
+    """What mmdebstrap's run_update looks for before it skips `apt-get update`: the lists,
+    lists/auxfiles, lists/partial, lists/lock, and the caches apt makes from them (here a
+    stand-in apt-cache on PATH says which configuration and command it was given)."""
+    index, root, bin_dir = (
+        tmp_path / "index with 'quotes' $x",
+        tmp_path / "my root",
+        tmp_path / "bin",
+    )
+    index.mkdir()
+    (index / "deb.debian.org_debian_dists_trixie_InRelease").write_text("signed")
+    (index / "deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages.lz4").write_text("p")
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+    bin_dir.mkdir()
+    fake = bin_dir / "apt-cache"
+    fake.write_text('#!/bin/sh\necho "$APT_CONFIG $*" > "$MMDEBSTRAP_TEST_OUT"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "called"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MMDEBSTRAP_APT_CONFIG": "/tmp/mm.conf",
+           "MMDEBSTRAP_TEST_OUT": str(out)}  # fmt: skip
+    subprocess.run(["sh", "-c", _index_in(index), "exec", str(root)], check=True, env=env)
+    lists = root / "var/lib/apt/lists"
+    assert sorted(p.name for p in lists.iterdir()) == sorted(
+        ["auxfiles", "partial", "lock", *(p.name for p in index.iterdir())]
+    )
+    assert (lists / "deb.debian.org_debian_dists_trixie_InRelease").read_text() == "signed"
+    assert out.read_text() == "/tmp/mm.conf gencaches\n"
