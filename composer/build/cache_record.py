@@ -151,7 +151,13 @@ def _check_one(
     if not stat.S_ISREG(st.st_mode):
         return f"{name} is not a regular file"
     wrong = check_file(path, name, want, hash_file=hash_files)
-    return wrong + SHARED_HINT if wrong and st.st_nlink > 1 else wrong
+    return shared_hint(wrong, path) if wrong else None
+
+
+def shared_hint(wrong: str, entry_file: Path) -> str:
+    """``wrong`` (what is wrong with an entry's file), saying so when the file has another
+    name: a published output that may have been changed in place."""
+    return wrong + SHARED_HINT if entry_file.stat().st_nlink > 1 else wrong
 
 
 def check_file(path: Path, name: str, want: Mapping[str, Any], *, hash_file: bool) -> str | None:

@@ -136,9 +136,7 @@ def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], Manifest] | str
         copy_file(entry / name, dest)
         wrong = cache_record.check_file(dest, name, want, hash_file=True)
         if wrong is not None:
-            if (entry / name).stat().st_nlink > 1:
-                wrong += cache_record.SHARED_HINT
-            return wrong
+            return cache_record.shared_hint(wrong, entry / name)
         if name != ENTRY_MANIFEST:
             files.append(dest)
     try:

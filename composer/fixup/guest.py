@@ -90,11 +90,16 @@ def mount_system(g: GuestFS, *, readonly: bool = False) -> tuple[str, dict[str, 
     root = str(roots[0])
     mounts = {str(k): str(v) for k, v in g.inspect_get_mountpoints(root).items()}
     mounts["/"] = root
+    mount_all(g, mounts, readonly=readonly)
+    return root, mounts
+
+
+def mount_all(g: GuestFS, mounts: dict[str, str], *, readonly: bool = False) -> None:
+    """Mount every (mount point -> device) of ``mounts``, parents first."""
     mount = g.mount_ro if readonly else g.mount
     for mp in sorted(mounts, key=len):
         with contextlib.suppress(RuntimeError):  # swap, missing devices
             mount(mounts[mp], mp)
-    return root, mounts
 
 
 def _esp(

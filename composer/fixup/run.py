@@ -106,18 +106,20 @@ def _fix(
         + ("(TCG: about 20 s)" if copy else "to change it")
     )
     with guest.open_image(image, readonly=False) as g:
-        if install is None and copy:
-            facts, _ = guest.gather(g, readonly=True)
+        if install is None and copy:  # decided read-only; changed in the same appliance
+            facts, mounts = guest.gather(g, readonly=True)
             plan = plan_fixup(facts, loader)
             g.umount_all()
             if not plan.actions:
                 return plan
-        if install is not None:
-            guest.mount_system(g)
-            say(guest.install_package(g, install).strip() or f"installed {install.name}")
-            g.umount_all()
-        facts, _ = guest.gather(g)
-        plan = plan_fixup(facts, loader)
+            guest.mount_all(g, mounts)
+        else:
+            if install is not None:
+                guest.mount_system(g)
+                say(guest.install_package(g, install).strip() or f"installed {install.name}")
+                g.umount_all()
+            facts, _ = guest.gather(g)
+            plan = plan_fixup(facts, loader)
         guest.apply(g, facts, plan.actions)
         g.umount_all()
     return plan

@@ -39,7 +39,7 @@ def run(ctx: Context) -> None:
                 ctx.pins,
                 cache=ctx.cache,
                 epoch=ctx.epoch,
-                index=index_copy(ctx) if index_copy(ctx).is_dir() else None,
+                index=index if (index := index_copy(ctx)).is_dir() else None,
             )
             ctx.store(STAGE.name, lambda d: copy_tree(root, d / "tree"))
     ctx.made.root = root
