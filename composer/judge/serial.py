@@ -37,7 +37,10 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         # the last line of the check's console summary (composer/data/check/dps-composer-check)
         ("summary", r"dps-composer-check: summary ends"),
         ("power-off", r"reboot: Power down"),
-        ("login", r"(^|\s)login: *$"),  # a getty's prompt (the line may still be unfinished)
+        # A getty's prompt, "HOST login: " (agetty(8); "login: " with --nohostname). It has no
+        # line end, so the line may still be unfinished, or the kernel's or systemd's next
+        # console message may already follow it on the same line.
+        ("login", r"(^|\s)login: *$|^(?:[A-Za-z0-9][A-Za-z0-9._-]* )?login: "),
     )
 )
 

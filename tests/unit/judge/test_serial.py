@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from composer.judge.serial import (
+    SerialEvent,
     SerialScanner,
     SerialTail,
     clean_lines,
@@ -64,6 +65,27 @@ def test_milestones_in_order() -> None:
     assert not [e for e in events if e.kind == "fatal"]
     last = last_milestone(events)
     assert last is not None and last.name == "power-off"
+
+
+def milestones(events: list[SerialEvent]) -> set[str]:
+    return {e.name for e in events if e.kind == "milestone"}
+
+
+def test_login_prompt_followed_by_a_console_message_on_its_line() -> None:
+    """The getty's prompt has no line end: a kernel message printed right after it lands on the
+    same line (seen in a CI run, which then waited for its timeout)."""
+    for tail in ("[   49.970755] kvm_amd: Nested Virtualization enabled", "[  OK  ] Started x."):
+        assert "login" in milestones(
+            scan_text(
+                f"\r\nDebian GNU/Linux 13 dps-debian ttyS0\r\n\r\ndps-debian login: {tail}\r\n"
+            )
+        )
+    assert "login" in milestones(scan_text("login: [   49.9] x\r\n"))
+    for line in (
+        "[   12.1] systemd-logind: login: x",
+        "Starting systemd-logind.service - User Login",
+    ):
+        assert "login" not in milestones(scan_text(line + "\r\n"))
 
 
 def test_milestone_times_are_first_sighting() -> None:
