@@ -131,7 +131,8 @@ def archive_versions(
             (state / "status").touch()
         (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
         opts = _apt_options(state, arch)
-        tools.run(["apt-get", *opts, "-q", "update"])
+        # as mmdebstrap's own update: a warning (a source apt could not use) fails it too
+        tools.run(["apt-get", *opts, "-q", "--error-on=any", "update"])
         if lists_to is not None:
             lists_to.mkdir(parents=True, exist_ok=True)
             for path in (state / "lists").iterdir():
