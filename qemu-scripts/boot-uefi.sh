@@ -204,10 +204,15 @@ DIE_WITH_US=''
 if command -v setpriv >/dev/null 2>&1 && setpriv --pdeathsig KILL true 2>/dev/null; then
     DIE_WITH_US='setpriv --pdeathsig KILL --'
 fi
-# our own background child: TERM, KILL after 10 s, and reap it (a zombie answers kill -0)
+# our own background child: TERM, KILL after 10 s, and reap it (a zombie answers kill -0).
+# The timer holds none of our output (a caller reading it to its end would wait for the
+# timer's sleep) and kills only a process that is still our child (no reused pid).
 stop_child() {
     kill "$1" 2>/dev/null
-    (sleep 10; kill -9 "$1" 2>/dev/null) &
+    (
+        sleep 10
+        [ "$(ps -o ppid= -p "$1" | tr -d ' ')" = "$$" ] && kill -9 "$1"
+    ) </dev/null >/dev/null 2>&1 &
     killer=$!
     wait "$1" 2>/dev/null
     kill "$killer" 2>/dev/null

@@ -248,7 +248,35 @@ def run_headless(
         "RECORD": str(tmp_path / "record"),
         "TMPDIR": str(tmp_path),
     }
-    return subprocess.run(argv, text=True, capture_output=True, check=False, env=env, timeout=120)
+    return run_to_its_end(argv, env)
+
+
+def run_to_its_end(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the script; once it has exited, nothing it left behind may hold its output open (a
+    caller reading to the end would wait for that process too)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    open_fds = set(chunks)
+
+    def read(ready: list[int]) -> None:
+        for fd in ready:
+            if data := os.read(fd, 65536):
+                chunks[fd].append(data)
+            else:
+                open_fds.discard(fd)
+
+    while open_fds and proc.poll() is None:
+        read(select.select(list(open_fds), [], [], 1)[0])
+    proc.wait(timeout=120)
+    while open_fds:  # the script is gone: its pipes end now, or someone else holds them
+        ready = select.select(list(open_fds), [], [], 5)[0]
+        assert ready, "a process the script left behind holds its output open"
+        read(ready)
+    out, err = (b"".join(chunks[f.fileno()]).decode() for f in (proc.stdout, proc.stderr))
+    proc.stdout.close()
+    proc.stderr.close()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def test_headless_wait_takes_the_check_record_only_when_whole(
@@ -290,3 +318,22 @@ def test_qemu_dies_with_the_script_even_on_sigkill(fw: dict[str, Path], tmp_path
         assert select.select([fd], [], [], 30)[0], "QEMU outlived the killed script"
     finally:
         os.close(fd)
+
+
+def test_a_qemu_that_ignores_term_is_killed_and_the_output_ends_with_the_script(
+    fw: dict[str, Path], tmp_path: Path
+) -> None:
+    """The cleanup's TERM is ignored: KILL follows after its grace (10 s), and no timer left
+    behind holds the script's output open (a caller reading to the end would wait for it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").write_text("#!/bin/sh\ntrap '' TERM\nexec sleep 300\n")
+    (bin_dir / "qemu-system-x86_64").chmod(0o755)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--timeout", "1"]
+    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
+    proc = run_to_its_end(argv, env)
+    assert proc.returncode == 1, proc.stderr
+    qemu = int(re.findall(r"qemu: pid (\d+)", proc.stderr)[0])
+    assert not Path(f"/proc/{qemu}").exists()
+    assert not list(tmp_path.glob("boot-uefi.*"))
