@@ -7,7 +7,6 @@ copy, side by side (one vCPU each, as `boot -j 2` boots them)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from composer.core.hashing import sha256_file
+from composer.image.gpt import read_gpt
 from composer.judge.boot import boot_image
 from composer.judge.verdict import Verdict, load_expectations
 from composer.spec import dps
@@ -33,48 +33,52 @@ FIXUP_CREDENTIAL = "type=11,value=io.systemd.credential:dps-composer.fixup=keep"
 def make_legacy(default_image: Path, out: Path) -> dict[str, str]:
     """Copy the default image and make it depend on root= and fstab: root typed
     linux-generic, `UUID=… / ext4` in fstab, and a Type #1 loader entry (the default) that
-    starts the same UKI with root=PARTUUID=… in its options."""
-    import guestfs
-
+    starts the same UKI with root=PARTUUID=… in its options. Written as an installer leaves it,
+    with sfdisk, debugfs and mtools on the image file (no appliance to launch)."""
     out.mkdir(parents=True, exist_ok=True)
     raw = out / f"{NAME}.raw"
     subprocess.run(
         ["cp", "--sparse=always", str(default_image / f"{NAME}.raw"), str(raw)], check=True
     )
     shutil.copyfile(manifest_path(default_image), out / f"{NAME}.manifest.json")
-    os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
-    os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
-    g = guestfs.GuestFS(python_return_dict=True)
-    try:
-        g.add_drive_opts(str(raw), format="raw", readonly=False)
-        g.launch()
-        g.part_set_gpt_type("/dev/sda", 2, GENERIC)
-        partuuid = g.part_get_gpt_guid("/dev/sda", 2).lower()
-        fs_uuid = g.vfs_uuid("/dev/sda2")
-        g.mount("/dev/sda2", "/")
-        g.mount("/dev/sda1", "/efi")
-        fstab = g.cat("/etc/fstab") + f"UUID={fs_uuid} / ext4 defaults 0 1\n"
-        g.write("/etc/fstab", fstab.encode())
-        uki = Path(g.glob_expand("/efi/EFI/Linux/*.efi")[0]).name
-        g.write(
-            "/efi/loader/entries/legacy.conf",
-            (
-                "title Legacy (root= on the command line)\n"
-                f"efi /EFI/Linux/{uki}\n"
-                f"options root=PARTUUID={partuuid} console=tty0 console=ttyS0 audit=0\n"
-            ).encode(),
-        )
-        g.write(
-            "/efi/loader/loader.conf",
-            g.cat("/efi/loader/loader.conf").encode() + b"default legacy.conf\n",
-        )
-        g.mkdir_p("/usr/libexec/dps-composer")
-        g.upload(str(ROOT / "kickstart/post/dps-fixup.sh"), "/usr/libexec/dps-composer/fixup")
-        g.chmod(0o755, "/usr/libexec/dps-composer/fixup")
-        g.umount_all()
-        g.shutdown()
-    finally:
-        g.close()
+    subprocess.run(["sfdisk", "-q", "--part-type", str(raw), "2", GENERIC], check=True)
+    esp, root = read_gpt(raw)[1][:2]
+    partuuid = root.uuid
+    ext4 = f"{raw}?offset={root.start}"
+    stats = subprocess.run(
+        ["debugfs", "-R", "stats", ext4], check=True, capture_output=True, text=True
+    ).stdout
+    fs_uuid = next(ln.split()[-1] for ln in stats.splitlines() if ln.startswith("Filesystem UUID"))
+    fstab = subprocess.run(
+        ["debugfs", "-R", "cat /etc/fstab", ext4], check=True, capture_output=True, text=True
+    ).stdout
+    (out / "fstab").write_text(fstab + f"UUID={fs_uuid} / ext4 defaults 0 1\n")
+    (out / "debugfs.cmds").write_text(
+        "rm /etc/fstab\n"
+        f"write {out / 'fstab'} /etc/fstab\nsif /etc/fstab mode 0100644\n"
+        "mkdir /usr/libexec/dps-composer\n"
+        f"write {ROOT / 'kickstart/post/dps-fixup.sh'} /usr/libexec/dps-composer/fixup\n"
+        "sif /usr/libexec/dps-composer/fixup mode 0100755\n"
+    )
+    subprocess.run(["debugfs", "-w", "-f", str(out / "debugfs.cmds"), ext4], check=True)
+    vfat = f"{raw}@@{esp.start}"
+    listing = subprocess.run(
+        ["mdir", "-b", "-i", vfat, "::/EFI/Linux"], check=True, capture_output=True, text=True
+    ).stdout
+    uki = next(Path(ln).name for ln in listing.split() if ln.lower().endswith(".efi"))
+    (out / "legacy.conf").write_text(
+        "title Legacy (root= on the command line)\n"
+        f"efi /EFI/Linux/{uki}\n"
+        f"options root=PARTUUID={partuuid} console=tty0 console=ttyS0 audit=0\n"
+    )
+    loader_conf = subprocess.run(
+        ["mtype", "-i", vfat, "::/loader/loader.conf"], check=True, capture_output=True
+    ).stdout
+    (out / "loader.conf").write_bytes(loader_conf + b"default legacy.conf\n")
+    for name, dest in (("legacy.conf", "::/loader/entries/"), ("loader.conf", "::/loader/")):
+        subprocess.run(["mcopy", "-o", "-i", vfat, str(out / name), dest], check=True)
+    for name in ("fstab", "debugfs.cmds", "legacy.conf", "loader.conf"):
+        (out / name).unlink()
     return {"partuuid": partuuid, "fs_uuid": fs_uuid, "uki": uki}
 
 
