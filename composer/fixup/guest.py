@@ -16,9 +16,9 @@ from composer.fixup.actions import Action, CopyFile, InstallSystemdBoot, SetType
 from composer.fixup.facts import Facts, Partition
 from composer.fixup.running import CMDLINE_FILES, ESP_PLACES, machine_id
 from composer.image.formats import detect_format
-from composer.image.guestfs import handle
 from composer.spec import dps, osrelease
 from composer.spec.arch import efi_suffix
+from composer.toolchain.guestfs import handle
 
 GuestFS = Any  # guestfs.GuestFS: the module ships no type information
 

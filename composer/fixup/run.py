@@ -17,6 +17,7 @@ from composer.fixup.actions import FixupPlan
 from composer.fixup.facts import LOADERS
 from composer.fixup.plan import plan_fixup
 from composer.image.formats import detect_format
+from composer.toolchain.guestfs import hypervisor_note
 
 Say = Callable[[str], None]
 
@@ -94,7 +95,7 @@ def _fix(
     stays byte for byte the image it was copied from (unless a file system's journal needs
     recovery: the kernel replays it even for a read-only mount of a writable disk)."""
     if install is None and not copy:
-        say(f"opening {image} read-only with libguestfs (TCG: about 20 s)")
+        say(f"opening {image} read-only with libguestfs ({hypervisor_note()}; TCG: about 20 s)")
         with guest.open_image(image, readonly=True) as g:
             facts, _ = guest.gather(g)
             plan = plan_fixup(facts, loader)
@@ -102,8 +103,8 @@ def _fix(
         if dry_run or not plan.actions:
             return plan
     say(
-        f"opening {image} read-write with libguestfs "
-        + ("(TCG: about 20 s)" if copy else "to change it")
+        f"opening {image} read-write with libguestfs ({hypervisor_note()}"
+        + ("; TCG: about 20 s)" if copy else ") to change it")
     )
     with guest.open_image(image, readonly=False) as g:
         if install is None and copy:  # decided read-only; changed in the same appliance

@@ -13,7 +13,6 @@ import contextlib
 from pathlib import Path
 
 from composer.core.errors import ComposerError, ToolError
-from composer.image import guestfs
 from composer.image.formats import detect_format
 from composer.image.gpt import read_gpt
 from composer.image.probe import probe
@@ -24,6 +23,7 @@ from composer.inspect.report import Discovery, EfiBinary, PartitionInfo, Report
 from composer.measure.pcr11 import PHASES, predict_pcr11, uki_sections
 from composer.spec import dps, osrelease, pe
 from composer.spec.arch import PE_MACHINES
+from composer.toolchain import guestfs
 
 ROOT_FILES = (
     "/usr/lib/os-release",

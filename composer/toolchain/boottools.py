@@ -5,8 +5,10 @@ Bookworm's QEMU 7.2 emulates a guest about half as fast under TCG as trixie's QE
 tree is made once with mmdebstrap, like the build's tools tree, in the same cache, and its
 programs run from the host without a chroot: started by the tree's own dynamic loader with
 the tree's libraries (``ld.so --library-path``, see ld.so(8)), QEMU told where its data
-(``-L``) and modules (``QEMU_MODULE_DIR``) are, and the firmware descriptors read from the
-tree with their paths re-rooted there (composer/image/firmware.py).
+(``-L``) and modules (``QEMU_MODULE_DIR``) are and kept off the host's by a qemu-bundle (see
+BUNDLE_LINK), and the firmware descriptors read from the tree with their paths re-rooted there
+(composer/image/firmware.py). libguestfs starts the tree's QEMU too, once the tree is made
+(GUESTFS_HV, composer/toolchain/guestfs.py).
 
 The tree is keyed by what it holds: its directory is named by the hash of every installed
 package's version, and a small pointer file per request (suite, architecture, packages)
@@ -36,8 +38,25 @@ GUEST_PACKAGES = {
     "aarch64": ("qemu-system-arm", "qemu-efi-aarch64"),
 }
 TPM_PACKAGES = ("swtpm", "swtpm-tools")
-LAYOUT_VERSION = 1  # bump when what the tree must contain changes
+LAYOUT_VERSION = 2  # bump when what the tree must contain changes (2: qemu-bundle, guestfs-qemu)
 STATUS = "var/lib/dpkg/status"
+# QEMU (>= 7.1, util/cutils.c get_relocated_path) takes every configured path (modules, data,
+# helpers) below <its executable's directory>/qemu-bundle when that exists. Run by the tree's
+# loader, its executable is usr/lib/<triplet>/ld-linux-*.so.*: a qemu-bundle there that is the
+# tree itself keeps QEMU off the host's /usr/lib/<triplet>/qemu, whose modules of another QEMU
+# build abort it ("Only modules from the same build can be loaded", as libguestfs's `-device ?`
+# probe loads every module).
+BUNDLE_LINK = "../../.."
+# libguestfs's hypervisor (guestfs_set_hv): one program, so a script that starts the tree's QEMU
+# as `command` does, from wherever the tree is (it is made elsewhere and renamed)
+GUESTFS_HV = "usr/lib/dps-composer/guestfs-qemu"
+_GUESTFS_HV_SCRIPT = """#!/bin/sh
+# libguestfs's QEMU: the boot tools tree's, run by the tree's loader with the tree's libraries
+root=$(dirname "$(readlink -f "$0")")
+root=${{root%/usr/lib/dps-composer}}
+lib=$root/usr/lib/{triplet}
+exec "$lib/{loader}" --library-path "$lib:$root/lib/{triplet}" "$root/usr/bin/{qemu}" "$@"
+"""
 
 
 class BootToolsError(ComposerError):
@@ -84,6 +103,10 @@ class BootTools:
     def firmware_dirs(self) -> list[Path] | None:
         """The descriptor directories to search (None: QEMU's defaults on the host)."""
         return None if self.root is None else [self.root / "usr/share/qemu/firmware"]
+
+    def guestfs_hv(self) -> Path | None:
+        """The program libguestfs starts as its QEMU (None: the host's)."""
+        return None if self.root is None else self.root / GUESTFS_HV
 
 
 HOST = BootTools()
@@ -157,13 +180,24 @@ def _tree_from(pointer: Path, trees: Path) -> BootTools | None:
     return BootTools(root, installed_versions(root))
 
 
+def _pointer(trees: Path, host: Arch, packages: Sequence[str]) -> Path:
+    return trees / f"boot-{TOOLS_SUITE}-{host.debian}-{_request_key(host, packages)}.json"
+
+
+def find_boot_tools(cache_dir: Path, guest: Arch) -> BootTools | None:
+    """The cached boot tools tree for ``guest`` images if one was made; never makes one.
+    Raises BootToolsError for a host or guest architecture that has no tree."""
+    trees = cache_dir / "trees"
+    return _tree_from(_pointer(trees, host_arch(), boot_packages(guest)), trees)
+
+
 def ensure_boot_tools(cache_dir: Path, guest: Arch) -> BootTools:
     """The cached boot tools tree for ``guest`` images, made if missing (one maker at a time;
     the others wait and take its tree). Raises BootToolsError when it cannot be made."""
     host = host_arch()
     packages = boot_packages(guest)
     trees = cache_dir / "trees"
-    pointer = trees / f"boot-{TOOLS_SUITE}-{host.debian}-{_request_key(host, packages)}.json"
+    pointer = _pointer(trees, host, packages)
     found = _tree_from(pointer, trees)
     if found is not None:
         return found
@@ -190,11 +224,27 @@ def _make(
             packages=packages,
             archive_cache=cache_dir / "archives" / f"{TOOLS_SUITE}-{host.debian}",
         )
+        complete(target)
         versions = installed_versions(target)
-        final = trees / f"boot-{TOOLS_SUITE}-{host.debian}-{key_of(dict(versions))}"
+        layout = {"versions": dict(versions), "layout": LAYOUT_VERSION}
+        final = trees / f"boot-{TOOLS_SUITE}-{host.debian}-{key_of(layout)}"
         if not final.exists():  # the same versions made before: that tree serves
             sync_filesystem(target)
             target.rename(final)
             fsync_dir(trees)
     atomic_write(pointer, json.dumps({"tree": final.name}) + "\n")
     return BootTools(final, installed_versions(final))
+
+
+def complete(root: Path) -> None:
+    """What the tree holds besides its packages: QEMU's qemu-bundle (the tree itself) and
+    libguestfs's QEMU program (see BUNDLE_LINK and GUESTFS_HV)."""
+    (root / "usr/lib" / triplet() / "qemu-bundle").symlink_to(BUNDLE_LINK)
+    hv = root / GUESTFS_HV
+    hv.parent.mkdir(parents=True, exist_ok=True)
+    hv.write_text(
+        _GUESTFS_HV_SCRIPT.format(
+            triplet=triplet(), loader=loader(root).name, qemu=f"qemu-system-{os.uname().machine}"
+        )
+    )
+    hv.chmod(0o755)

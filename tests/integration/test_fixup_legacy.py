@@ -129,9 +129,12 @@ def running(legacy: tuple[Path, dict[str, str]], module_tmp: ModuleTmp) -> dict[
 
 
 @pytest.fixture(scope="module")
-def offline(legacy: tuple[Path, dict[str, str]], module_tmp: ModuleTmp) -> dict[str, Any]:
+def offline(
+    legacy: tuple[Path, dict[str, str]], running: dict[str, Any], module_tmp: ModuleTmp
+) -> dict[str, Any]:
     """`fixup` of a copy of the legacy image, offline, as a user runs it: what each command
-    said and what it left, for the test to judge."""
+    said and what it left, for the test to judge. After the legacy image's boot (``running``),
+    which made the boot tools tree: libguestfs runs on its QEMU."""
     work = module_tmp.mktemp("offline")
     legacy_raw = copy_of(legacy[0], work / "legacy")
     done: dict[str, Any] = {"before": composer("inspect", str(legacy_raw), check=False)}
@@ -240,6 +243,8 @@ def test_offline_fixup_of_the_legacy_image(
     assert GENERIC.upper() in offline["gpt"], "the original must stay as it was"
     # the run's own copy is opened once, read-write (no read-only launch to decide first)
     assert "read-only" not in first.stderr and first.stderr.count("libguestfs") == 1, first.stderr
+    # on QEMU 10: the legacy image's boot made the boot tools tree before
+    assert "(the boot tools tree's QEMU;" in first.stderr, first.stderr
     # nothing left to do: decided read-only, the image's bytes (and mtime) stay as they were
     again = offline["again"]
     assert "change:" not in again.stdout, again.stdout

@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from composer.image.guestfs import handle
+    from composer.toolchain.guestfs import handle
     with handle() as g:
         g.add_drive_scratch(16 << 20)
         g.launch()

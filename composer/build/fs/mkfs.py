@@ -14,8 +14,8 @@ from composer.build.fs.fs import HOST, Reproducible, make_ext4, make_vfat
 from composer.core import tools
 from composer.core.errors import ComposerError, HostError
 from composer.core.units import human_size
-from composer.image.guestfs import handle
 from composer.plan.layout import PartitionPlan
+from composer.toolchain.guestfs import handle
 
 FILL_LIMIT = 0.92  # share of a partition the files may take (metadata needs the rest)
 

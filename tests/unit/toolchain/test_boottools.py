@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from composer.toolchain.boottools import (
     BootToolsError,
     boot_packages,
     ensure_boot_tools,
+    find_boot_tools,
     installed_versions,
 )
 
@@ -82,7 +84,7 @@ def test_a_request_finds_the_tree_its_pointer_names_without_making_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_mmdebstrap(*_a: object, **_k: object) -> None:
-        raise AssertionError("the tree exists: nothing to make")
+        raise AssertionError("nothing to make: the tree exists, or only found")
 
     monkeypatch.setattr(boottools, "mmdebstrap", no_mmdebstrap)
     cache = tmp_path / "cache"
@@ -90,9 +92,11 @@ def test_a_request_finds_the_tree_its_pointer_names_without_making_one(
     x86 = get_arch("x86_64")
     key = boottools._request_key(boottools.host_arch(), boot_packages(x86))
     pointer = cache / "trees" / f"boot-trixie-{boottools.host_arch().debian}-{key}.json"
+    assert find_boot_tools(cache, x86) is None  # no pointer yet: find makes nothing
     pointer.write_text(json.dumps({"tree": root.name}))
     found = ensure_boot_tools(cache, x86)
     assert found.root == root and dict(found.versions)["ovmf"] == "2025.02-8+deb13u1"
+    assert find_boot_tools(cache, x86) == found
 
 
 def test_a_tree_that_cannot_be_made_is_a_boot_tools_error(tmp_path: Path) -> None:
@@ -101,3 +105,34 @@ def test_a_tree_that_cannot_be_made_is_a_boot_tools_error(tmp_path: Path) -> Non
     (cache / "trees").write_text("a file where the trees directory belongs")
     with pytest.raises(BootToolsError, match="cannot make the boot tools tree"):
         ensure_boot_tools(cache, get_arch("x86_64"))
+
+
+def test_a_completed_tree_is_its_own_qemu_bundle_and_starts_libguestfs_qemu(
+    tmp_path: Path,
+) -> None:
+    """QEMU looks for its modules and data below <its executable's directory>/qemu-bundle (the
+    tree's loader's directory): that is the tree. libguestfs's program starts the tree's QEMU
+    through the tree's loader, from wherever the tree was moved (it is made elsewhere)."""
+    made = fake_tree(tmp_path / "made")
+    triplet = f"{os.uname().machine}-linux-gnu"
+    loader = made / "usr/lib" / triplet / "ld-linux-test.so.2"
+    loader.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    loader.chmod(0o755)
+    boottools.complete(made)
+    root = tmp_path / "a tree's new $place"
+    made.rename(root)
+    bundle = root / "usr/lib" / triplet / "qemu-bundle"
+    assert bundle.resolve() == root.resolve()
+    assert (bundle / "usr/bin/qemu-system-x86_64").is_file()
+    hv = BootTools(root, installed_versions(root)).guestfs_hv()
+    assert hv is not None and os.access(hv, os.X_OK)
+    out = subprocess.run([hv, "-device", "?", "a b"], check=True, capture_output=True, text=True)
+    lib = root / "usr/lib" / triplet
+    assert out.stdout.splitlines() == [
+        "--library-path",
+        f"{lib}:{root}/lib/{triplet}",
+        f"{root}/usr/bin/qemu-system-{os.uname().machine}",
+        "-device",
+        "?",
+        "a b",
+    ]
