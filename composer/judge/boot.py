@@ -80,13 +80,17 @@ class _Run:
     throwaway: bool = False
 
 
-def _explain(out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float) -> None:
+def _explain(
+    out: Outcome, scanner: SerialScanner, qemu_log: str, timeout: float, login_wait: float | None
+) -> None:
     """Turn a missing result into evidence judge() can name (as synthetic fatal events)."""
     if out.check is not None or out.reason in ("fatal", "login"):
         return
     if out.reason == "timeout":
         waited = f" (and {out.cpu_wait:.0f} s waiting for a host CPU)" if out.cpu_wait >= 1 else ""
         line = out.overloaded or f"no check result within {timeout:g} s{waited}"
+    elif out.reason == "no-login":
+        line = f"no login prompt within {login_wait:g} s of multi-user.target"
     elif out.reason == "helper":
         line = out.helper_died
     elif out.record is not None and out.record.problem:
@@ -150,9 +154,10 @@ def _run_vm(run: _Run) -> tuple[Outcome, blame.HostFacts]:
             helpers,
             THROWAWAY_GRACE if run.throwaway else POWEROFF_GRACE,
             run.throwaway,
+            w.login_wait,
         )
     qemu_log = (work / "qemu.log").read_text(errors="replace")
-    _explain(out, run.scanner, qemu_log, run.timeout)
+    _explain(out, run.scanner, qemu_log, run.timeout, run.watch.login_wait)
     return out, _facts(out, run.scanner, qemu_log)
 
 

@@ -4,7 +4,8 @@ The watch ends at the first of: a whole check record (plus a grace for the guest
 off; a throw-away boot's ends with the console summary that follows the record), a fatal sign
 or a console prompt (plus a short grace: the next lines usually explain it), QEMU's exit, a
 helper's death, a damaged check record, a login prompt without a check (images that cannot run
-it), or the deadline. The deadline counts only the time the VM could run: the
+it), no login prompt long after multi-user.target where only the console is judged, or the
+deadline. The deadline counts only the time the VM could run: the
 seconds its vCPU waited for a host CPU are added to it (composer/judge/hostload.py), up to
 ``STRETCH`` times the timeout, after which the host, not the image, is said to be too slow.
 """
@@ -58,7 +59,7 @@ class Outcome:
     """What the monitor loop saw."""
 
     check: dict[str, Any] | None = None
-    reason: str = ""  # check | fatal | exited | timeout | login | helper | record
+    reason: str = ""  # check | fatal | exited | timeout | login | no-login | helper | record
     exit_status: int | None = None
     elapsed: float = 0.0
     synthetic: list[SerialEvent] = field(default_factory=list)
@@ -93,8 +94,24 @@ class Watch:
     flag another thread sets to stop the boot (KeyboardInterrupt in this one)."""
 
     login_grace: float | None = None
+    # judged from the console alone: how long after multi-user.target a login prompt may take
+    # (a getty starts with multi-user.target, so one that is not there by then never comes)
+    login_wait: float | None = None
     serial_judge: Callable[[Sequence[SerialEvent], Expectations], Verdict] | None = None
     stop: threading.Event | None = None
+
+
+def _no_login(
+    wait: float | None,
+    login_at: float | None,
+    multi_user: tuple[float, float] | None,
+    now: float,
+    cpu_wait: float,
+) -> bool:
+    if wait is None or login_at is not None or multi_user is None:
+        return False
+    since, cpu_then = multi_user
+    return (now - since) - (cpu_wait - cpu_then) > wait
 
 
 def _report(console: Console, ev: SerialEvent) -> None:
@@ -179,16 +196,19 @@ def monitor(
     helpers: Sequence[Helper] = (),
     poweroff_grace: float = POWEROFF_GRACE,
     until_summary: bool = False,
+    login_wait: float | None = None,
 ) -> Outcome:
     """Tail both serial logs until the watch ends (module docstring). ``stop`` set: unwind as
     the signal it names would (KeyboardInterrupt for a plain Event). ``until_summary``: the
     grace after the record also ends with the console summary's last line (a throw-away
-    boot, which judges nothing after it)."""
+    boot, which judges nothing after it). ``login_wait``: see Watch; counted, as the deadline,
+    without the seconds the VM waited for a host CPU."""
     start = time.monotonic()
     channels = _Channels(console_log, check_log, start)
     cpu = CpuWait(qemu.pid) if qemu.pid else None
     out = Outcome()
     check_at = fatal_at = login_at = summary_at = None
+    multi_user: tuple[float, float] | None = None  # (when, the CPU wait then)
     while True:
         if stop is not None and stop.is_set():
             _stop(stop)
@@ -211,6 +231,8 @@ def monitor(
             login_at = now
         if summary_at is None and any(e.name == "summary" for e in events):
             summary_at = now
+        if multi_user is None and any(e.name == "multi-user" for e in events):
+            multi_user = (now, out.cpu_wait)
         if exited:
             out.reason, out.exit_status = ("check" if out.check else "exited"), qemu.poll()
         elif out.record is not None and out.record.payload is None:
@@ -224,6 +246,8 @@ def monitor(
             out.reason = "fatal"
         elif login_grace is not None and login_at is not None and now - login_at > login_grace:
             out.reason = "login"
+        elif _no_login(login_wait, login_at, multi_user, now, out.cpu_wait):
+            out.reason = "no-login"
         else:
             out.reason = _deadline(out, timeout, out.elapsed)
         if out.reason:

@@ -174,7 +174,12 @@ def boot_one(
         iso = make_cidata(work / "cidata.iso")
         return ["-drive", f"file={iso},format=raw,if=virtio,readonly=on"]
 
-    watch = Watch(login_grace=plan.login_grace, serial_judge=judge_serial, stop=stop)
+    watch = Watch(
+        login_grace=plan.login_grace,
+        login_wait=plan.login_wait,
+        serial_judge=judge_serial,
+        stop=stop,
+    )
     verdict = with_retries(
         lambda keep: boot(
             expectations=plan.expectations,

@@ -11,7 +11,7 @@ import pycdlib
 
 from composer import DATA
 from composer.judge.foreign import GUEST_SCRIPT, judge_serial, make_cidata, user_data
-from composer.judge.serial import scan_text
+from composer.judge.serial import SerialEvent, scan_text
 from composer.judge.verdict import Expectations
 
 ROOT = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
@@ -83,3 +83,18 @@ def test_serial_verdict_names_root_failures() -> None:
     assert not v.passed
     failed = {c.name for c in v.checks if not c.passed}
     assert {"booted", "root-mounted", "root-discovered"} <= failed
+
+
+def test_serial_verdict_says_the_watch_ended_for_want_of_a_prompt() -> None:
+    """The monitor stopped waiting a while after multi-user.target (composer/judge/boot.py
+    turns that into a "no-login" event): the booted check says how long it waited."""
+    events = scan_text(LOGIN_BOOT.rsplit("\n", 1)[0] + "\n", 5.0)
+    line = "no login prompt within 180 s of multi-user.target"
+    v = judge_serial(
+        [*events, SerialEvent("fatal", "no-login", 190.0, line, "booted")], Expectations(ROOT)
+    )
+    assert not v.passed
+    booted = v.check("booted")
+    assert booted is not None and not booted.passed
+    assert booted.detail.startswith(line + " on the serial console (serial console only")
+    assert [c.name for c in v.checks] == ["booted", "root-mounted"]

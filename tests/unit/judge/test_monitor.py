@@ -44,6 +44,24 @@ def test_login_prompt_ends_the_watch_after_the_grace(tmp_path: Path) -> None:
     assert {e.name for e in scanner.events} >= {"kernel", "root-mounted", "login"}
 
 
+@pytest.mark.parametrize("prompt", [False, True])
+def test_no_login_prompt_long_after_multi_user_ends_the_watch(tmp_path: Path, prompt: bool) -> None:
+    """Judged from the console alone: a getty starts with multi-user.target, so no prompt a
+    while after it ends the watch ("no-login") instead of the deadline; a prompt in time ends
+    it as a login (after its grace)."""
+    proc, console, check = guest(
+        tmp_path,
+        "printf '[ 1.0] Linux version 6.12\\nReached target multi-user.target\\n' >> @CONSOLE@;"
+        + (" sleep 0.3; printf '\\nhost login: ' >> @CONSOLE@;" if prompt else "")
+        + " sleep 60",
+    )
+    scanner = SerialScanner()
+    with proc as qemu:  # a login grace of 0.5 s, a login wait of 1.5 s
+        out = monitor(qemu, console, check, scanner, 30.0, lambda _: None, 0.5, login_wait=1.5)
+        assert qemu.poll() is None  # the watch ended it, not the guest
+    assert out.reason == ("login" if prompt else "no-login")
+
+
 @pytest.mark.parametrize(
     ("early", "kwargs"),
     [
