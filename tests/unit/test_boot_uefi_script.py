@@ -233,22 +233,27 @@ exec sleep 60
 """
 
 
+def with_stand_in(
+    fw: dict[str, Path], tmp_path: Path, qemu: str, *args: str
+) -> tuple[list[str], dict[str, str]]:
+    """The script's command line and environment with ``qemu`` (a shell script) on PATH as
+    qemu-system-x86_64 (TCG, the fake firmware, the serial log in ``tmp_path``)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qemu-system-x86_64").write_text(qemu)
+    (bin_dir / "qemu-system-x86_64").chmod(0o755)
+    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", *args]
+    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
+    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
+    return argv, env
+
+
 def run_headless(
     fw: dict[str, Path], tmp_path: Path, record: str
 ) -> subprocess.CompletedProcess[str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "qemu-system-x86_64").write_text(FAKE_QEMU)
-    (bin_dir / "qemu-system-x86_64").chmod(0o755)
     (tmp_path / "record").write_text(record)
-    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--check", "--timeout", "60"]
-    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
-    env = {
-        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "RECORD": str(tmp_path / "record"),
-        "TMPDIR": str(tmp_path),
-    }
-    return run_to_its_end(argv, env)
+    argv, env = with_stand_in(fw, tmp_path, FAKE_QEMU, "--check", "--timeout", "60")
+    return run_to_its_end(argv, {**env, "RECORD": str(tmp_path / "record")})
 
 
 def run_to_its_end(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -298,13 +303,7 @@ def test_headless_wait_reports_a_damaged_record(fw: dict[str, Path], tmp_path: P
 
 
 def test_qemu_dies_with_the_script_even_on_sigkill(fw: dict[str, Path], tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "qemu-system-x86_64").write_text("#!/bin/sh\nexec sleep 300\n")
-    (bin_dir / "qemu-system-x86_64").chmod(0o755)
-    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--timeout", "300"]
-    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
-    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
+    argv, env = with_stand_in(fw, tmp_path, "#!/bin/sh\nexec sleep 300\n", "--timeout", "300")
     proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     qemu = next(int(m[1]) for ln in proc.stderr if (m := re.search(r"qemu: pid (\d+)", ln)))
@@ -325,14 +324,8 @@ def test_a_qemu_that_ignores_term_is_killed_and_the_output_ends_with_the_script(
 ) -> None:
     """The cleanup's TERM is ignored: KILL follows after its grace (10 s), and no timer left
     behind holds the script's output open (a caller reading to the end would wait for it)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "qemu-system-x86_64").write_text("#!/bin/sh\ntrap '' TERM\nexec sleep 300\n")
-    (bin_dir / "qemu-system-x86_64").chmod(0o755)
-    argv = ["sh", str(SCRIPT), str(fw["image"]), "--accel", "tcg", "--timeout", "1"]
-    argv += ["--firmware-dir", str(fw["usr"]), "--serial-log", str(tmp_path / "serial.log")]
-    env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "TMPDIR": str(tmp_path)}
-    proc = run_to_its_end(argv, env)
+    ignores_term = "#!/bin/sh\ntrap '' TERM\nexec sleep 300\n"
+    proc = run_to_its_end(*with_stand_in(fw, tmp_path, ignores_term, "--timeout", "1"))
     assert proc.returncode == 1, proc.stderr
     qemu = int(re.findall(r"qemu: pid (\d+)", proc.stderr)[0])
     assert not Path(f"/proc/{qemu}").exists()
