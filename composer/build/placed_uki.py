@@ -70,7 +70,7 @@ def install_from_repos(root: Path, repos: Sequence[Path]) -> None:
                 ["chroot", str(root), "dpkg", "--log=/dev/null", "--install", "--"]
                 + [f"{staging}/{d.name}" for d in debs],
                 env={
-                    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                    "PATH": tools.SYSTEM_PATH,
                     "LC_ALL": "C.UTF-8",
                     "DEBIAN_FRONTEND": "noninteractive",
                 },

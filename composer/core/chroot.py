@@ -67,7 +67,7 @@ def _unshared(
         if read_only:  # MS_REMOUNT|MS_BIND|MS_RDONLY on that one mount only
             mounts.append(f"mount -o remount,bind,ro {dest}")
     script = " && ".join(mounts) + " && exec chroot " + root + " " + shlex.join(argv)
-    base_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root"}
+    base_env = {"PATH": tools.SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root"}
     base_env.update(env or {})
     return [
         "unshare",

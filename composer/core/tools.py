@@ -30,6 +30,12 @@ from typing import IO
 from composer.core.errors import MissingToolError, ToolError
 from composer.core.lifetime import Stopped, die_with_parent, signals_held, stop_scope
 
+# The distribution's own directories, in its order: the PATH of what a tool runs inside a tree
+# (a chroot) and of tools that run the host's helpers by name (mmdebstrap runs mmtarfilter, a
+# `#!/usr/bin/env python3` script, once per essential package): a user's PATH may put a
+# version manager's shims first (pyenv's cost 0.1 s of shell per python3 there).
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
 # Which Debian package provides a tool, for the "not found" message.
 PACKAGES = {
     "mmdebstrap": "mmdebstrap",
@@ -58,7 +64,7 @@ LINE_MAX = 1 << 16  # a line longer than this is logged in pieces
 
 
 def which(tool: str) -> str:
-    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    path = shutil.which(tool) or shutil.which(tool, path=SYSTEM_PATH)
     if path is None:
         raise MissingToolError(tool, PACKAGES.get(tool, tool))
     return path

@@ -40,7 +40,7 @@ def mmdebstrap(
         if packages:
             argv.append("--include=" + ",".join(packages))
         argv += [suite, str(target), mirror]
-        env = {"INITRD": "No", "LC_ALL": "C.UTF-8"}
+        env = {"INITRD": "No", "LC_ALL": "C.UTF-8", "PATH": tools.SYSTEM_PATH}
         if epoch is not None:  # mmdebstrap then makes the tree reproducible (shadow dates…)
             env["SOURCE_DATE_EPOCH"] = str(epoch)
         tools.run(argv, env=env, on_line=progress.phase_lines("I: ", "..."))
@@ -80,7 +80,7 @@ def _mmdebstrap_argv(variant: str, arch: Arch, archive_cache: Path, sync: Path) 
         "unshare",
         "--mount",
         "--propagation=private",
-        "mmdebstrap",
+        tools.which("mmdebstrap"),  # found on the user's PATH: it runs with SYSTEM_PATH
         f"--variant={variant}",
         "--mode=root",
         f"--architectures={arch.debian}",

@@ -5,9 +5,16 @@ the one that puts package-check's index into the tree, so that mmdebstrap skips 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from composer.core import tools
+from composer.rootfs import apt
 from composer.rootfs.apt import _archive_sync_out, _index_in
+from composer.spec.arch import get_arch
 
 
 def _run_hook(root: Path, cache: Path, sync: Path) -> None:
@@ -66,3 +73,34 @@ def test_the_index_goes_into_the_tree_with_apts_caches_made_by_mmdebstraps_confi
     )
     assert (lists / "deb.debian.org_debian_dists_trixie_InRelease").read_text() == "signed"
     assert out.read_text() == "/tmp/mm.conf gencaches\n"
+
+
+def test_mmdebstrap_is_found_on_the_users_path_and_runs_with_the_systems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's mmdebstrap (a PATH entry of their own comes first), but what it runs by name
+    (mmtarfilter, a `#!/usr/bin/env python3` script, per essential package) comes from the
+    distribution's directories, not from a version manager's shims earlier on the PATH."""
+    bin_dir = tmp_path / "shims"
+    bin_dir.mkdir()
+    (bin_dir / "mmdebstrap").write_text("#!/bin/sh\n")
+    (bin_dir / "mmdebstrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    calls: list[tuple[Sequence[str], Mapping[str, str]]] = []
+
+    def run(argv: Sequence[str], *, env: Mapping[str, str], **_: Any) -> None:
+        calls.append((argv, env))
+
+    monkeypatch.setattr(tools, "run", run)
+    apt.mmdebstrap(
+        tmp_path / "root",
+        suite="trixie",
+        mirror="http://deb.debian.org/debian",
+        arch=get_arch("x86_64"),
+        packages=["systemd"],
+        archive_cache=tmp_path / "archives",
+    )
+    [(argv, env)] = calls
+    assert argv[:4] == ["unshare", "--mount", "--propagation=private", str(bin_dir / "mmdebstrap")]
+    assert env["PATH"] == tools.SYSTEM_PATH == "/usr/sbin:/usr/bin:/sbin:/bin"
+    assert env["INITRD"] == "No"
