@@ -62,6 +62,8 @@ def minbase(state: Path) -> list[str]:
     for lists in sorted((state / "lists").glob("*_Packages*")):
         text = tools.output(["/usr/lib/apt/apt-helper", "cat-file", lists])
         for stanza in text.split("\n\n"):
+            if "\nPriority: required" not in stanza and "\nEssential: yes" not in stanza:
+                continue  # most of the 70000 stanzas: not split into fields (0.4 s for trixie)
             fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line[:40])
             if fields.get("Priority") == "required" or fields.get("Essential") == "yes":
                 names.add(fields.get("Package", "apt"))
