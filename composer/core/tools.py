@@ -63,6 +63,16 @@ TAIL_LINES = 200  # what a ToolError keeps of a failed tool's output (its messag
 LINE_MAX = 1 << 16  # a line longer than this is logged in pieces
 
 
+def lower_priority(niceness: int = 10) -> None:
+    """This thread, and every tool it starts from now on, runs at a lower CPU priority: for
+    work beside a longer chain of the same build (on two cores, uki-virt's xz and zstd
+    threads took the root tree's dpkg its core). Linux keeps a nice value per thread, and a
+    child inherits its creator's; a build's stages run each in a thread of its own, which
+    ends with the stage (composer/build/schedule.py)."""
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, max(niceness, os.getpriority(os.PRIO_PROCESS, tid)))
+
+
 def which(tool: str) -> str:
     path = shutil.which(tool) or shutil.which(tool, path=SYSTEM_PATH)
     if path is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from composer.build.context import Context
 from composer.build.stages.stage import Stage
+from composer.core import tools
 from composer.rootfs import resolution
 
 # What the archive is asked for: the package set of a distribution, suite, mirror and
@@ -28,12 +29,18 @@ def index_copy(ctx: Context) -> Path:
 
 
 def run(ctx: Context) -> None:
+    def downloaded() -> None:
+        """The root tree may be installed from here on; reading the packages' facts, beside
+        it, takes the CPU its mmdebstrap leaves (composer/core/tools.py)."""
+        ctx.packages_downloaded.set()
+        tools.lower_priority()
+
     resolution.check(
         ctx.plan,
         ctx.pins,
         cache=ctx.cache,
         key=ctx.key(STAGE.name),
-        downloaded=ctx.packages_downloaded.set,  # the root tree may be installed from here on
+        downloaded=downloaded,
         lists_to=index_copy(ctx),
     )
     ctx.packages_downloaded.set()  # also when nothing was downloaded (an empty set)

@@ -6,9 +6,13 @@ from __future__ import annotations
 from composer.build import placed_uki
 from composer.build.context import Context
 from composer.build.stages.stage import Stage
+from composer.core import tools
 
 
 def run(ctx: Context) -> None:
+    """At a lower CPU priority: beside the root tree (package-check, then mmdebstrap), the
+    longer chain to the image, it has time to spare; it takes what the root tree leaves."""
+    tools.lower_priority()
     built = placed_uki.prepare_repo(ctx.plan, ctx.cache)
     if built is not None and built.cached:
         ctx.reused.add(STAGE.name)

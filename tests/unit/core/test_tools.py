@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -218,3 +219,24 @@ def test_a_log_file_that_cannot_be_written_is_said_once_without_a_traceback(
     assert err.count("\n") == 1, err
     assert "log file /dev/full: some lines from here on are missing" in err
     assert "No space left on device" in err and "Traceback" not in err
+
+
+def test_a_lowered_thread_starts_its_tools_lowered_and_leaves_the_others_alone() -> None:
+    """lower_priority: the calling thread and every tool it starts (below its reaper) run at
+    nice 10 or more; another thread, and the tools it starts, keep their priority; calling it
+    again never raises the priority back."""
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int | str] = {}
+
+    def lowered() -> None:
+        tools.lower_priority()
+        tools.lower_priority(5)  # never back up
+        seen["thread"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["tool"] = tools.output(["nice"]).strip()
+
+    worker = threading.Thread(target=lowered)
+    worker.start()
+    worker.join()
+    assert seen == {"thread": max(10, before), "tool": str(max(10, before))}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    assert tools.output(["nice"]).strip() == str(before)
