@@ -6,7 +6,7 @@
 #   bench/full_cold_ab.sh A_SRC B_SRC [RUNS]     (A_SRC, B_SRC: source trees, as ab_builds.py)
 set -euo pipefail
 a=$(realpath "$1") b=$(realpath "$2") runs=${3:-2}
-python=$(realpath "$(dirname "$0")/../.venv/bin/python")
+python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"  # not realpath: the venv is its link
 work=$(mktemp -d /var/tmp/full-cold-ab.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq "$runs"); do

@@ -147,11 +147,10 @@ def base_files_version(distro: Distro, arch: Arch, *, cache: Path) -> str:
     return madison["base-files"][0]
 
 
-def unpack_kernel_tree(
-    kernel_deb: Path, base_files_deb: Path, dest: Path, tools_tree: Path, kver: str
-) -> Path:
-    """``dest`` as a tree with boot/vmlinuz-<kver>, usr/lib/modules/<kver> (depmod'ed in the
-    tools tree) and usr/lib/os-release: everything build_uki reads from an image tree."""
+def unpack_kernel(kernel_deb: Path, base_files_deb: Path, dest: Path, kver: str) -> Path:
+    """``dest`` as a tree with boot/vmlinuz-<kver>, usr/lib/modules/<kver> and
+    usr/lib/os-release, everything build_uki reads from an image tree once :func:`depmod_in`
+    has made modules.dep; host tools only (a build unpacks while the tools tree is made)."""
     dest.mkdir(parents=True, exist_ok=True)
     tools.run(["dpkg-deb", "-x", kernel_deb, dest])
     with tempfile.TemporaryDirectory(prefix="base-files-", dir=dest.parent) as tmp:
@@ -160,7 +159,12 @@ def unpack_kernel_tree(
         shutil.copyfile(Path(tmp) / "usr/lib/os-release", dest / "usr/lib/os-release")
     if not (dest / "boot" / f"vmlinuz-{kver}").exists():
         raise KernelNotFoundError(f"{kernel_deb.name} has no boot/vmlinuz-{kver}")
-    # Debian's kernel packages ship no modules.dep (their postinst runs depmod): make it
+    return dest
+
+
+def depmod_in(tools_tree: Path, dest: Path, kver: str) -> Path:
+    """Debian's kernel packages ship no modules.dep (their postinst runs depmod): made for the
+    unpacked tree ``dest`` by the tools tree's depmod."""
     modules = dest / "usr/lib/modules"
     run_in(tools_tree, ["depmod", kver], binds=[(modules, "/usr/lib/modules")])
     return dest

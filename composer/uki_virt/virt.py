@@ -168,12 +168,14 @@ def _build(
     work: Path,
     cache: Path,
 ) -> dict[str, Any]:
-    tools_tree = ensure_tools_tree(cache, arch)
     base_files = kernel.base_files_version(distro, arch, cache=cache)
     kernel_deb, base_deb = kernel.download(
         [(pkg.name, pkg.version), ("base-files", base_files)], distro, arch, cache=cache
     )
-    tree = kernel.unpack_kernel_tree(kernel_deb, base_deb, work / "kernel", tools_tree, pkg.kver)
+    unpacked = kernel.unpack_kernel(kernel_deb, base_deb, work / "kernel", pkg.kver)
+    # only now: a cold build makes the tools tree meanwhile (its stage holds the tree's lock)
+    tools_tree = ensure_tools_tree(cache, arch)
+    tree = kernel.depmod_in(tools_tree, unpacked, pkg.kver)
     uki = build_uki(
         tools_tree,
         tree,

@@ -107,7 +107,8 @@ def test_uki_holds_no_data_of_the_tree_it_was_built_in(uki_repo: Path, tmp_path:
     base = kernel.base_files_version(distro, arch, cache=cache)
     debs = kernel.download([(pkg.name, pkg.version), ("base-files", base)], distro, arch,
                            cache=cache)  # fmt: skip
-    tree_a = kernel.unpack_kernel_tree(debs[0], debs[1], tmp_path / "a", tools_tree, pkg.kver)
+    unpacked = kernel.unpack_kernel(debs[0], debs[1], tmp_path / "a", pkg.kver)
+    tree_a = kernel.depmod_in(tools_tree, unpacked, pkg.kver)
     tree_b = tmp_path / "b"
     shutil.copytree(tree_a, tree_b, symlinks=True)
     (tree_b / "etc/modprobe.d").mkdir(parents=True)

@@ -31,7 +31,9 @@ STAGE = Stage(
         "plan.cmdline",
         "plan.packages",
     ),
-    after=("tools-tree",),
+    # not after the tools tree: it resolves, downloads and unpacks the kernel while a cold
+    # build makes the tree, and waits for the tree's lock only then (composer/uki_virt/virt.py);
+    # what the tree makes of it reaches the later stages' keys as the repository's digests
     run=run,
     applies=placed_uki.lists_uki_virt,
 )
