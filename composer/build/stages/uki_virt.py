@@ -11,7 +11,9 @@ from composer.core import tools
 
 def run(ctx: Context) -> None:
     """At a lower CPU priority: beside the root tree (package-check, then mmdebstrap), the
-    longer chain to the image, it has time to spare; it takes what the root tree leaves."""
+    longer chain to the image once a tools tree is cached, it has time to spare; it takes
+    what the root tree leaves (with the tools tree made in the build, measured a gain too:
+    docs/benchmarks.md)."""
     tools.lower_priority()
     built = placed_uki.prepare_repo(ctx.plan, ctx.cache)
     if built is not None and built.cached:
