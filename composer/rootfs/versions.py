@@ -16,6 +16,7 @@ import functools
 import hashlib
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +27,9 @@ from composer.core.errors import ComposerError, KeyedProblems, Problem, ToolErro
 from composer.spec.arch import Arch
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# apt writes a new package cache as pkgcache.bin.XXXXXX (about 43 MB for trixie) and renames it
+# in within a second; one this old was left by an apt that was killed meanwhile
+STALE_CACHE = 600.0
 
 
 def parse_madison(text: str) -> dict[str, list[str]]:
@@ -109,6 +113,16 @@ def _apt_options(state: Path, arch: Arch) -> list[str]:
     ]
 
 
+def sweep_cache_temporaries(cache: Path, now: float | None = None) -> None:
+    """Remove the package caches killed apt commands left half-written (see STALE_CACHE); one
+    being written now by another build's apt is younger, and stays."""
+    limit = (time.time() if now is None else now) - STALE_CACHE
+    for path in cache.glob("pkgcache.bin.??????"):
+        with contextlib.suppress(FileNotFoundError):
+            if not path.is_symlink() and path.stat().st_mtime < limit:
+                path.unlink()
+
+
 @contextlib.contextmanager
 def index_locked(state: Path) -> Iterator[None]:
     """One command at a time reads or updates the shared index state directory ``state``:
@@ -137,6 +151,7 @@ def archive_versions(
             (state / "status").touch()
         (state / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
         opts = _apt_options(state, arch)
+        sweep_cache_temporaries(state / "cache")
         # as mmdebstrap's own update: a warning (a source apt could not use) fails it too
         tools.run(["apt-get", *opts, "-q", "--error-on=any", "update"])
         if lists_to is not None:

@@ -8,6 +8,7 @@ here from a file:// mirror: no network, no stand-in for the verification."""
 from __future__ import annotations
 
 import email.utils
+import os
 import shutil
 from pathlib import Path
 
@@ -16,12 +17,14 @@ import pytest
 from composer.core.errors import ComposerError
 from composer.rootfs.versions import (
     KEYRING,
+    STALE_CACHE,
     IndexSignatureError,
     archive_index_digest,
     parse_madison,
     pick_version,
     release_epoch,
     resolve_pins,
+    sweep_cache_temporaries,
     verify_inrelease,
 )
 
@@ -116,3 +119,18 @@ def test_text_outside_the_signature_is_refused(tmp_path: Path) -> None:
 def test_unsigned_index_is_refused() -> None:
     with pytest.raises(IndexSignatureError):
         verify_inrelease(b"Origin: Debian\nDate: Mon, 01 Jan 2035 00:00:00 UTC\n", "InRelease")
+
+
+def test_package_caches_a_killed_apt_left_are_swept_and_one_being_written_stays(
+    tmp_path: Path,
+) -> None:
+    """apt writes pkgcache.bin.XXXXXX and renames it in; a kill in between leaves the 43 MB
+    file. An old one goes, a fresh one (another build's apt writing it now) and the cache
+    itself stay."""
+    now = 1_000_000.0
+    for name, age in (("pkgcache.bin", 2 * STALE_CACHE), ("pkgcache.bin.5jvtMq", 2 * STALE_CACHE),
+                      ("pkgcache.bin.Nf4PrU", 1.0)):  # fmt: skip
+        (tmp_path / name).write_bytes(b"c")
+        os.utime(tmp_path / name, (now - age, now - age))
+    sweep_cache_temporaries(tmp_path, now=now)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkgcache.bin", "pkgcache.bin.Nf4PrU"]
