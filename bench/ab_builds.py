@@ -5,7 +5,9 @@ after a hostname change, each version in its own cache. Every sample keeps its t
 before it and the manifest's stage timings. Reports only: nothing here asserts a time.
 
     .venv/bin/python bench/ab_builds.py --a /var/tmp/before --b . [--runs 2] [--rebuilds 1]
-        [--out F.json]
+        [--tools-made] [--out F.json]
+
+``--tools-made``: the cold builds start from an empty cache and make the tools tree too.
 
 ``--a`` and ``--b`` are source trees (a `git archive` of a commit, or this one); each is run as
 ``python -m composer`` from its own directory.
@@ -45,10 +47,10 @@ def build(src: Path, blueprint: Path, out: Path, cache: Path) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "load1": round(load, 2), "timings": manifest["timings"]}
 
 
-def fresh_cache(cache: Path) -> None:
+def fresh_cache(cache: Path, *, tools_kept: bool = True) -> None:
     shutil.rmtree(cache, ignore_errors=True)
     (cache / "trees").mkdir(parents=True)
-    for tree in TOOLS.glob("tools-*"):
+    for tree in TOOLS.glob("tools-*") if tools_kept else ():
         if (tree / "usr/bin/ukify").exists():
             subprocess.run(["cp", "-a", str(tree), str(cache / "trees")], check=True)
 
@@ -66,7 +68,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--rebuilds", type=int, default=1, help="hostname rebuilds per run and side")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ab-builds.json")
+    ap.add_argument(
+        "--tools-made", action="store_true", help="cold builds make the tools tree too (no copy)"
+    )
     args = ap.parse_args()
+    cold = "cold build, tools tree made" if args.tools_made else "cold build, tools tree kept"
     work = Path(tempfile.mkdtemp(prefix="dps-ab-", dir="/var/tmp"))
     sides = {"a": args.a.resolve(), "b": args.b.resolve()}
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in sides}
@@ -74,9 +80,9 @@ def main() -> None:
         for i in range(args.runs):
             for side, src in sides.items():
                 cache, out = work / side / "cache", work / side / "out"
-                fresh_cache(cache)
+                fresh_cache(cache, tools_kept=not args.tools_made)
                 sample = build(src, src / BLUEPRINT, out, cache)
-                samples[side].setdefault("cold build, tools tree kept", []).append(sample)
+                samples[side].setdefault(cold, []).append(sample)
                 print(f"{side} cold #{i + 1}: {sample['seconds']} s (load {sample['load1']})")
             for j in range(args.rebuilds):
                 for side, src in sides.items():
