@@ -339,3 +339,62 @@ def test_the_summary_ends_with_the_line_that_ends_a_throwaway_watch(tmp_path: Pa
     assert out.splitlines()[-1] == "dps-composer-check: summary ends", out
     events = scan_text(out)
     assert [e.name for e in events if e.kind == "milestone"] == ["check", "summary"], out
+
+
+def _logging_tools(bin_dir: Path, log: Path, names: dict[str, str]) -> dict[str, str]:
+    """Programs named ``names`` in ``bin_dir`` that log their name and arguments to ``log``
+    and print their text; the environment that puts them first on PATH."""
+    bin_dir.mkdir()
+    for name, text in names.items():
+        fake = bin_dir / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $*" >>{log}\nprintf "%s" "{text}"\n')
+        fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@needs_sh
+def test_the_record_and_summary_ask_each_shared_fact_once(tmp_path: Path) -> None:
+    """The record and the console summary share the root, state, failed units and mounts
+    (gather: each process costs under TCG), and a partition's type and UUID come from udev's
+    database read by the shell: no udevadm or lsblk while it answers."""
+    log = tmp_path / "calls"
+    env = _logging_tools(
+        tmp_path / "bin",
+        log,
+        {
+            "findmnt": "/dev/vdz2 ext4",  # both of its uses print the same columns here
+            "systemctl": "running",
+            "udevadm": "",
+            "lsblk": "",
+        },
+    )
+    sys_block, udev = tmp_path / "sys-block", tmp_path / "udev-data"
+    (sys_block / "vdz2").mkdir(parents=True)
+    (sys_block / "vdz2" / "dev").write_text("254:2\n")
+    (sys_block / "vdz2" / "size").write_text("4096\n")
+    udev.mkdir()
+    (udev / "b254:2").write_text(
+        f"S:disk/by-partuuid/f00\nE:ID_PART_ENTRY_UUID=f00\nE:ID_PART_ENTRY_TYPE={ROOT}\nG:systemd\n"
+    )
+    env |= {"SYS_BLOCK": str(sys_block), "UDEV_DATA": str(udev)}
+    out = run_lib("gather; emit_json; echo; summary", env)
+    record, summary = out.split("\n", 1)
+    data = json.loads(record)
+    assert data["root"]["source"] == "/dev/vdz2" and data["root"]["fstype"] == "ext4"
+    assert data["root"]["parttype"] == ROOT and data["root"]["partuuid"] == "f00"
+    assert data["system_state"] == "running"
+    assert f"root=/dev/vdz2 type={ROOT}" in summary and "its partition 2097152 bytes" in summary
+    calls = [ln.split()[0] for ln in log.read_text().splitlines()]
+    assert "udevadm" not in calls and "lsblk" not in calls, calls
+    assert calls.count("findmnt") == 2 and calls.count("systemctl") == 2, calls
+
+
+@needs_sh
+def test_os_release_fields_lose_one_pair_of_quotes(tmp_path: Path) -> None:
+    """os_field reads os-release with the shell (no sed): KEY="value" and KEY='value' and
+    KEY=value alike, the first line for a key only."""
+    os_release = tmp_path / "os-release"
+    os_release.write_text("NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID='13'\nID=other\n")
+    code = "os_field NAME; echo; os_field ID; echo; os_field VERSION_ID; echo; os_field MISSING"
+    out = run_lib(code, {"OS_RELEASE": f"{tmp_path}/missing {os_release}"})
+    assert out.split("\n") == ["Debian GNU/Linux", "debian", "13", ""]
