@@ -40,7 +40,7 @@ from composer.core.hashing import key_of
 from composer.core.paths import cache_dir
 from composer.image.firmware import select_firmware
 from composer.judge.credentials import FIRSTBOOT
-from composer.judge.kvm import TCG_ARGS
+from composer.judge.kvm import tcg_args
 from composer.judge.qemu import QemuConfig, QemuProcess, build_command, qemu_command
 from composer.rootfs.apt import mmdebstrap
 from composer.spec.arch import ARCHES
@@ -295,7 +295,7 @@ def boot_to_login(image: Path, tools: BootTools, work: Path, smp: int, timeout: 
     cfg = QemuConfig(
         firmware=fw,
         vars_copy=vars_copy,
-        accel_args=TCG_ARGS,
+        accel_args=tcg_args(ARCH.qemu),
         console_log=console,
         check_log=work / "check.log",
         image=image,

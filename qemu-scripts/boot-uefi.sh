@@ -89,8 +89,12 @@ case $SMP in '' | [1-9] | [1-9][0-9]) ;; *) die "--smp: a number of vCPUs, not '
 command -v jq >/dev/null 2>&1 || die "jq not found (apt-get install jq)"
 
 case $ARCH in
-    x86_64 | amd64) ARCH=x86_64 MACHINE=q35 GLOB='^pc-q35' TPMDEV=tpm-crb ;;
-    aarch64 | arm64) ARCH=aarch64 MACHINE=virt GLOB='^virt' TPMDEV=tpm-tis-device ;;
+    # x86: q35 without the devices a boot test never uses (SMBus, PS/2, VMware's port, AHCI;
+    # the disk is virtio) and, under TCG, "max" without svm/vmx, as `dps-composer boot` runs it:
+    # the guest loads no modules for them on its emulated CPU
+    x86_64 | amd64) ARCH=x86_64 MACHINE=q35 LEAN=,smbus=off,i8042=off,vmport=off,sata=off
+        GLOB='^pc-q35' TPMDEV=tpm-crb TCG_CPU=max,svm=off,vmx=off ;;
+    aarch64 | arm64) ARCH=aarch64 MACHINE=virt LEAN= GLOB='^virt' TPMDEV=tpm-tis-device TCG_CPU=max ;;
     *) die "unsupported architecture $ARCH (x86_64, aarch64)" ;;
 esac
 
@@ -179,7 +183,7 @@ case $(dd if="$IMAGE" bs=3 count=1 2>/dev/null) in QFI) DISK_FMT=qcow2 ;; *) DIS
 if [ -z "$ACCEL" ]; then
     if [ -w /dev/kvm ]; then ACCEL=kvm; else ACCEL=tcg; fi
 fi
-case $ACCEL in kvm) CPU=host ;; tcg) CPU=max ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
+case $ACCEL in kvm) CPU=host ;; tcg) CPU=$TCG_CPU ;; *) die "--accel: kvm or tcg, not '$ACCEL'" ;; esac
 # one vCPU under TCG with the host's QEMU: before QEMU 10 its multi-threaded TCG crashed x86
 # guests patching their own code (int3); two with a tree's (Debian trixie's QEMU 10, as
 # `dps-composer boot` does)
@@ -240,10 +244,10 @@ NO_BACKING=null
 set -- $(program "qemu-system-$ARCH")
 [ -z "$TOOLS" ] || set -- "$@" -L "$TOOLS/usr/share/qemu"  # its option ROMs, not the host's
 if [ "$FW_SMM" = true ]; then
-    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1,smm=on" \
+    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1$LEAN,smm=on" \
         -global driver=cfi.pflash01,property=secure,value=on
 else
-    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1"
+    set -- "$@" -machine "$MACHINE,pflash0=pflash0,pflash1=pflash1$LEAN"
 fi
 set -- "$@" -accel "$ACCEL" -cpu "$CPU" -m "$MEMORY" -smp "$SMP" -nodefaults -no-user-config
 set -- "$@" -blockdev "$(blockdev pflash0 "$FW_CODE_FMT" "$FW_CODE" true)"

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from composer.core import tools
 from composer.core.lifetime import die_with_parent
-from composer.image.firmware import Firmware
+from composer.image.firmware import Firmware, machine_matches
 from composer.image.formats import ImageFileError, blockdev, detect_format, virtual_size
 from composer.judge.credentials import boot_credentials, smbios_args
 from composer.toolchain.boottools import HOST, BootTools
@@ -22,9 +22,17 @@ from composer.toolchain.boottools import HOST, BootTools
 CHECK_PORT_NAME = "dps-composer.check"  # virtio-serial port name where there is no 2nd UART
 
 
+# q35 without the devices a boot test never uses and the guest would probe and load modules for
+# on its one emulated CPU while the check runs: the SMBus controller (i2c_i801), the PS/2
+# controller (i8042, psmouse), VMware's I/O port and the AHCI controller (the disk is virtio)
+Q35_LEAN = "smbus=off,i8042=off,vmport=off,sata=off"
+
+
 def machine_args(firmware: Firmware) -> list[str]:
     """The machine, its flash from the block nodes "pflash0" (code) and "pflash1" (vars)."""
     machine = f"{firmware.machine},pflash0=pflash0,pflash1=pflash1"
+    if machine_matches(firmware.machine, ["pc-q35-*"]):
+        machine += f",{Q35_LEAN}"
     if firmware.requires_smm:
         return [
             "-machine",

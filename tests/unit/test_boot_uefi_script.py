@@ -111,8 +111,10 @@ def test_plain_boot_picks_the_non_secure_boot_descriptor(fw: dict[str, Path]) ->
     proc = run(fw, "--timeout", "60")
     line = qemu_line(proc)
     assert "60-plain.json" in proc.stderr
+    lean = "smbus=off,i8042=off,vmport=off,sata=off"  # as `dps-composer boot` runs q35
     assert line.startswith(
-        "qemu-system-x86_64 -machine q35,pflash0=pflash0,pflash1=pflash1 -accel tcg -cpu max"
+        f"qemu-system-x86_64 -machine q35,pflash0=pflash0,pflash1=pflash1,{lean} -accel tcg "
+        "-cpu max,svm=off,vmx=off "
     )
     nodes = {n["node-name"]: n for n in blockdevs(line)}
     assert nodes["pflash0"]["file"]["filename"] == str(fw["code"]) and nodes["pflash0"]["read-only"]
@@ -130,7 +132,10 @@ def test_secure_boot_prefers_an_empty_template_and_sets_smm(
     vars_ = tmp_path / "my.vars.fd"
     vars_.write_bytes(b"\0" * 16)
     line = qemu_line(run(fw, "--secure-boot", str(vars_)))
-    assert "-machine q35,pflash0=pflash0,pflash1=pflash1,smm=on -global driver=cfi.pflash01" in line
+    assert (
+        "-machine q35,pflash0=pflash0,pflash1=pflash1,smbus=off,i8042=off,vmport=off,sata=off,"
+        "smm=on -global driver=cfi.pflash01" in line
+    )
     assert f'"filename":"{fw["code-sb"]}"' in line
     assert "chardev stdio,id=con,mux=on" in line  # interactive without --timeout
 

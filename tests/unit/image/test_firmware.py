@@ -19,7 +19,7 @@ from composer.image.firmware import (
     machine_matches,
     select_firmware,
 )
-from composer.judge.qemu import QemuConfig, build_command, firmware_args
+from composer.judge.qemu import QemuConfig, build_command, firmware_args, machine_args
 from composer.spec.arch import get_arch
 
 X86 = get_arch("x86_64")
@@ -122,6 +122,8 @@ def test_wrong_arch_and_machine(tmp_path: Path) -> None:
     assert "10-arm.json" in str(err.value) and "20-i440fx.json" in str(err.value)
     fw = select_firmware(get_arch("aarch64"), "virt", secure_boot=False, dirs=[d])
     assert fw.arch == "aarch64" and fw.machine == "virt"
+    # q35's devices switched off (smbus, sata, ...) are not properties of virt: none given
+    assert machine_args(fw) == ["-machine", "virt,pflash0=pflash0,pflash1=pflash1"]
 
 
 def test_missing_nvram_template_and_combined_mode(tmp_path: Path) -> None:
@@ -203,7 +205,8 @@ def test_qemu_command_for_secure_boot_firmware(debian_like: Path, tmp_path: Path
     )
     argv = build_command("qemu-system-x86_64", cfg)
     joined = " ".join(argv)
-    assert argv[argv.index("-machine") + 1] == "q35,pflash0=pflash0,pflash1=pflash1,smm=on"
+    lean = "smbus=off,i8042=off,vmport=off,sata=off"  # devices no boot test uses
+    assert argv[argv.index("-machine") + 1] == f"q35,pflash0=pflash0,pflash1=pflash1,{lean},smm=on"
     assert "driver=cfi.pflash01,property=secure,value=on" in argv
     nodes = {
         n["node-name"]: n
@@ -228,7 +231,7 @@ def test_qemu_command_for_secure_boot_firmware(debian_like: Path, tmp_path: Path
 
     plain = select_firmware(X86, "q35", secure_boot=False, dirs=[debian_like])
     argv = build_command("qemu", replace(cfg, firmware=plain, snapshot=False))
-    assert argv[argv.index("-machine") + 1] == "q35,pflash0=pflash0,pflash1=pflash1"
+    assert argv[argv.index("-machine") + 1] == f"q35,pflash0=pflash0,pflash1=pflash1,{lean}"
     nodes = {
         n["node-name"]: n
         for n in (json.loads(argv[i + 1]) for i, a in enumerate(argv) if a == "-blockdev")

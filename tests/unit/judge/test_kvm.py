@@ -11,6 +11,7 @@ from composer.core.errors import ComposerError
 from composer.image.firmware import Firmware
 from composer.judge.kvm import (
     CACHE_TTL,
+    KVM_ARGS,
     KvmProbe,
     choose_accel,
     kvm_api_version,
@@ -98,3 +99,15 @@ def test_corrupt_cache_is_a_miss(tmp_path: Path) -> None:
 def test_api_version_ioctl_on_a_non_kvm_device_fails() -> None:
     with pytest.raises(OSError):
         kvm_api_version("/dev/null")
+
+
+def test_an_x86_guest_under_tcg_gets_no_virtualization_extensions() -> None:
+    """With svm the guest loads kvm and kvm_amd while its check runs; other architectures keep
+    "max" as it is (svm and vmx are x86 properties)."""
+    for arch in ("x86_64", "i386"):
+        assert choose_accel("tcg", None, arch).args == (
+            "-accel", "tcg", "-cpu", "max,svm=off,vmx=off"
+        )  # fmt: skip
+        assert choose_accel("auto", BAD, arch).args[-1] == "max,svm=off,vmx=off"
+        assert choose_accel("auto", OK, arch).args == KVM_ARGS  # KVM: the host's CPU
+    assert choose_accel("tcg", None, "aarch64").args == ("-accel", "tcg", "-cpu", "max")
