@@ -6,7 +6,7 @@ from __future__ import annotations
 from composer.build.context import Context
 from composer.build.stages.stage import Stage
 from composer.core.secret import cache_secret
-from composer.rootfs import backend, customize, extras
+from composer.rootfs import backend, customize, extras, updated
 
 
 def run(ctx: Context) -> None:
@@ -19,13 +19,16 @@ def run(ctx: Context) -> None:
     customize.install_check_unit(root)
     customize.set_services(root, plan.customizations)  # units of files too
     ctx.made.packages = backend.installed_packages(plan, root)
+    updated.mark_updated(root, ctx.epoch)  # last: the stamps hold only for the tree as it is now
 
 
 STAGE = Stage(
     "customize",
     "host name, users and groups, SSH keys, time zone, locale, files and directories, "
     "services, an empty /etc/machine-id, fstab lines only for what DPS does not mount, the "
-    "boot check unit, the definitions of [measured] sealed volumes",
+    "boot check unit, the definitions of [measured] sealed volumes, /etc/.updated and "
+    "/var/.updated where the tree shows that the first boot's update services would change "
+    "nothing",
     inputs=(
         "plan.customizations",
         "plan.name",
