@@ -28,9 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from composer.core.paths import cache_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 BLUEPRINT = "blueprints/debian-uki-sdboot.toml"
-TOOLS = Path.home() / ".cache/dps-composer/trees"
+TOOLS = cache_dir() / "trees"  # the user's cache (DPS_COMPOSER_CACHE_DIR too)
 
 
 def build(src: Path, blueprint: Path, out: Path, cache: Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from composer.core.hashing import sha256_file
+from composer.core.paths import cache_dir
 
 from .conftest import ModuleTmp
 from .faults import (
@@ -47,7 +48,7 @@ from .faults import (
 
 pytestmark = pytest.mark.integration
 
-SHARED_TOOLS = Path.home() / ".cache/dps-composer/trees"
+SHARED_TOOLS = cache_dir() / "trees"  # the session's cache (DPS_COMPOSER_CACHE_DIR too)
 KILLS: list[Kill] = []
 TIMES: dict[str, float] = {}
 
