@@ -8,7 +8,7 @@ import contextlib
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,24 +30,6 @@ if TYPE_CHECKING:
     from composer.build.bootchain.chain import BootChain
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class StageReport:
-    """What a progress display learns of a stage: its name when it starts; when it ends,
-    whether it was taken from the stage cache (``cached``) or made (``built``)."""
-
-    name: str
-    state: str = "built"  # built, cached
-
-
-# around each stage that runs: progress lines or bars (composer/cli/progress.py)
-StageHook = Callable[[str], contextlib.AbstractContextManager[StageReport]]
-
-
-@contextlib.contextmanager
-def quiet_stage(name: str) -> Iterator[StageReport]:
-    yield StageReport(name)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from composer.build import describe, keys, space
 from composer.build.cache import IN_USE_GRACE, StageCache, max_size_from_env, sweep_temporaries
-from composer.build.context import BuildResult, Context, StageHook, keep_failed_log, quiet_stage
+from composer.build.context import BuildResult, Context, keep_failed_log
 from composer.build.facts import FACTS
 from composer.build.publish import known_digests, publish, reuse_image, store_image
 from composer.build.schedule import FINISHED, Schedule, Task
@@ -34,6 +34,7 @@ from composer.build.stages.stage import Stage
 from composer.core import paths
 from composer.core.files import atomic_write
 from composer.core.log import log_file, prefixed
+from composer.core.progress import StageHook, quiet_stage
 from composer.core.workdir import build_parent, owned_dir, scratch_dir, sweep
 from composer.manifest.load import manifest_name
 from composer.manifest.model import Manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.text import Text
@@ -33,10 +33,12 @@ from composer.core import paths
 from composer.core.errors import ComposerError, UsageError
 from composer.core.files import atomic_write, check_dir_target
 from composer.image.formats import ImageFileError, detect_format
-from composer.judge.report import junit_xml, result_dict, verdicts_document
-from composer.judge.report_html import ImageReport, write_reports
-from composer.judge.run import BootOptions, BootResult, boot_many, exit_code
-from composer.manifest.load import DEFAULT_TIMEOUT, load
+
+# The judge's modules are imported when a boot runs: `--help`, completion and the other
+# commands start without them (composer/cli/commands.py).
+if TYPE_CHECKING:
+    from composer.judge.report_html import ImageReport
+    from composer.judge.run import BootResult
 
 MAX_VCPUS = 64
 
@@ -148,6 +150,10 @@ def boot(
     through a cloud-init NoCloud ISO, or are judged from the serial console when they lack
     cloud-init. An image whose sha256 differs from its manifest's is refused (exit 2).
     """
+    from composer.judge.report import junit_xml, verdicts_document
+    from composer.judge.report_html import write_reports
+    from composer.judge.run import BootOptions, boot_many, exit_code
+
     with guard():  # before minutes of booting: bad options, reports that could not be
         # written, a bad --vars
         if jobs < 1:
@@ -210,6 +216,10 @@ def boot(
 def _image_report(r: BootResult, manifest: Path | None) -> ImageReport:
     """A page's data: the verdict, the manifest the image was judged against (if any), the
     kept serial log."""
+    from composer.judge.report import result_dict
+    from composer.judge.report_html import ImageReport
+    from composer.manifest.load import load
+
     try:
         found = load(r.image, manifest)
     except ComposerError:
@@ -258,11 +268,15 @@ def _check_boot_inputs(
 
 
 def _manifest_timeout(image: Path, manifest: Path | None) -> float:
+    from composer.manifest.load import DEFAULT_TIMEOUT, load
+
     found = load(image, manifest)
     return found.timeout if found is not None else DEFAULT_TIMEOUT
 
 
 def _manifest_varstore(image: Path, manifest: Path | None) -> Path | None:
     """The varstore the build shipped beside the image (Secure Boot keys, boot entries)."""
+    from composer.manifest.load import load
+
     found = load(image, manifest)
     return found.varstore() if found is not None else None

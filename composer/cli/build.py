@@ -7,14 +7,10 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from composer.blueprint.model import Blueprint
-from composer.build.pipeline import BuildResult
-from composer.build.pipeline import build as run_build
-from composer.build.stages.sequence import STAGES
 from composer.cli.common import CacheDir, JsonStyle, guard, human, print_json, say, wrote
 from composer.cli.progress import (
     ProgressMode,
@@ -28,14 +24,20 @@ from composer.cli.progress import (
 from composer.core import paths
 from composer.core.errors import KeyedProblems
 from composer.core.secret import cache_secret, write_password_file
-from composer.manifest.load import read_manifest
-from composer.plan.load import load as load_blueprint
-from composer.plan.plan import Plan, make_plan, with_key_dirs
-from composer.rootfs import resolution
-from composer.rootfs.resolution import Resolved
+
+# The work's modules are imported by the commands that run it: `--help`, completion and the
+# other commands start without them (composer/cli/commands.py).
+if TYPE_CHECKING:
+    from composer.blueprint.model import Blueprint
+    from composer.build.pipeline import BuildResult
+    from composer.plan.plan import Plan
+    from composer.rootfs.resolution import Resolved
 
 
 def _load_plan(path: Path) -> tuple[Blueprint, Plan]:
+    from composer.plan.load import load as load_blueprint
+    from composer.plan.plan import make_plan
+
     blueprint = load_blueprint(path)
     return blueprint, make_plan(blueprint, str(path))
 
@@ -83,6 +85,8 @@ def plan(
 
 def stage_list(p: Plan) -> list[dict[str, object]]:
     """The stages a build of ``p`` goes through, in order (composer/build/stages/)."""
+    from composer.build.stages.sequence import STAGES
+
     return [
         {"name": s.name, "runs": s.applies(p), "cached": s.cached, "does": s.summary}
         for s in STAGES
@@ -90,6 +94,8 @@ def stage_list(p: Plan) -> list[dict[str, object]]:
 
 
 def _resolve(p: Plan, cache_dir: Path | None) -> Resolved | None:
+    from composer.rootfs import resolution
+
     cache = cache_dir or paths.cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     return resolution.check(p, None, cache=cache)
@@ -131,6 +137,9 @@ def build(
     Stages whose inputs did not change since an earlier build are taken from the stage cache.
     A failed build leaves NAME.build.log in the output directory.
     """
+    from composer.build.pipeline import build as run_build
+    from composer.plan.plan import with_key_dirs
+
     with guard("interrupted: no image was written"):
         bp, p = _load_plan(blueprint)
         p = with_key_dirs(p, keys, pcr_keys)
@@ -164,6 +173,8 @@ def build(
 
 def build_document(result: BuildResult, passwords: dict[str, Path]) -> dict[str, object]:
     """`build --json`: what was written, and the manifest in brief."""
+    from composer.manifest.load import read_manifest
+
     m = read_manifest(result.manifest)
     return {
         "manifest": str(result.manifest),

@@ -18,9 +18,6 @@ from composer.cli.common import (
     say,
 )
 from composer.core.files import atomic_write
-from composer.inspect.image import inspect_image
-from composer.inspect.partition_map import from_inspect, partition_svg
-from composer.inspect.view import render
 
 
 def inspect(
@@ -38,6 +35,10 @@ def inspect(
     """Report what IMAGE is without booting it: GPT, DPS types, flags, file systems, UKIs,
     signatures, os-release, and what would keep it from auto-discovering its root.
     Exits 0 when the root would be discovered, 1 when not."""
+    from composer.inspect.image import inspect_image  # when an image is inspected
+    from composer.inspect.partition_map import from_inspect, partition_svg
+    from composer.inspect.view import render
+
     with guard():
         for target, option in ((json_file, "--json-file"), (svg, "--svg")):
             if target is not None:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from composer.cli.common import JsonStyle, guard, human, print_json, say, wrote
 from composer.core.workdir import made_once
-from composer.toolchain.pcrkey import PcrKey, generate_pcr_key
-from composer.toolchain.secureboot import (
-    KeySet,
-    SecureBootKeyError,
-    generate_keys,
-    private_directory,
-)
+
+if TYPE_CHECKING:  # imported when keys are made: the other commands start without them
+    from composer.toolchain.pcrkey import PcrKey
+    from composer.toolchain.secureboot import KeySet
 
 keys_app = typer.Typer(
     help="Secure Boot keys (PK, KEK, db) and the PCR policy signing key pair.",
@@ -64,6 +61,14 @@ def _generate(directory: Path, common_name: str, pcr_only: bool) -> tuple[KeySet
     (composer/core/workdir.py made_once), so that a run killed half-way leaves no incomplete
     key set for a later build to trip over; in an existing (private) directory each key file
     is whole or absent, and nothing there is overwritten."""
+    from composer.toolchain.pcrkey import PcrKey, generate_pcr_key
+    from composer.toolchain.secureboot import (
+        KeySet,
+        SecureBootKeyError,
+        generate_keys,
+        private_directory,
+    )
+
     made: list[KeySet | None] = []
 
     def fill(path: Path) -> None:

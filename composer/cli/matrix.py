@@ -13,7 +13,6 @@ from rich.table import Table
 
 from composer.cli.common import CacheDir, err, guard, out, say, wrote
 from composer.core.files import atomic_write
-from composer.matrix.graph import plan_json, plan_matrix
 
 matrix_app = typer.Typer(
     help="Build and boot image matrices (axes of blueprint variants) on a Dask cluster.",
@@ -28,6 +27,8 @@ MatrixFile = Annotated[Path, typer.Argument(help="Matrix TOML file (docs/matrix.
 def plan(matrix: MatrixFile, cache_dir: CacheDir = None) -> None:
     """Print the matrix's cells and task graph as JSON (pure: builds and boots nothing)."""
     with guard():
+        from composer.matrix.graph import plan_json, plan_matrix  # when a matrix is planned
+
         graph = plan_matrix(matrix, cache_dir)
     sys.stdout.write(plan_json(graph))
 
@@ -86,6 +87,7 @@ def run(
     (0 all passed, 1 a verdict FAIL, 2 input, 3 tool or environment, 4 boot infrastructure)."""
     from composer.matrix import report
     from composer.matrix import run as runner
+    from composer.matrix.graph import plan_matrix
     from composer.matrix.model import load
     from composer.matrix.tasks import Caches
 

@@ -38,11 +38,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from composer.build.context import StageHook, StageReport
 from composer.cli.common import err, say
 from composer.core import progress
 from composer.core.lifetime import Interrupted, Stopped
 from composer.core.log import ROOT, LineFormatter
+from composer.core.progress import StageHook, StageReport
 from composer.core.units import human_size
 
 HEARTBEAT = 30.0  # seconds of silence before `boot` says it is still running
@@ -215,7 +215,7 @@ def stage_progress(mode: ProgressMode) -> Iterator[StageHook]:
     elif mode is ProgressMode.plain:
         yield plain_stage
     else:
-        from composer.build.context import quiet_stage
+        from composer.core.progress import quiet_stage
 
         yield quiet_stage
 

@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from composer.build.bootchain.chain import default_keys_dir
 from composer.cli.common import CacheDir, JsonStyle, guard, human, print_json, say, wrote
 from composer.core import paths
 from composer.core.errors import UsageError
 from composer.core.log import log_file
 from composer.spec.arch import ARCHES, get_arch
 from composer.target.distros import DISTROS, get_distro
-from composer.uki_virt.virt import DEFAULT_CMDLINE, UkiVirtConfig, ensure_uki_virt, publish
+from composer.uki_virt import DEFAULT_CMDLINE
 
 uki_app = typer.Typer(
     help="uki-virt: a generic VM UKI built from the distribution's kernel, as .deb/.rpm.",
@@ -53,6 +52,9 @@ def build(
 ) -> None:
     """Build uki-virt-<kver>, uki-virt and kernel-uki-virt into the repository OUTPUT
     (apt flat repository + RPM repodata; earlier kernels there are kept)."""
+    from composer.build.bootchain.chain import default_keys_dir  # when a build runs
+    from composer.uki_virt.virt import UkiVirtConfig, ensure_uki_virt, publish
+
     with guard():
         if distro not in DISTROS or get_distro(distro).family != "apt":
             apt = [d for d, v in DISTROS.items() if v.family == "apt"]

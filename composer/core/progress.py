@@ -91,3 +91,21 @@ def phase_lines(prefix: str, suffix: str) -> Callable[[str], bool]:
         return False
 
     return line
+
+
+@dataclass
+class StageReport:
+    """What a progress display learns of a build stage: its name when it starts; when it
+    ends, whether it was taken from the stage cache (``cached``) or made (``built``)."""
+
+    name: str
+    state: str = "built"  # built, cached
+
+
+# around each stage that runs: progress lines or bars (composer/cli/progress.py)
+StageHook = Callable[[str], contextlib.AbstractContextManager[StageReport]]
+
+
+@contextlib.contextmanager
+def quiet_stage(name: str) -> Iterator[StageReport]:
+    yield StageReport(name)

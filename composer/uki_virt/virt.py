@@ -29,11 +29,10 @@ from composer.toolchain.pcrkey import load_pcr_key
 from composer.toolchain.secureboot import ensure_keys, sign_pe
 from composer.toolchain.toolstree import ensure_tools_tree, tools_key
 from composer.toolchain.ukify import PcrSigning, build_uki, stage_initrd_extras
-from composer.uki_virt import kernel, packages, repo
+from composer.uki_virt import DEFAULT_CMDLINE, kernel, packages, repo
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_CMDLINE = "console=tty0 console=ttyS0"
 LAYOUT_VERSION = 2  # bump when what a build makes changes: old cache entries are then unused
 INFO = "uki-virt.json"
 

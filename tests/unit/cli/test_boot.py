@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from composer.cli import boot as cli_boot
 from composer.cli.commands import app
+from composer.judge import run as judge_run
 from composer.judge.run import BootOptions
 
 from ..cli_run import cli
@@ -61,7 +61,7 @@ def test_vcpus_reach_the_boot_options(monkeypatch: pytest.MonkeyPatch, tmp_path:
         seen.append(opts.smp)
         return []
 
-    monkeypatch.setattr(cli_boot, "boot_many", boot_many)
+    monkeypatch.setattr(judge_run, "boot_many", boot_many)  # imported by the command
     runner = CliRunner()
     image = blank(tmp_path)
     assert runner.invoke(app, ["boot", str(image), "--vcpus", "1"]).exit_code == 0
