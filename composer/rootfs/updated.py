@@ -136,18 +136,20 @@ def _libraries_changed(t: Tree, directory: str, since: int) -> str:
     ``since`` ('' if not). The directory's mtime moves with every entry added, renamed or
     removed; after ``since`` only entries ldconfig skips may have been added (directories,
     names without ".so": glibc elf/ldconfig.c search_dir), and the last change must be one of
-    those additions (a later change, such as a removal, moves the mtime past their ctimes)."""
+    those additions (a later change, such as a removal or a package's file renamed into place
+    with its old mtime, leaves the directory newer than every new entry). Only mtimes, which a
+    copy of the tree keeps: a build from the cached tree decides as the first build did."""
     st = t.stat(directory)
     if st is None or st.st_mtime_ns <= since:
         return ""
     last_added = 0
     for name in t.listdir(directory):
         entry = t.lstat(f"{directory}/{name}")
-        if entry is None or entry.st_ctime_ns <= since:
+        if entry is None or entry.st_mtime_ns <= since:
             continue
         if ".so" in name and not stat.S_ISDIR(entry.st_mode):
             return f"{directory}/{name} is newer than /etc/ld.so.cache"
-        last_added = max(last_added, entry.st_ctime_ns)
+        last_added = max(last_added, entry.st_mtime_ns)
     if last_added < st.st_mtime_ns:
         return f"{directory} changed after /etc/ld.so.cache was written"
     return ""

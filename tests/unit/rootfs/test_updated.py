@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -74,19 +76,24 @@ def test_a_tree_the_triggers_left_current_gets_both_stamps_as_old_as_usr(tree: P
         assert (tree / stamp).read_text().endswith(f"\nTIMESTAMP_NSEC={nsec}\n")
 
 
-def test_a_library_directory_changed_after_ldconfig_keeps_ldconfig_at_first_boot(
-    tree: Path,
+@pytest.mark.parametrize(
+    ("mtime", "reason"),
+    [
+        ("now", "/usr/lib/x86_64-linux-gnu/libnew.so.1 is newer than /etc/ld.so.cache"),
+        # a package's file renamed into place keeps the package's mtime: the directory tells
+        ("old", "/usr/lib/x86_64-linux-gnu changed after /etc/ld.so.cache was written"),
+    ],
+)
+def test_a_library_added_after_ldconfig_keeps_ldconfig_at_first_boot(
+    tree: Path, mtime: str, reason: str
 ) -> None:
-    _put(tree, "/usr/lib/x86_64-linux-gnu/libnew.so.1")
-    _written_before(tree, "etc/ld.so.cache", "/usr/lib/x86_64-linux-gnu/libnew.so.1")
+    lib = "/usr/lib/x86_64-linux-gnu/libnew.so.1"
+    _put(tree, lib, when=time.time() if mtime == "now" else OLD)
+    _written_before(tree, "etc/ld.so.cache", lib)
     stamps = mark_updated(tree, EPOCH)
     assert stamps.written == ("/var/.updated",)
     assert not (tree / "etc/.updated").exists()
-    reason = dict(stamps.missing)["/etc/.updated"]
-    assert (
-        reason.startswith("/usr/lib/x86_64-linux-gnu/lib")
-        and "newer than /etc/ld.so.cache" in reason
-    )
+    assert dict(stamps.missing)["/etc/.updated"] == reason
 
 
 def test_a_directory_ldconfig_skips_does_not_count_but_a_later_removal_does(tree: Path) -> None:
@@ -171,3 +178,17 @@ def test_links_in_the_tree_resolve_inside_it(
     (tree / "etc/ld.so.conf.d/host.conf").symlink_to(outside / "evil.conf")
     os.utime(tree / "etc/ld.so.conf.d", (OLD, OLD))
     assert mark_updated(tree, EPOCH).written == ("/etc/.updated", "/var/.updated")
+
+
+def test_a_copy_of_the_tree_decides_as_the_tree(
+    tree: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A build from the cached root tree works on a copy (cp -a: mtimes kept, ctimes new); it
+    must write the same stamps as the build that made the tree, or the image would differ."""
+    _put(tree, "/usr/lib/libold.so.1")  # a library straight in /usr/lib, from a package
+    _age(tree, "/usr/lib")
+    copy = tmp_path_factory.mktemp("cached") / "tree"
+    subprocess.run(["cp", "-a", "--", str(tree), str(copy)], check=True)
+    for root in (tree, copy):
+        _put(root, "/usr/lib/repart.d/50-root.conf", "[Partition]\nType=root\n", when=time.time())
+        assert mark_updated(root, EPOCH).written == ("/etc/.updated", "/var/.updated"), root
