@@ -1,6 +1,8 @@
 """dps-composer command line: parse, call, render. The work happens in the packages below;
 each command group has its module here, and every command reports errors through one boundary
-(composer/cli/common.py: ``guard``)."""
+(composer/cli/common.py: ``guard``). A command module imports the modules of its work inside
+the command that runs it: ``--help``, shell completion and every other command start on typer,
+rich and composer.core alone (about 0.1 s instead of 0.4 s)."""
 
 from __future__ import annotations
 
