@@ -70,17 +70,23 @@ def unit_aliases(text: str) -> list[str]:
     return out
 
 
-def sysusers(text: str) -> tuple[set[str], set[str]]:
-    """(users, groups) a sysusers.d file creates (u NAME makes a group NAME too)."""
-    users, groups = set(), set()
+def sysusers_entries(text: str) -> Iterator[tuple[str, str, str]]:
+    """(type, name, ID field or "-") of each line of a sysusers.d file (sysusers.d(5); the
+    type without its "!")."""
     for raw in text.splitlines():
         words = raw.split()
         if len(words) < 2 or words[0].startswith("#"):
             continue
-        kind, name = words[0].rstrip("!"), words[1]
+        yield words[0].rstrip("!"), words[1], words[2] if len(words) > 2 else "-"
+
+
+def sysusers(text: str) -> tuple[set[str], set[str]]:
+    """(users, groups) a sysusers.d file creates (u NAME makes a group NAME too)."""
+    users, groups = set(), set()
+    for kind, name, id_field in sysusers_entries(text):
         if kind == "u":
             users.add(name)
-            if len(words) < 3 or ":" not in words[2]:  # "u NAME UID:GROUP" joins GROUP
+            if ":" not in id_field:  # "u NAME UID:GROUP" joins GROUP
                 groups.add(name)
         elif kind == "g":
             groups.add(name)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import shlex
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from composer.core.log import note
 from composer.rootfs.intree import Tree
+from composer.rootfs.pkgfacts import sysusers_entries
 
 LOG = logging.getLogger(__name__)
 
@@ -199,33 +199,28 @@ def _glob(t: Tree, pattern: str) -> list[str]:
 def _sysusers_missing(t: Tree) -> str:
     users, groups = _table(t, "passwd"), _table(t, "group")
     gids = {fields[2]: name for name, fields in groups.items() if len(fields) > 2}
-    for path, line in _sysusers_lines(t):
-        try:
-            fields = shlex.split(line)
-        except ValueError:
-            return f"{path}: a line systemd-sysusers would read differently: {line!r}"
-        kind, name = fields[0], fields[1] if len(fields) > 1 else ""
-        arg = fields[2] if len(fields) > 2 else "-"
-        if "%" in name or "%" in arg:
-            return f"{path}: specifiers in {line!r}"
-        wanted = ""
-        if kind.startswith("u"):
-            group = arg.split(":", 1)[1] if ":" in arg else name
-            if name not in users:
-                wanted = f"user {name}"
-            elif not group.isdigit() and not group.startswith("/") and group not in groups:
-                wanted = f"group {group}"
-        elif kind == "g" and name not in groups:
-            wanted = f"group {name}"
-        elif kind == "m" and not _member(users, groups, gids, name, arg):
-            wanted = f"user {name} in group {arg}"
-        if wanted:
-            return f"{wanted} of {path} is not in /etc/passwd or /etc/group yet"
+    for path, text in _sysusers_files(t):
+        for kind, name, arg in sysusers_entries(text):
+            if "%" in name or "%" in arg:
+                return f"{path}: specifiers in {kind} {name} {arg}"
+            wanted = ""
+            if kind == "u":
+                group = arg.split(":", 1)[1] if ":" in arg else name
+                if name not in users:
+                    wanted = f"user {name}"
+                elif not group.isdigit() and not group.startswith("/") and group not in groups:
+                    wanted = f"group {group}"
+            elif kind == "g" and name not in groups:
+                wanted = f"group {name}"
+            elif kind == "m" and not _member(users, groups, gids, name, arg):
+                wanted = f"user {name} in group {arg}"
+            if wanted:
+                return f"{wanted} of {path} is not in /etc/passwd or /etc/group yet"
     return ""
 
 
-def _sysusers_lines(t: Tree) -> Iterator[tuple[str, str]]:
-    """(file, line) of every sysusers.d line in effect: a file name in an earlier directory
+def _sysusers_files(t: Tree) -> Iterator[tuple[str, str]]:
+    """(file, text) of every sysusers.d file in effect: a file name in an earlier directory
     hides the same name in a later one; a file linked to /dev/null is masked."""
     chosen: dict[str, str] = {}
     for d in SYSUSERS_DIRS:
@@ -237,10 +232,7 @@ def _sysusers_lines(t: Tree) -> Iterator[tuple[str, str]]:
         path = chosen[name]
         if t.readlink(path) == "/dev/null" or not t.is_file(path):
             continue
-        for raw in t.read_text(path).splitlines():
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                yield path, line
+        yield path, t.read_text(path)
 
 
 def _table(t: Tree, name: str) -> dict[str, list[str]]:

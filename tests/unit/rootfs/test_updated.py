@@ -69,7 +69,7 @@ def test_a_tree_the_triggers_left_current_gets_both_stamps_as_old_as_usr(tree: P
     stamps = mark_updated(tree, EPOCH)
     assert stamps.written == ("/etc/.updated", "/var/.updated") and not stamps.missing
     for stamp in ("etc/.updated", "var/.updated"):
-        # as old as /usr: ConditionNeedsUpdate= is false (systemd src/shared/condition.c);
+        # as old as /usr: ConditionNeedsUpdate= is false (systemd condition.c, needs_update);
         # at SOURCE_DATE_EPOCH, as every inode of the file systems: reproducible
         nsec = EPOCH * 10**9
         assert (tree / stamp).stat().st_mtime_ns == (tree / "usr").stat().st_mtime_ns == nsec
