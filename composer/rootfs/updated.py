@@ -72,10 +72,12 @@ def mark_updated(tree: Path, epoch: int) -> Stamps:
     with Tree(tree) as t:
         if t.stat("/usr") is None:
             return Stamps((), (("/etc/.updated", "no /usr"), ("/var/.updated", "no /usr")))
-        reasons = {
+        found = {
             "/etc/.updated": _ldconfig_stale(t) or _sysusers_missing(t) or _hwdb_stale(t),
             "/var/.updated": _newer_than(t, CATALOG, _dir_and_files(t, CATALOG_DIRS)),
         }
+        # the image's names reach the build log and a terminal: control characters escaped
+        reasons = {stamp: _shown(reason) for stamp, reason in found.items()}
         nsec = epoch * 1_000_000_000
         written = []
         for stamp, reason in reasons.items():
@@ -88,6 +90,10 @@ def mark_updated(tree: Path, epoch: int) -> Stamps:
             with t.opened(path, os.O_RDONLY, follow=False) as fd:
                 os.utime(fd, ns=(nsec, nsec))
         return Stamps(tuple(written), tuple((s, r) for s, r in reasons.items() if r))
+
+
+def _shown(text: str) -> str:
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _newer_than(t: Tree, product: str, sources: Iterable[str]) -> str:

@@ -192,3 +192,15 @@ def test_a_copy_of_the_tree_decides_as_the_tree(
     for root in (tree, copy):
         _put(root, "/usr/lib/repart.d/50-root.conf", "[Partition]\nType=root\n", when=time.time())
         assert mark_updated(root, EPOCH).written == ("/etc/.updated", "/var/.updated"), root
+
+
+def test_names_from_the_image_reach_the_log_with_control_characters_escaped(
+    tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = _made(tree, "var/lib/systemd/catalog/database")
+    _put(tree, "/usr/lib/systemd/catalog/\x1b[2Jx\n.catalog", when=database + 1)
+    _age(tree, "/usr/lib/systemd/catalog")
+    with caplog.at_level("INFO"):
+        reason = dict(mark_updated(tree, EPOCH).missing)["/var/.updated"]
+    assert "\\x1b[2Jx\\n.catalog is newer" in reason
+    assert "\x1b" not in caplog.text and "\\x1b[2Jx" in caplog.text
