@@ -7,9 +7,12 @@ Reports medians of several runs with the machine load at each run. Reports only:
 asserts a time.
 
     .venv/bin/python bench/bench.py [--runs 3] [--boot-runs 2] [--out bench/results.json]
-        [--phases build,boot,fail,vcpus] [--boot-tools tree|host] [--keep-tools]
+        [--phases build,boot,fail,vcpus,tpm] [--boot-tools tree|host] [--keep-tools]
 
 ``--phases vcpus`` boots the default image with 1 and with 2 vCPUs (the engine's ``smp``).
+``--phases tpm`` boots it with and without swtpm, interleaved: what measured boot costs, per
+milestone (the firmware, systemd-stub and the kernel's EFI stub hash the UKI into PCRs 4, 11
+and 9 only when there is a TPM).
 """
 
 from __future__ import annotations
@@ -89,6 +92,35 @@ def boot_with_smp(image: Path, smp: int, keep: Path) -> float:
     if verdict.outcome != "pass" or oops:
         raise SystemExit(f"{smp} vCPUs: {verdict.outcome}, oops={oops}: see {keep}")
     return seconds
+
+
+MILESTONES = ("firmware", "loader", "kernel", "root-mounted", "login", "check")
+
+
+def tpm_phase(image: Path, work: Path, runs: int, results: dict[str, Any]) -> None:
+    """The same image booted with and without a TPM, interleaved; medians per milestone."""
+    samples: dict[str, list[dict[str, Any]]] = {"TPM": [], "no TPM": []}
+    for i in range(runs):
+        for label, extra in (("TPM", ()), ("no TPM", ("--no-tpm",))):
+            verdict = work / f"tpm-{i}-{label.replace(' ', '-')}.json"
+            load = os.getloadavg()[0]
+            seconds, _ = composer("boot", str(image), *extra, "--json-file", str(verdict))
+            timings = json.loads(verdict.read_text()).get("timings", {})
+            marks = {m: timings[m] for m in MILESTONES if m in timings}
+            samples[label].append({"seconds": round(seconds, 2), "load1": round(load, 2), **marks})
+            print(f"{label} #{i + 1}: {seconds:.1f} s (load {load:.2f}) {marks}", flush=True)
+    results["measured boot cost"] = {
+        label: {
+            "median_s": round(statistics.median(s["seconds"] for s in rows), 2),
+            "milestones": {
+                m: round(statistics.median(s[m] for s in rows), 2)
+                for m in MILESTONES
+                if all(m in s for s in rows)
+            },
+            "samples": rows,
+        }
+        for label, rows in samples.items()
+    }
 
 
 def run(label: str, fn: Any, runs: int, results: dict[str, Any]) -> None:
@@ -208,6 +240,9 @@ def boot_phases(work: Path, cache: Path, out: Path, args: Any, results: dict[str
                 return boot_with_smp(out / "debian-uki-sdboot.qcow2", smp, work / f"smp{smp}-{i}")
 
             run(f"boot to verdict (TPM), {smp} vCPU", with_smp, args.boot_runs, results)
+    if "tpm" in args.phases:
+        tpm_phase(out / "debian-uki-sdboot.qcow2", work, args.boot_runs, results)
+        results["sizes"] = sizes(out)
 
 
 def main() -> None:
