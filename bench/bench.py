@@ -58,7 +58,7 @@ def boot_profile(verdict_file: Path) -> dict[str, Any]:
     """What the guest's check reported about its boot (systemd-analyze), and the milestones."""
     verdict = json.loads(verdict_file.read_text())
     guest = verdict.get("guest") or {}
-    keep = ("analyze", "blame", "critical_chain", "boot_timings")
+    keep = ("analyze", "blame", "critical_chain", "boot_timings", "unit_cpu", "cpu")
     return {
         "timings": verdict.get("timings", {}),
         "guest": {k: v for k, v in guest.items() if k in keep or "analy" in k or "blame" in k},

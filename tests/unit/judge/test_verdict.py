@@ -281,11 +281,22 @@ def test_emit_json_on_this_host_is_valid(tmp_path: Path) -> None:
 def test_blame_only_when_the_boot_asks_for_a_profile(
     tmp_path: Path, credential: str | None, blamed: bool
 ) -> None:
-    """`systemd-analyze blame` (8 s of a TCG boot) and critical-chain run only with
-    dps-composer.check=profile."""
+    """`systemd-analyze blame` (8 s of a TCG boot), critical-chain and the units' CPU time
+    run only with dps-composer.check=profile."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     called = tmp_path / "called"
+    # `systemctl show` prints a unit's properties in its own order, a blank line between units
+    systemctl = bin_dir / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\necho "systemctl $1" >>{called}\n[ "$1" = show ] || exit 0\n'
+        "printf 'CPUUsageNSec=2500000000\\nId=init.scope\\n\\n"
+        "Id=-.slice\\nCPUUsageNSec=9000000000\\n\\n"
+        "Id=gone.service\\nCPUUsageNSec=[not set]\\n\\n"
+        "CPUUsageNSec=1234567\\nId=b.service\\n\\n"
+        "Id=system-modprobe.slice\\nCPUUsageNSec=700000000\\n'\n"
+    )
+    systemctl.chmod(0o755)
     fake = bin_dir / "systemd-analyze"
     fake.write_text(
         f'#!/bin/sh\necho "$1" >>{called}\n'
@@ -302,7 +313,16 @@ def test_blame_only_when_the_boot_asks_for_a_profile(
     assert ("blame" in data) is blamed and ("critical_chain" in data) is blamed
     assert ("blame" in called.read_text().split()) is blamed
     assert ("critical-chain" in called.read_text().split()) is blamed
+    assert ("unit_cpu" in data) is blamed and ("cpu" in data) is blamed
+    assert ("systemctl show" in called.read_text()) is blamed
     if blamed:
+        # most CPU first; the root slice (everything) and units without a number left out
+        assert data["unit_cpu"] == ["2.500s init.scope", "0.700s system-modprobe.slice",
+                                    "0.001s b.service"]  # fmt: skip
+        cpu = data["cpu"]  # this host's /proc/stat: whatever it says, in seconds
+        assert set(cpu) == {"cpus", "uptime_s", "busy_s", "idle_s", "user_s", "system_s"}
+        assert cpu["cpus"] >= 1 and cpu["busy_s"] > 0 and cpu["uptime_s"] > 0
+        assert cpu["user_s"] + cpu["system_s"] <= cpu["busy_s"] + 0.02
         assert data["blame"] == ["4.7s a.service"]  # devices left out
         chain = ["multi-user.target @9s", "\u2514\u2500a.service @4s +4.7s"]
         assert data["critical_chain"] == chain  # the tree's UTF-8 drawing kept
