@@ -277,6 +277,25 @@ def test_emit_json_on_this_host_is_valid(tmp_path: Path) -> None:
 
 
 @needs_sh
+def test_cpu_seconds_from_proc_whole_or_null(tmp_path: Path) -> None:
+    """/proc/stat's ticks (USER_HZ) as seconds; a /proc missing a file gives null, never half
+    an object."""
+    (tmp_path / "stat").write_text(
+        "cpu  3404 10 4983 15 9 0 5 0 0 0\ncpu0 3404 10 4983 15 9 0 5 0 0 0\nintr 1 2\n"
+    )
+    hz = int(subprocess.run(["getconf", "CLK_TCK"], capture_output=True, text=True).stdout)
+    env = {"PROC_DIR": str(tmp_path)}
+    assert run_lib("json_cpu", env) == "null"  # no uptime
+    (tmp_path / "uptime").write_text("")
+    assert run_lib("json_cpu", env) == "null"  # an uptime that says nothing
+    (tmp_path / "uptime").write_text("86.17 0.15\n")
+    cpu = json.loads(run_lib("json_cpu", env))
+    assert cpu == {"cpus": 1, "uptime_s": 86.17, "busy_s": round(8402 / hz, 2),
+                   "idle_s": round(24 / hz, 2), "user_s": round(3414 / hz, 2),
+                   "system_s": round(4988 / hz, 2)}  # fmt: skip
+
+
+@needs_sh
 @pytest.mark.parametrize(("credential", "blamed"), [(None, False), ("1", False), ("profile", True)])
 def test_blame_only_when_the_boot_asks_for_a_profile(
     tmp_path: Path, credential: str | None, blamed: bool
