@@ -399,7 +399,8 @@ CAVEATS = """\
   OVMF); mkosi also writes its split artifacts (.efi, .initrd, .vmlinuz) beside the disk.
 - Ours does more per build: the manifest with predicted PCR values, `qemu-img check` and
   sha256 of every output, the stage cache's records. mkosi writes no qcow2 itself: a
-  post-output script converts its raw image as ours does (zstd).
+  post-output script converts its raw image with `qemu-img convert -c` (zstd, one thread);
+  ours writes its zstd qcow2 with its own writer, on both cores (composer/image/qcow2.py).
 - No change: mkosi has no output cache, so `--force` rebuilds from its incremental snapshot;
   without `--force` it refuses to overwrite its output.
 - Boots: the same QEMU and OVMF (the boot tools tree), TCG, the same vCPUs and memory, no TPM,

@@ -25,8 +25,9 @@ def run(ctx: Context) -> None:
 
 STAGE = Stage(
     "image",
-    "every format of [image] formats made from the disk and checked (qemu-img, zstd, xz), "
-    "listed with its sha256 in NAME.manifest.json beside the measured-boot predictions",
+    "every format of [image] formats made from the disk and checked (a qcow2 writer of ours, "
+    "qemu-img, zstd, xz), listed with its sha256 in NAME.manifest.json beside the "
+    "measured-boot predictions",
     inputs=(
         "plan.name",
         "plan.version",
