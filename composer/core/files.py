@@ -254,11 +254,16 @@ def sync_tree(path: Path) -> None:
     for item in [*found, path]:
         if not stat.S_ISREG(mode := item.lstat().st_mode) and not stat.S_ISDIR(mode):
             continue  # a link, a device node, a FIFO: no data of its own to flush
-        fd = os.open(item, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(item)
+
+
+def fsync_file(path: Path) -> None:
+    """``path``'s data and metadata on disk (a file or directory, never a link followed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @functools.cache

@@ -150,6 +150,8 @@ def write_qcow2(raw: Path, dest: Path, compression: str = "zstd", workers: int =
     workers = workers or len(os.sched_getaffinity(0))
     refs: list[int] = [1]  # host cluster 0: the header
     size = raw.stat().st_size
+    if size % 512:  # QEMU counts a qcow2's size in 512-byte sectors
+        raise ValueError(f"{raw}: {size} bytes is not a whole number of 512-byte sectors")
     l2: dict[int, list[int]] = {}  # L1 index -> its L2 table's entries
     fd = os.open(raw, os.O_RDONLY)
     try:

@@ -65,14 +65,11 @@ def _text(data: bytes | None) -> str | None:
 
 def efi_binary(path: str, data: bytes) -> EfiBinary:
     """Facts about one PE file from the ESP."""
-    import pefile
-
-    parsed = pefile.PE(data=data, fast_load=True)
+    parsed = pe.parse(data)
     machine = PE_MACHINES.get(parsed.FILE_HEADER.Machine)
     sizes = {
         s.Name.rstrip(b"\0").decode("ascii", "replace"): s.Misc_VirtualSize for s in parsed.sections
     }
-    parsed.close()
     secs = pe.sections(data)
     version = _text(secs.get(".sdmagic"))
     kind = "pe"

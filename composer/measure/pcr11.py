@@ -19,8 +19,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import pefile
-
 from composer.spec import pe
 
 # systemd UnifiedSection enum order. PLEASE DO NOT REORDER (neither does systemd).
@@ -132,12 +130,10 @@ def uki_sections(path: Path) -> dict[str, bytes]:
     with a measured name (multi-profile UKIs, several ``.dtbauto``/``.efifw``).
     """
     data = path.read_bytes()
-    parsed = pefile.PE(data=data, fast_load=True)
     headers = [
         (s.Name.rstrip(b"\0").decode("ascii", "replace"), s.Misc_VirtualSize)
-        for s in parsed.sections
+        for s in pe.parse(data).sections
     ]
-    parsed.close()
     names = Counter(name for name, _ in headers)
     dups = sorted(n for n, c in names.items() if c > 1 and n in MEASURED_SECTIONS)
     if dups:

@@ -118,3 +118,10 @@ def test_an_unknown_compression_is_refused_before_anything_is_written(tmp_path: 
     with pytest.raises(ValueError, match="zstd or zlib"):
         write_qcow2(raw, tmp_path / "out.qcow2", "lz4")
     assert not (tmp_path / "out.qcow2").exists()
+
+
+def test_a_disk_of_part_of_a_sector_is_refused(tmp_path: Path) -> None:
+    raw = tmp_path / "odd.raw"
+    raw.write_bytes(b"x" * 1000)
+    with pytest.raises(ValueError, match="512-byte sectors"):
+        write_qcow2(raw, tmp_path / "odd.qcow2")
