@@ -13,13 +13,15 @@ regular file (a planted symlink, a device, a directory) is refused (composer/cor
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from composer.build import cache_record
 from composer.core import locks, tools
 from composer.core.errors import ComposerError
-from composer.core.files import check_target, fsync_dir, sync_tree
+from composer.core.files import check_target, fsync_dir, fsync_file, sync_tree
 from composer.manifest.load import OUTPUT_LOCK, ManifestError, manifest_name, read_manifest
 from composer.manifest.model import Manifest, Output
 
@@ -115,6 +117,20 @@ def store_image(outputs: Sequence[Path], manifest: Callable[[], Path], entry: Pa
     copy_file(manifest(), entry / ENTRY_MANIFEST)
 
 
+def _copy_out(entry: Path, staging: Path, name: str, want: Mapping[str, Any]) -> str | None:
+    """One file of an image entry copied into ``staging``, checked against its record and put
+    on disk (publishing needs it there; done here, beside the other files' copies and hashes);
+    what is wrong with it, if anything."""
+    if not (entry / name).is_file():
+        return f"{name} is missing"
+    copy_file(entry / name, staging / name)
+    wrong = cache_record.check_file(staging / name, name, want, hash_file=True)
+    if wrong is not None:
+        return cache_record.shared_hint(wrong, entry / name)
+    fsync_file(staging / name)
+    return None
+
+
 def known_digests(outputs: Sequence[Output]) -> dict[str, str]:
     """The sha256 the manifest lists for the outputs (no need to hash them again)."""
     return {o.file: o.sha256 for o in outputs}
@@ -122,23 +138,19 @@ def known_digests(outputs: Sequence[Output]) -> dict[str, str]:
 
 def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], Manifest] | str:
     """Copy an image entry's outputs into ``staging``, each checked against the entry's
-    record by size and sha256 (what is published is what was checked); (the copies, the
-    manifest) or what is wrong with the entry."""
+    record by size and sha256 (what is published is what was checked), two files at a time;
+    (the copies, the manifest) or what is wrong with the entry (its first file in name order
+    that is wrong)."""
     record, problem = cache_record.read_record(entry)
     content = cache_record.content_of(record) if record is not None else None
     if content is None or ENTRY_MANIFEST not in content:
         return problem or "no content record"
-    files: list[Path] = []
-    for name, want in sorted(content.items()):
-        dest = staging / name
-        if not (entry / name).is_file():
-            return f"{name} is missing"
-        copy_file(entry / name, dest)
-        wrong = cache_record.check_file(dest, name, want, hash_file=True)
-        if wrong is not None:
-            return cache_record.shared_hint(wrong, entry / name)
-        if name != ENTRY_MANIFEST:
-            files.append(dest)
+    names = sorted(content)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reuse") as pool:
+        found = list(pool.map(lambda name: _copy_out(entry, staging, name, content[name]), names))
+    if problems := [p for p in found if p is not None]:
+        return problems[0]
+    files = [staging / name for name in names if name != ENTRY_MANIFEST]
     try:
         manifest = read_manifest(staging / ENTRY_MANIFEST)
     except ManifestError as err:
