@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -144,7 +144,8 @@ def make_outputs(
         ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync") as flush,
     ):
-        digests, flushed = {}, []
+        digests: dict[str, Future[str]] = {}
+        flushed: list[Future[None]] = []
         if "raw" in formats:
             digests["raw"] = pool.submit(sha256_file, raw)
             flushed.append(flush.submit(fsync_file, raw))

@@ -149,6 +149,8 @@ def reuse_image(entry: Path, staging: Path) -> tuple[list[Path], Manifest] | str
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reuse") as pool:
         found = list(pool.map(lambda name: _copy_out(entry, staging, name, content[name]), names))
     if problems := [p for p in found if p is not None]:
+        for name in names:  # the build makes its own: no copy of a damaged entry takes space
+            (staging / name).unlink(missing_ok=True)
         return problems[0]
     files = [staging / name for name in names if name != ENTRY_MANIFEST]
     try:

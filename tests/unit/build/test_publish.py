@@ -184,6 +184,7 @@ def test_an_output_changed_in_place_is_found_when_the_entry_is_reused(tmp_path: 
     wrong = reuse_image(entry, again)
     assert isinstance(wrong, str)
     assert "img.raw: sha256" in wrong and "changed in place" in wrong, wrong
+    assert list(again.iterdir()) == []  # no copy of the damaged entry takes the build's space
 
 
 def test_outputs_are_copied_where_they_cannot_be_linked(
