@@ -226,6 +226,15 @@ def copy_into_dir(
         os.close(fd)
 
 
+def next_data(fd: int, pos: int, size: int) -> int:
+    """Where the next data (not a hole) of the open file ``fd`` starts at or after ``pos``;
+    ``size`` when only a hole is left (lseek(2) SEEK_DATA fails with ENXIO there)."""
+    try:
+        return os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError:
+        return size
+
+
 def sync_filesystem(path: Path) -> None:
     """Flush everything written to the file system that holds ``path`` (syncfs(2)): one call
     instead of an fsync per file of a tree of thousands."""

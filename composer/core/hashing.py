@@ -18,6 +18,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from composer.core.files import next_data
+
 CHUNK = 4 * 1024 * 1024
 _ZEROS = memoryview(bytes(CHUNK))
 
@@ -30,10 +32,7 @@ def sha256_file(path: Path) -> str:
         size = os.fstat(fd).st_size
         pos = 0
         while pos < size:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                data = size
+            data = next_data(fd, pos, size)
             _update_zeros(h, data - pos)
             if data >= size:
                 break

@@ -38,6 +38,8 @@ from typing import BinaryIO
 
 import zstandard
 
+from composer.core.files import next_data
+
 CLUSTER_BITS = 16
 CLUSTER = 1 << CLUSTER_BITS
 REFCOUNT_ORDER = 4  # 16-bit refcounts, QEMU's default
@@ -74,14 +76,6 @@ def _ceil(n: int, unit: int) -> int:
     return -(-n // unit)
 
 
-def _has_data(fd: int, start: int, end: int) -> bool:
-    """Whether the raw file holds any data (not a hole) in [start, end)."""
-    try:
-        return os.lseek(fd, start, os.SEEK_DATA) < end
-    except OSError:  # ENXIO: only a hole from ``start`` to the end of the file
-        return False
-
-
 # What one task made of up to BATCH guest clusters: the first one's index and, per cluster,
 # None (all zeros), (True, its compressed form) or (False, the whole cluster).
 _Batch = tuple[int, list[tuple[bool, bytes] | None]]
@@ -114,8 +108,8 @@ def _batches(fd: int, size: int, kind: str, workers: int) -> Iterator[_Batch]:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qcow2") as pool:
         for first in range(0, clusters, BATCH):
             count = min(BATCH, clusters - first)
-            if not _has_data(fd, first * CLUSTER, (first + count) * CLUSTER):
-                continue
+            if next_data(fd, first * CLUSTER, size) >= (first + count) * CLUSTER:
+                continue  # a hole: nothing to read
             pending.append(pool.submit(work, first, count))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from composer.build.fs.fattimes import fix_fat_times
 from composer.core import tools
+from composer.core.files import next_data
 from composer.image.read import MTOOLS_ENV
 
 
@@ -126,9 +127,8 @@ def copy_into(src: Path, dest: Path, offset: int) -> None:
         sfd, dfd = fin.fileno(), fout.fileno()
         pos = 0
         while pos < size:
-            try:
-                data = os.lseek(sfd, pos, os.SEEK_DATA)
-            except OSError:  # no more data: the rest is a hole
+            data = next_data(sfd, pos, size)
+            if data >= size:  # the rest is a hole
                 break
             hole = os.lseek(sfd, data, os.SEEK_HOLE)
             _copy_range(sfd, dfd, data, offset + data, hole - data)
