@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from composer.core.files import plain_name
 from composer.core.hashing import sha256_file, tree_digest, walk
 
 ENTRY = "entry.json"
@@ -101,6 +102,10 @@ def read_record(entry: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"{ENTRY} is not valid JSON ({exc})"
     if not isinstance(record, dict):
         return None, f"{ENTRY} is not a JSON object"
+    content = record.get("content")
+    if isinstance(content, dict) and (bad := [n for n in content if not plain_name(n)]):
+        # every name is joined to the entry and to a build's staging directory
+        return None, f"{ENTRY} names {bad[0]!r}, which is not a file of the entry"
     return record, ""
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from composer.build import cache_record
 from composer.core import locks, tools
 from composer.core.errors import ComposerError
-from composer.core.files import check_target, fsync_dir, fsync_file, sync_tree
+from composer.core.files import check_target, fsync_dir, fsync_file, plain_name, sync_tree
 from composer.manifest.load import OUTPUT_LOCK, ManifestError, manifest_name, read_manifest
 from composer.manifest.model import Manifest, Output
 
@@ -65,7 +65,7 @@ def _stale(old_manifest: Path, new: set[str]) -> list[Path]:
         return []
     found = []
     for name in names:
-        if "/" in name or name in ("", ".", "..") or name in new:
+        if not plain_name(name) or name in new:
             continue
         path = old_manifest.parent / name
         if path.is_file() and not path.is_symlink():

@@ -226,6 +226,12 @@ def copy_into_dir(
         os.close(fd)
 
 
+def plain_name(name: str) -> bool:
+    """Whether ``name`` names a file inside one directory (no separator, not ``.`` or ``..``,
+    no NUL): a name read from a manifest or a cache record never leads out of its directory."""
+    return name not in ("", ".", "..") and "/" not in name and "\0" not in name
+
+
 def next_data(fd: int, pos: int, size: int) -> int:
     """Where the next data (not a hole) of the open file ``fd`` starts at or after ``pos``;
     ``size`` when only a hole is left (lseek(2) SEEK_DATA fails with ENXIO there)."""

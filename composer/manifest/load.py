@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from composer.core import locks
 from composer.core.errors import ComposerError
+from composer.core.files import plain_name
 from composer.core.hashing import sha256_file
 from composer.image.formats import FORMATS
 from composer.manifest.model import MANIFEST_VERSION, SUFFIX, Manifest
@@ -78,7 +79,7 @@ class ImageManifest:
         if self.manifest.varstore is None:
             return None
         name = self.manifest.varstore.file
-        if name in ("", ".", "..") or "/" in name or "\0" in name:
+        if not plain_name(name):
             raise ManifestError(
                 f"{self.path}: varstore.file must be a plain file name in the manifest's "
                 f"directory, not {name!r}"

@@ -187,6 +187,24 @@ def test_an_output_changed_in_place_is_found_when_the_entry_is_reused(tmp_path: 
     assert list(again.iterdir()) == []  # no copy of the damaged entry takes the build's space
 
 
+@pytest.mark.parametrize("name", ["../victim", "/abs/victim", "..", ""])
+def test_a_record_naming_a_file_outside_its_entry_is_damaged(tmp_path: Path, name: str) -> None:
+    """A cache record's names are joined to the entry and to the build's staging directory:
+    one that leads out of them makes the record damaged, and nothing outside is read,
+    written or removed."""
+    out, entry, again = _stored(tmp_path)
+    victim = again.parent / "victim"
+    victim.write_bytes(b"host file")
+    meta = entry / cache_record.ENTRY
+    record = json.loads(meta.read_text())
+    record["content"][name] = {"kind": "file", "size": 1, "sha256": "0" * 64}
+    meta.write_text(json.dumps(record))
+    wrong = reuse_image(entry, again)
+    assert isinstance(wrong, str) and f"names {name!r}" in wrong, wrong
+    assert cache_record.check(entry) == wrong
+    assert victim.read_bytes() == b"host file" and list(again.iterdir()) == []
+
+
 def test_outputs_are_copied_where_they_cannot_be_linked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
