@@ -13,6 +13,7 @@ regular file (a planted symlink, a device, a directory) is refused (composer/cor
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,7 +122,10 @@ def _copy_out(entry: Path, staging: Path, name: str, want: Mapping[str, Any]) ->
     """One file of an image entry copied into ``staging``, checked against its record and put
     on disk (publishing needs it there; done here, beside the other files' copies and hashes);
     what is wrong with it, if anything."""
-    if not (entry / name).is_file():
+    try:
+        if not stat.S_ISREG((entry / name).lstat().st_mode):  # a link is never followed
+            return f"{name} is not a regular file"
+    except FileNotFoundError:
         return f"{name} is missing"
     copy_file(entry / name, staging / name)
     wrong = cache_record.check_file(staging / name, name, want, hash_file=True)

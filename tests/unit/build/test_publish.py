@@ -205,6 +205,16 @@ def test_a_record_naming_a_file_outside_its_entry_is_damaged(tmp_path: Path, nam
     assert victim.read_bytes() == b"host file" and list(again.iterdir()) == []
 
 
+def test_an_entry_file_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
+    out, entry, again = _stored(tmp_path)
+    host = tmp_path / "host-file"
+    host.write_bytes((out / "img.raw").read_bytes())  # even with the recorded size and hash
+    (entry / "img.raw").unlink()
+    (entry / "img.raw").symlink_to(host)
+    assert reuse_image(entry, again) == "img.raw is not a regular file"
+    assert list(again.iterdir()) == []
+
+
 def test_outputs_are_copied_where_they_cannot_be_linked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
